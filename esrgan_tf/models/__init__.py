@@ -1,0 +1,5 @@
+"""Network architectures."""
+
+from esrgan_tf.models.rrdbnet import RRDBNet
+
+__all__ = ["RRDBNet"]

@@ -1,0 +1,218 @@
+"""RRDBNet, the ESRGAN generator (Wang et al. 2018, arXiv:1809.00219, §3.1 and Fig. 4).
+
+Layer names follow the BasicSR/Real-ESRGAN state-dict keys (`conv_first`, `body.N.rdbK.convJ`,
+`conv_body`, `conv_upI`, `conv_hr`, `conv_last`), so that checkpoint import and export in
+`esrgan_tf.weights` is a lookup table: see `RRDBNet.named_convs`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+SCALES = (2, 4, 8)
+UPSAMPLERS = ("depth_to_space", "nearest")
+
+# Residual scaling β = 0.2 inside each dense block and again around each RRDB (paper §3.1,
+# "empirically"; BasicSR rrdbnet_arch.py uses the same constant).
+RESIDUAL_SCALE = 0.2
+# LeakyReLU slope of the reference implementation.
+NEGATIVE_SLOPE = 0.2
+# Body convs use MSRA/He init scaled by 0.1 (paper supplementary §2: smaller initialisation makes
+# the very deep residual network easier to train). Scaling weights by 0.1 scales the variance by
+# 0.01, hence VarianceScaling(scale=2 * 0.01) == HeNormal × 0.1 (untruncated, as torch's kaiming).
+_BODY_INIT = dict(scale=2.0 * 0.01, mode="fan_in", distribution="untruncated_normal")
+_HE_INIT = dict(scale=2.0, mode="fan_in", distribution="untruncated_normal")
+
+
+def _conv(filters: int, name: str, init: dict, kernel_size: int = 3) -> keras.layers.Conv2D:
+  return keras.layers.Conv2D(
+      filters, kernel_size, padding="same", name=name,
+      kernel_initializer=keras.initializers.VarianceScaling(**init),
+      bias_initializer="zeros")
+
+
+def _lrelu(x):
+  return tf.nn.leaky_relu(x, alpha=NEGATIVE_SLOPE)
+
+
+@keras.saving.register_keras_serializable(package="esrgan_tf")
+class ResidualDenseBlock(keras.layers.Layer):
+  """Five 3×3 convs with dense (concatenated) connections; no activation after conv5."""
+
+  def __init__(self, num_features: int = 64, growth_channels: int = 32, **kwargs):
+    super().__init__(**kwargs)
+    self.num_features = num_features
+    self.growth_channels = growth_channels
+    self.convs = [_conv(growth_channels, f"conv{j}", _BODY_INIT) for j in range(1, 5)]
+    self.convs.append(_conv(num_features, "conv5", _BODY_INIT))
+
+  def build(self, input_shape):
+    channels = self.num_features
+    for conv in self.convs:
+      conv.build((None, None, None, channels))
+      channels += self.growth_channels
+
+  def call(self, x):
+    features = [x]
+    for conv in self.convs[:-1]:
+      features.append(_lrelu(conv(tf.concat(features, axis=-1))))
+    # conv5: no activation (the reference; a LeakyReLU here breaks imported weights).
+    out = self.convs[-1](tf.concat(features, axis=-1))
+    return out * RESIDUAL_SCALE + x
+
+  def get_config(self):
+    return {**super().get_config(), "num_features": self.num_features,
+            "growth_channels": self.growth_channels}
+
+
+@keras.saving.register_keras_serializable(package="esrgan_tf")
+class RRDB(keras.layers.Layer):
+  """Residual-in-residual dense block: three dense blocks and a scaled skip."""
+
+  def __init__(self, num_features: int = 64, growth_channels: int = 32, **kwargs):
+    super().__init__(**kwargs)
+    self.num_features = num_features
+    self.growth_channels = growth_channels
+    self.rdbs = [ResidualDenseBlock(num_features, growth_channels, name=f"rdb{k}")
+                 for k in range(1, 4)]
+
+  def build(self, input_shape):
+    for rdb in self.rdbs:
+      rdb.build(input_shape)
+
+  def call(self, x):
+    out = x
+    for rdb in self.rdbs:
+      out = rdb(out)
+    return out * RESIDUAL_SCALE + x
+
+  def get_config(self):
+    return {**super().get_config(), "num_features": self.num_features,
+            "growth_channels": self.growth_channels}
+
+
+@keras.saving.register_keras_serializable(package="esrgan_tf")
+class RRDBNet(keras.Model):
+  """The ESRGAN generator.
+
+  Takes float32 NHWC images in [0, 1] of any height and width and returns the upscaled image,
+  float32 and unclipped (clip and round at the edges: `esrgan_tf.imaging`, `esrgan_tf.export`).
+
+  Args:
+    in_channels: Input image channels.
+    out_channels: Output image channels.
+    num_features: Trunk width (nf).
+    num_blocks: Number of RRDBs (nb).
+    growth_channels: Dense-block growth (gc).
+    scale: Upscaling factor, one of 2, 4, 8 (one ×2 stage each).
+    upsampler: "depth_to_space" (conv nf→4·nf, depth_to_space(2), LeakyReLU per stage: sub-pixel
+      convolution) or "nearest" (nearest ×2, conv nf→nf, LeakyReLU per stage: the layout of the
+      official ESRGAN and Real-ESRGAN weights).
+    **kwargs: Passed to `keras.Model` (name, dtype policy).
+
+  Raises:
+    ValueError: On a scale or upsampler outside the allowed values.
+  """
+
+  def __init__(self, in_channels: int = 3, out_channels: int = 3, num_features: int = 64,
+               num_blocks: int = 23, growth_channels: int = 32, scale: int = 4,
+               upsampler: str = "depth_to_space", **kwargs):
+    if scale not in SCALES:
+      raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if upsampler not in UPSAMPLERS:
+      raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
+    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("num_features", num_features), ("num_blocks", num_blocks),
+                       ("growth_channels", growth_channels)):
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    kwargs.setdefault("name", "rrdbnet")
+    super().__init__(**kwargs)
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.num_features = num_features
+    self.num_blocks = num_blocks
+    self.growth_channels = growth_channels
+    self.scale = scale
+    self.upsampler = upsampler
+
+    nf = num_features
+    self.conv_first = _conv(nf, "conv_first", _HE_INIT)
+    self.body = [RRDB(nf, growth_channels, name=f"body.{i}") for i in range(num_blocks)]
+    self.conv_body = _conv(nf, "conv_body", _HE_INIT)
+    up_filters = 4 * nf if upsampler == "depth_to_space" else nf
+    self.conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT)
+                     for i in range(1, int(math.log2(scale)) + 1)]
+    self.conv_hr = _conv(nf, "conv_hr", _HE_INIT)
+    self.conv_last = _conv(out_channels, "conv_last", _HE_INIT)
+
+  def build(self, input_shape=(None, None, None, 3)):
+    nf = self.num_features
+    feature_shape = (None, None, None, nf)
+    self.conv_first.build((None, None, None, self.in_channels))
+    for block in self.body:
+      block.build(feature_shape)
+    self.conv_body.build(feature_shape)
+    for conv in self.conv_ups:
+      conv.build(feature_shape)
+    self.conv_hr.build(feature_shape)
+    self.conv_last.build(feature_shape)
+    self.built = True
+
+  def _upsample(self, x, conv):
+    if self.upsampler == "depth_to_space":
+      return _lrelu(tf.nn.depth_to_space(conv(x), 2))
+    # tf.image.resize nearest lowers to RESIZE_NEAREST_NEIGHBOR, which the TFLite GPU delegate
+    # runs; keras.layers.UpSampling2D lowers to TILE/EXPAND_DIMS, which it rejects. For an exact
+    # ×2 factor this equals PyTorch's F.interpolate(mode="nearest") used by the official weights.
+    size = tf.shape(x)[1:3] * 2
+    x = tf.image.resize(x, size, method="nearest")
+    return _lrelu(conv(x))
+
+  def call(self, inputs):
+    feat = self.conv_first(inputs)
+    body = feat
+    for block in self.body:
+      body = block(body)
+    feat = feat + self.conv_body(body)
+    for conv in self.conv_ups:
+      feat = self._upsample(feat, conv)
+    return self.conv_last(_lrelu(self.conv_hr(feat)))
+
+  def named_convs(self) -> dict[str, keras.layers.Conv2D]:
+    """Conv layers keyed by their BasicSR/Real-ESRGAN state-dict prefix, in network order.
+
+    Returns:
+      e.g. {"conv_first": ..., "body.0.rdb1.conv1": ..., "conv_up1": ..., "conv_last": ...}.
+      Keras kernels are (kh, kw, in, out); torch weights are (out, in, kh, kw).
+    """
+    convs = {"conv_first": self.conv_first}
+    for i, block in enumerate(self.body):
+      for k, rdb in enumerate(block.rdbs, start=1):
+        for j, conv in enumerate(rdb.convs, start=1):
+          convs[f"body.{i}.rdb{k}.conv{j}"] = conv
+    convs["conv_body"] = self.conv_body
+    for i, conv in enumerate(self.conv_ups, start=1):
+      convs[f"conv_up{i}"] = conv
+    convs["conv_hr"] = self.conv_hr
+    convs["conv_last"] = self.conv_last
+    return convs
+
+  def get_config(self):
+    return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+            "num_features": self.num_features, "num_blocks": self.num_blocks,
+            "growth_channels": self.growth_channels, "scale": self.scale,
+            "upsampler": self.upsampler, "name": self.name}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  def arch_config(self) -> dict:
+    """The architecture arguments only (no name): what identifies compatible weights."""
+    config = self.get_config()
+    config.pop("name")
+    return config
