@@ -56,7 +56,8 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
   Args:
     model: An `RRDBNet` (or any Keras model with a `scale` attribute).
     name: For messages.
-    precision: "float32", or "bfloat16" to compute in bfloat16 (inputs/outputs stay float32).
+    precision: "float32", or "bfloat16" to compute in bfloat16 (inputs/outputs stay float32;
+      exactly what is asked: CLI flags go through `esrgan_tf.precision.resolve_precision`).
 
   Returns:
     An `Upscaler`.
@@ -66,6 +67,10 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
   if precision not in ("float32", "bfloat16"):
     raise ModelError(f"{name}: precision must be float32 or bfloat16, got {precision!r}")
   channels = getattr(model, "in_channels", 3)
+
+  if precision == "bfloat16":
+    from esrgan_tf.models import rrdbnet  # pylint: disable=g-import-not-at-top
+    model = rrdbnet.with_dtype(model, "bfloat16")
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)])
   def run(x):

@@ -27,9 +27,9 @@ _BODY_INIT = dict(scale=2.0 * 0.01, mode="fan_in", distribution="untruncated_nor
 _HE_INIT = dict(scale=2.0, mode="fan_in", distribution="untruncated_normal")
 
 
-def _conv(filters: int, name: str, init: dict, kernel_size: int = 3) -> keras.layers.Conv2D:
+def _conv(filters: int, name: str, init: dict, dtype=None) -> keras.layers.Conv2D:
   return keras.layers.Conv2D(
-      filters, kernel_size, padding="same", name=name,
+      filters, 3, padding="same", name=name, dtype=dtype,
       kernel_initializer=keras.initializers.VarianceScaling(**init),
       bias_initializer="zeros")
 
@@ -46,8 +46,9 @@ class ResidualDenseBlock(keras.layers.Layer):
     super().__init__(**kwargs)
     self.num_features = num_features
     self.growth_channels = growth_channels
-    self.convs = [_conv(growth_channels, f"conv{j}", _BODY_INIT) for j in range(1, 5)]
-    self.convs.append(_conv(num_features, "conv5", _BODY_INIT))
+    dtype = self.dtype_policy
+    self.convs = [_conv(growth_channels, f"conv{j}", _BODY_INIT, dtype) for j in range(1, 5)]
+    self.convs.append(_conv(num_features, "conv5", _BODY_INIT, dtype))
 
   def build(self, input_shape):
     channels = self.num_features
@@ -76,8 +77,8 @@ class RRDB(keras.layers.Layer):
     super().__init__(**kwargs)
     self.num_features = num_features
     self.growth_channels = growth_channels
-    self.rdbs = [ResidualDenseBlock(num_features, growth_channels, name=f"rdb{k}")
-                 for k in range(1, 4)]
+    self.rdbs = [ResidualDenseBlock(num_features, growth_channels, name=f"rdb{k}",
+                                    dtype=self.dtype_policy) for k in range(1, 4)]
 
   def build(self, input_shape):
     for rdb in self.rdbs:
@@ -139,15 +140,18 @@ class RRDBNet(keras.Model):
     self.scale = scale
     self.upsampler = upsampler
 
-    nf = num_features
-    self.conv_first = _conv(nf, "conv_first", _HE_INIT)
-    self.body = [RRDB(nf, growth_channels, name=f"body.{i}") for i in range(num_blocks)]
-    self.conv_body = _conv(nf, "conv_body", _HE_INIT)
+    # Sublayers share the model's dtype policy, so RRDBNet(dtype="bfloat16") computes in bf16
+    # throughout (inference) and "mixed_bfloat16"/"mixed_float16" give mixed precision.
+    nf, dtype = num_features, self.dtype_policy
+    self.conv_first = _conv(nf, "conv_first", _HE_INIT, dtype)
+    self.body = [RRDB(nf, growth_channels, name=f"body.{i}", dtype=dtype)
+                 for i in range(num_blocks)]
+    self.conv_body = _conv(nf, "conv_body", _HE_INIT, dtype)
     up_filters = 4 * nf if upsampler == "depth_to_space" else nf
-    self.conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT)
+    self.conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT, dtype)
                      for i in range(1, int(math.log2(scale)) + 1)]
-    self.conv_hr = _conv(nf, "conv_hr", _HE_INIT)
-    self.conv_last = _conv(out_channels, "conv_last", _HE_INIT)
+    self.conv_hr = _conv(nf, "conv_hr", _HE_INIT, dtype)
+    self.conv_last = _conv(out_channels, "conv_last", _HE_INIT, dtype)
 
   def build(self, input_shape=(None, None, None, 3)):
     nf = self.num_features
@@ -202,10 +206,13 @@ class RRDBNet(keras.Model):
     return convs
 
   def get_config(self):
-    return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-            "num_features": self.num_features, "num_blocks": self.num_blocks,
-            "growth_channels": self.growth_channels, "scale": self.scale,
-            "upsampler": self.upsampler, "name": self.name}
+    config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+              "num_features": self.num_features, "num_blocks": self.num_blocks,
+              "growth_channels": self.growth_channels, "scale": self.scale,
+              "upsampler": self.upsampler, "name": self.name}
+    if self.dtype_policy.name != "float32":
+      config["dtype"] = self.dtype_policy.name
+    return config
 
   @classmethod
   def from_config(cls, config):
@@ -215,4 +222,14 @@ class RRDBNet(keras.Model):
     """The architecture arguments only (no name): what identifies compatible weights."""
     config = self.get_config()
     config.pop("name")
+    config.pop("dtype", None)
     return config
+
+
+def with_dtype(model: RRDBNet, dtype: str) -> RRDBNet:
+  """A copy of `model` under another dtype policy (e.g. "bfloat16"), weights cast."""
+  clone = RRDBNet(**model.arch_config(), dtype=dtype)
+  clone.build()
+  for target, source in zip(clone.weights, model.weights):
+    target.assign(tf.cast(source, target.dtype))
+  return clone

@@ -1,0 +1,116 @@
+"""Frozen VGG19 feature extractor for the perceptual loss (ESRGAN §3.3).
+
+ESRGAN takes the features *before* the activation (paper §3.3: activated features are sparse
+and give weaker supervision). Rather than mutating `layer.activation` of a built Keras model, we
+rebuild the VGG19 trunk up to the deepest requested layer from fresh layers: every conv is a
+new `Conv2D(activation=None)` holding a copy of the pretrained kernel and bias, followed by an
+explicit ReLU, so the pre-activation tensor of any conv is available.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+import keras
+import tensorflow as tf
+
+# Caffe-style ImageNet preprocessing of the Keras VGG weights: RGB→BGR, [0, 255], minus the
+# per-channel BGR mean, no scaling (keras/src/applications/imagenet_utils.py,
+# `preprocess_input(mode="caffe")`).
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+# File name keras.applications.VGG19(include_top=False, weights="imagenet") downloads into
+# $KERAS_HOME/models (default ~/.keras/models) (keras/src/applications/vgg19.py).
+IMAGENET_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+DEFAULT_LAYERS = {"block5_conv4": 1.0}  # ESRGAN: VGG19 conv5_4 before activation.
+
+
+def imagenet_weights_path() -> Optional[str]:
+  """The locally cached ImageNet VGG19 (no top) weights file, or None if not downloaded.
+
+  Returns:
+    The path under $KERAS_HOME/models (or ~/.keras/models) if the file exists, else None.
+  """
+  home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+  path = os.path.join(home, "models", IMAGENET_NOTOP_FILE)
+  return path if os.path.isfile(path) else None
+
+
+def caffe_preprocess(images):
+  """[0, 1] RGB float images → caffe-preprocessed BGR (×255, minus the ImageNet BGR mean)."""
+  bgr = tf.reverse(images, axis=[-1]) * 255.0
+  return bgr - tf.constant(CAFFE_BGR_MEAN, dtype=bgr.dtype)
+
+
+@keras.saving.register_keras_serializable(package="esrgan_tf")
+class VGGFeatureExtractor(keras.Model):
+  """Pre-activation VGG19 features of [0, 1] RGB images. Not trainable.
+
+  Args:
+    layers: {VGG19 conv layer name: loss weight}, e.g. {"block5_conv4": 1.0} (ESRGAN) or
+      {"block1_conv2": 0.1, ..., "block5_conv4": 1.0}. Only conv layers (pre-activation).
+    weights: "imagenet" (Keras downloads into ~/.keras/models when missing), a path to a
+      weights file for `keras.applications.VGG19(include_top=False)` (.weights.h5 or the Keras
+      .h5), or None (random init: tests only; a perceptual loss on it is meaningless).
+    preprocess: Apply caffe preprocessing to the [0, 1] RGB input (default True).
+    **kwargs: Passed to `keras.Model`.
+
+  Call returns {layer name: float features [N, h, w, c]}, in the order of `layers`.
+
+  Raises:
+    ValueError: On an empty `layers`, a non-conv or unknown layer name, or a missing weights file.
+  """
+
+  def __init__(self, layers: Optional[Mapping[str, float]] = None, weights=None,
+               preprocess: bool = True, **kwargs):
+    layers = dict(DEFAULT_LAYERS if layers is None else layers)
+    if not layers:
+      raise ValueError("VGGFeatureExtractor needs at least one layer")
+    if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
+      raise ValueError(f"VGG19 weights file {weights!r} does not exist")
+    kwargs.setdefault("name", "vgg_features")
+    super().__init__(**kwargs)
+    self.layer_weights = {str(k): float(v) for k, v in layers.items()}
+    self.weights_source = weights
+    self.preprocess = preprocess
+
+    vgg = keras.applications.VGG19(include_top=False, weights=weights,
+                                   input_shape=(None, None, 3))
+    names = [layer.name for layer in vgg.layers]
+    for name in self.layer_weights:
+      if name not in names or not name.startswith("block") or "_conv" not in name:
+        convs = [n for n in names if "_conv" in n]
+        raise ValueError(f"unknown VGG19 conv layer {name!r}; choose from {convs}")
+    last = max(names.index(name) for name in self.layer_weights)
+    # Fresh layers copying the pretrained ones, up to the deepest requested conv.
+    self.trunk = []
+    for layer in vgg.layers[1:last + 1]:
+      if isinstance(layer, keras.layers.Conv2D):
+        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, padding=layer.padding,
+                                   activation=None, name=layer.name)
+        conv.build((None, None, None, layer.kernel.shape[2]))
+        conv.set_weights(layer.get_weights())
+        self.trunk.append(conv)
+      elif isinstance(layer, keras.layers.MaxPooling2D):
+        self.trunk.append(keras.layers.MaxPooling2D(layer.pool_size, layer.strides,
+                                                    name=layer.name))
+      else:
+        raise TypeError(f"unexpected VGG19 layer {layer.name} ({type(layer).__name__})")
+    del vgg
+    self.trainable = False
+    self.built = True
+
+  def call(self, images):
+    x = caffe_preprocess(images) if self.preprocess else images
+    features = {}
+    for layer in self.trunk:
+      x = layer(x)
+      if isinstance(layer, keras.layers.Conv2D):
+        if layer.name in self.layer_weights:
+          features[layer.name] = x
+        x = tf.nn.relu(x)
+    return {name: features[name] for name in self.layer_weights}
+
+  def get_config(self):
+    return {"layers": self.layer_weights, "weights": None, "preprocess": self.preprocess,
+            "name": self.name}

@@ -1,0 +1,95 @@
+"""Tests for esrgan_tf.upscaler: the one place every --model flag is resolved."""
+
+import numpy as np
+import pytest
+
+from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf.models import RRDBNet
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tmp_path_factory):
+  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2, upsampler="nearest")
+  model.build()
+  path = tmp_path_factory.mktemp("m") / "tiny.keras"
+  model.save(path)
+  return model, str(path)
+
+
+def test_keras_file_gives_same_numbers(tiny_keras):
+  model, path = tiny_keras
+  up = upscaler_lib.load_upscaler(path)
+  x = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
+  assert up.scale == 2
+  assert up.info["arch"]["upsampler"] == "nearest"
+  np.testing.assert_allclose(up(x), model(x).numpy(), atol=1e-6)
+  assert isinstance(upscaler_lib.load_generator(path), RRDBNet)
+
+
+def test_keras_upscaler_traces_once_for_all_sizes(tiny_keras):
+  model, _ = tiny_keras
+  up = upscaler_lib.keras_upscaler(model)
+  for shape in [(1, 4, 4, 3), (3, 9, 5, 3), (1, 17, 2, 3)]:
+    out = up(np.zeros(shape, np.float32))
+    assert out.shape == (shape[0], shape[1] * 2, shape[2] * 2, 3)
+  # The tf.function is the closure's only traced function; its input_signature is fully dynamic.
+  run = up.fn.__closure__[0].cell_contents
+  assert run.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.keras", None, "no such file"),
+    ("weights.h5", b"x", "unrecognised model"),
+    ("broken.keras", b"not a zip archive", "not a loadable .keras model"),
+])
+def test_bad_specs_name_the_file(tmp_path, name, content, message):
+  path = tmp_path / name
+  if content is not None:
+    path.write_bytes(content)
+  with pytest.raises(upscaler_lib.ModelError, match=message) as info:
+    upscaler_lib.load_upscaler(str(path))
+  assert str(path) in str(info.value)
+
+
+def test_load_generator_refuses_tflite(tmp_path):
+  path = tmp_path / "m.tflite"
+  path.write_bytes(b"\0" * 16)
+  with pytest.raises(upscaler_lib.ModelError, match="not a Keras generator"):
+    upscaler_lib.load_generator(str(path))
+
+
+def test_bfloat16_computes_in_bfloat16_close_to_float32(tiny_keras):
+  model, _ = tiny_keras
+  x = np.random.default_rng(1).random((1, 16, 16, 3)).astype(np.float32)
+  f32 = upscaler_lib.keras_upscaler(model)(x)
+  bf16 = upscaler_lib.keras_upscaler(model, precision="bfloat16")(x)
+  assert bf16.dtype == np.float32
+  err = np.abs(bf16 - f32)
+  # bf16 keeps 8 significant bits: relative error ~2^-8 per op, so clearly non-zero but small.
+  assert 0 < err.max() < 0.1 * np.abs(f32).max()
+  with pytest.raises(upscaler_lib.ModelError, match="precision"):
+    upscaler_lib.keras_upscaler(model, precision="float16")
+
+
+def test_bf16_model_variables_and_compute_are_bf16():
+  from esrgan_tf.models import rrdbnet
+  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
+  model.build()
+  clone = rrdbnet.with_dtype(model, "bfloat16")
+  assert {w.dtype for w in clone.weights} == {"bfloat16"}
+  assert clone(np.zeros((1, 4, 4, 3), np.float32)).dtype == "bfloat16"
+  assert clone.get_config()["dtype"] == "bfloat16"
+  assert clone.arch_config() == model.arch_config()
+
+
+def test_resolve_precision_falls_back_without_native_bf16(tmp_path):
+  from esrgan_tf import precision
+  no_bf16 = tmp_path / "cpuinfo_plain"
+  no_bf16.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
+  with_bf16 = tmp_path / "cpuinfo_bf16"
+  with_bf16.write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
+  assert precision.resolve_precision("bfloat16", cpuinfo_path=str(no_bf16)) == "float32"
+  assert precision.resolve_precision("bfloat16", cpuinfo_path=str(with_bf16)) == "bfloat16"
+  assert precision.resolve_precision("float32", cpuinfo_path=str(with_bf16)) == "float32"
+  with pytest.raises(ValueError, match="precision must be one of"):
+    precision.resolve_precision("fp8")
