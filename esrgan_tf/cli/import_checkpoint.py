@@ -1,0 +1,36 @@
+r"""esrgan-import: a published RRDBNet checkpoint → a native .keras generator (no PyTorch needed).
+
+  esrgan-import --checkpoint=RealESRGAN_x4plus.pth --output=realesrgan_x4plus.keras
+  esrgan-import --checkpoint=RRDB_ESRGAN_x4.pth --output=esrgan_x4.keras       # 2018 release
+  esrgan-import --checkpoint=realesrgan-x4plus.param --output=x4plus.keras     # ncnn pair
+
+Reads PyTorch .pth/.pt (zip or legacy, pickles never executed), .safetensors and ncnn .param/.bin
+in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may also end with .pth or
+.safetensors to convert into the BasicSR layout.
+"""
+
+from absl import app
+from absl import flags
+
+from esrgan_tf import weights
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint file to import.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file: .keras (or .pth/.safetensors).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _CHECKPOINT.value or not _OUTPUT.value:
+    raise app.UsageError("--checkpoint and --output are required")
+  try:
+    model = weights.load_checkpoint(_CHECKPOINT.value)
+    weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
+  except weights.CheckpointError as e:
+    raise app.UsageError(str(e))
+  print(f"{_OUTPUT.value}: {model.arch_config()}")
+
+
+def run():
+  app.run(main)

@@ -1,0 +1,40 @@
+r"""esrgan-interpolate: network interpolation θ = (1 − α)·θ_a + α·θ_b (ESRGAN paper §3.4).
+
+  esrgan-interpolate --a=runs/psnr/ --b=runs/gan/ --alpha=0.8 --output=interp_08.keras
+  esrgan-interpolate --a=RRDB_PSNR_x4.pth --b=RRDB_ESRGAN_x4.pth --alpha=0.8 --output=x4.pth
+
+`--a` (usually the PSNR-oriented model) and `--b` (the GAN model) take anything `--model` takes
+that yields a generator, with equal architectures; the output format follows its suffix
+(.keras, .pth, .safetensors).
+"""
+
+from absl import app
+from absl import flags
+
+from esrgan_tf import upscaler
+from esrgan_tf import weights
+
+_A = flags.DEFINE_string("a", None, "Model at alpha=0 (PSNR-oriented).")
+_B = flags.DEFINE_string("b", None, "Model at alpha=1 (GAN).")
+_ALPHA = flags.DEFINE_float("alpha", 0.8, "Interpolation weight of --b, in [0, 1].")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file: .keras, .pth or .safetensors.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not (_A.value and _B.value and _OUTPUT.value):
+    raise app.UsageError("--a, --b and --output are required")
+  try:
+    model_a = upscaler.load_generator(_A.value)
+    model_b = upscaler.load_generator(_B.value)
+    model = weights.interpolate(model_a, model_b, _ALPHA.value)
+    weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
+  except (upscaler.ModelError, ValueError) as e:
+    raise app.UsageError(str(e))
+  print(f"{_OUTPUT.value}: alpha={_ALPHA.value} {model.arch_config()}")
+
+
+def run():
+  app.run(main)

@@ -1,0 +1,206 @@
+"""Checkpoint interop without PyTorch: read published RRDBNet weights, write BasicSR files.
+
+Readers (never executing a pickle; see `torch_pickle`): PyTorch zip and legacy `.pth`/`.pt`,
+`.safetensors`, ncnn `.param` + `.bin`. Layouts (`layouts`): ESRGAN old/new arch, BasicSR and
+Real-ESRGAN (`params_ema` preferred over `params`, `module.` prefixes stripped). Writers: BasicSR
+layout `.pth` (`{"params_ema", "params"}`, readable by `torch.load(weights_only=True)`) and
+`.safetensors`, for `upsampler="nearest"` generators.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from esrgan_tf.weights import layouts
+from esrgan_tf.weights import ncnn
+from esrgan_tf.weights import safetensors_io
+from esrgan_tf.weights import torch_pickle
+from esrgan_tf.weights.errors import CheckpointError
+
+TORCH_SUFFIXES = (".pth", ".pt")
+NCNN_SUFFIXES = (".param", ".bin")
+SAVE_SUFFIXES = (".keras", ".pth", ".safetensors")
+
+__all__ = ["CheckpointError", "interpolate", "load_checkpoint", "read_state_dict",
+           "save_checkpoint", "save_model"]
+
+
+def _suffix(path: str) -> str:
+  return os.path.splitext(path)[1].lower()
+
+
+def _select_state_dict(path: str, obj) -> dict:
+  """Unwraps training checkpoints ({"params_ema": ...}) down to the flat state dict."""
+  while isinstance(obj, dict):
+    wrapper = next((k for k in layouts.WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+    if wrapper is None:
+      break
+    obj = obj[wrapper]
+  if not isinstance(obj, dict):
+    raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+  not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch_pickle.TensorRef)]
+  if not_tensors:
+    raise CheckpointError(f"{path}: state dict entries are not tensors: {not_tensors[:10]}")
+  return obj
+
+
+def _looks_like_torch(path: str) -> bool:
+  with open(path, "rb") as f:
+    head = f.read(len(torch_pickle.LEGACY_PREFIX))
+  return head.startswith(b"PK\x03\x04") or head == torch_pickle.LEGACY_PREFIX
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a checkpoint file's flat state dict as numpy arrays (no layout mapping).
+
+  Args:
+    path: .pth/.pt (zip or legacy torch), .safetensors, or ncnn .param/.bin.
+
+  Returns:
+    name -> array (ncnn files come back already BasicSR-named).
+
+  Raises:
+    CheckpointError: Unknown suffix, unreadable or refused file.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise CheckpointError(f"{path}: no such file")
+  suffix = _suffix(path)
+  if suffix == ".bin" and _looks_like_torch(path):  # e.g. a torch pickle named pytorch_model.bin
+    suffix = ".pth"
+  if suffix in TORCH_SUFFIXES:
+    with torch_pickle.read_torch_checkpoint(path) as checkpoint:
+      tensors = _select_state_dict(path, checkpoint.obj)
+      return {str(k): checkpoint.array(v) for k, v in tensors.items()}
+  if suffix == ".safetensors":
+    return safetensors_io.read_safetensors(path)
+  if suffix in NCNN_SUFFIXES:
+    return ncnn.read_ncnn(path)
+  raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; expected .pth/.pt, "
+                        ".safetensors or an ncnn .param/.bin")
+
+
+def load_checkpoint(path: str):
+  """Loads a published RRDBNet checkpoint as a Keras `RRDBNet` (upsampler="nearest").
+
+  Args:
+    path: .pth/.pt, .safetensors, or ncnn .param/.bin.
+
+  Returns:
+    A built `esrgan_tf.models.RRDBNet` holding the weights (float32).
+
+  Raises:
+    CheckpointError: Unreadable/refused file, unrecognised layout, inconsistent shapes.
+  """
+  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+
+  path = os.fspath(path)
+  state = read_state_dict(path)
+  try:
+    state, _ = layouts.to_basicsr(state)
+    arch = layouts.infer_arch(state)
+    model = RRDBNet(**arch)
+    model.build((None, None, None, arch["in_channels"]))
+    layouts.assign_state(model, state)
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from None
+  except ValueError as e:  # RRDBNet rejecting the inferred arguments
+    raise CheckpointError(f"{path}: {e}") from None
+  return model
+
+
+def save_checkpoint(model, path: str, *, overwrite: bool = False):
+  """Writes an RRDBNet in the BasicSR layout as .pth (torch zip) or .safetensors, atomically.
+
+  Args:
+    model: An `RRDBNet` with upsampler="nearest".
+    path: Ends with .pth or .safetensors.
+    overwrite: Replace an existing file.
+
+  Raises:
+    CheckpointError: Other suffix, existing file, or a depth_to_space generator.
+  """
+  path = os.fspath(path)
+  suffix = _suffix(path)
+  if suffix not in (".pth", ".safetensors"):
+    raise CheckpointError(f"{path}: checkpoints are written as .pth or .safetensors")
+  _check_target(path, overwrite)
+  state = layouts.model_state(model)
+  if suffix == ".pth":
+    torch_pickle.atomic_write(path, lambda f: torch_pickle.write_torch_zip(f, state))
+  else:
+    torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
+
+
+def _check_target(path: str, overwrite: bool):
+  if os.path.exists(path) and not overwrite:
+    raise CheckpointError(f"{path}: exists (pass overwrite to replace it)")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"{path}: directory {directory} does not exist")
+
+
+def save_model(model, path: str, *, overwrite: bool = False):
+  """Saves a generator by suffix: .keras (native), .pth or .safetensors (BasicSR layout).
+
+  Args:
+    model: An `RRDBNet`.
+    path: Target file.
+    overwrite: Replace an existing file.
+
+  Raises:
+    CheckpointError: Unsupported suffix, existing file, or a layout that cannot be exported.
+  """
+  path = os.fspath(path)
+  suffix = _suffix(path)
+  if suffix not in SAVE_SUFFIXES:
+    raise CheckpointError(f"{path}: output must end with one of {', '.join(SAVE_SUFFIXES)}")
+  if suffix != ".keras":
+    save_checkpoint(model, path, overwrite=overwrite)
+    return
+  _check_target(path, overwrite)
+  directory, name = os.path.split(os.path.abspath(path))
+  tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}.keras")
+  try:
+    model.save(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def interpolate(model_a, model_b, alpha: float):
+  """Network interpolation θ = (1 − α)·θa + α·θb (ESRGAN paper §3.4), computed in float64.
+
+  Args:
+    model_a: The alpha = 0 generator (PSNR-oriented).
+    model_b: The alpha = 1 generator (GAN); same architecture.
+    alpha: Weight of `model_b`, in [0, 1].
+
+  Returns:
+    A new built `RRDBNet` with the interpolated weights.
+
+  Raises:
+    ValueError: alpha outside [0, 1] or different architectures.
+  """
+  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+  configs = [getattr(m, "arch_config", lambda: None)() for m in (model_a, model_b)]
+  if None in configs:
+    raise ValueError("can only interpolate RRDBNet generators")
+  differences = [f"{k}: {configs[0][k]} vs {configs[1].get(k)}" for k in configs[0]
+                 if configs[0][k] != configs[1].get(k)]
+  if differences:
+    raise ValueError(f"cannot interpolate different architectures (a vs b: "
+                     f"{', '.join(differences)})")
+  model = RRDBNet(**configs[0])
+  model.build((None, None, None, configs[0]["in_channels"]))
+  model.set_weights([
+      ((1.0 - alpha) * np.asarray(a, np.float64) + alpha * np.asarray(b, np.float64)
+       ).astype(np.float32)
+      for a, b in zip(model_a.get_weights(), model_b.get_weights())])
+  return model

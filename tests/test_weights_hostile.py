@@ -1,0 +1,279 @@
+"""Hostile checkpoints: every one refused with a clear error, no payload ever executed.
+
+Each pickle payload would create a canary file if it ran (a positive control below runs some of
+them through the standard, unrestricted `pickle.loads` to prove it); the reader must refuse it
+and the canary must not exist. Payloads are placed in each pickle slot the reader loads: a zip's
+data.pkl, and the legacy format's first (magic number) and main pickles.
+"""
+
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from esrgan_tf import weights
+import weights_fixtures as wf
+
+
+def _str(text: str) -> bytes:
+  encoded = text.encode()
+  return b"X" + struct.pack("<I", len(encoded)) + encoded  # BINUNICODE
+
+
+def _short(text: str) -> bytes:
+  return b"\x8c" + bytes([len(text)]) + text.encode()  # SHORT_BINUNICODE (protocol 4)
+
+
+def _payloads(canary: str) -> dict:
+  """name -> (pickle bytes, runs under plain pickle.loads and creates the canary)."""
+  touch = f"touch {canary}"
+  write = f"open({canary!r}, 'w').close()"
+  return {
+      "GLOBAL os.system + REDUCE": (b"\x80\x02cos\nsystem\n" + _str(touch) + b"\x85R.", True),
+      "GLOBAL posix.system": (b"\x80\x02cposix\nsystem\n" + _str(touch) + b"\x85R.", True),
+      "GLOBAL builtins.eval": (b"\x80\x02cbuiltins\neval\n" + _str(write) + b"\x85R.", True),
+      "GLOBAL builtins.exec": (b"\x80\x02cbuiltins\nexec\n" + _str(write) + b"\x85R.", True),
+      "GLOBAL subprocess.Popen": (b"\x80\x02csubprocess\nPopen\n(" + _str("touch")
+                                  + _str(canary) + b"l\x85R.", True),
+      "getattr(__import__('os'), 'system')": (
+          b"\x80\x02cbuiltins\ngetattr\n(cbuiltins\n__import__\n" + _str("os") + b"\x85R"
+          + _str("system") + b"tR" + _str(touch) + b"\x85R.", True),
+      "STACK_GLOBAL os.system": (b"\x80\x04" + _short("os") + _short("system") + b"\x93"
+                                 + _short(touch) + b"\x85R.", True),
+      "STACK_GLOBAL via memo": (b"\x80\x04" + _short("os") + b"\x94" + _short("system") + b"\x94"
+                                + b"h\x00h\x01\x93" + _short(touch) + b"\x85R.", True),
+      "INST os.system": (b"(S'" + touch.encode() + b"'\nios\nsystem\n.", True),
+      "OBJ os.system": (b"\x80\x02(cos\nsystem\n" + _str(touch) + b"o.", True),
+      "OBJ on an admitted class": (b"\x80\x02(ccollections\nOrderedDict\no.", False),
+      "NEWOBJ subprocess.Popen": (b"\x80\x02csubprocess\nPopen\n(" + _str("touch") + _str(canary)
+                                  + b"l\x85\x81.", False),
+      "NEWOBJ on an admitted class": (b"\x80\x02ccollections\nOrderedDict\n)\x81.", False),
+      "EXT1 (copyreg registry)": (b"\x80\x02\x82\x01.", False),
+      "torch.storage._load_from_bytes": (b"\x80\x02ctorch.storage\n_load_from_bytes\nC\x01x\x85R.",
+                                         False),
+      "BUILD injecting state into OrderedDict": (
+          b"\x80\x02ccollections\nOrderedDict\n)R}" + _str("__reduce__") + _str("x") + b"sb.",
+          False),
+      "BUILD on a storage type stand-in": (b"\x80\x02ctorch\nFloatStorage\n}b.", False),
+      "REDUCE on a storage type stand-in": (b"\x80\x02ctorch\nFloatStorage\n)R.", False),
+      "_rebuild_tensor_v2 without a storage": (
+          b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(" + _str(touch) + b"K\x00)))tR.", False),
+      "persistent id that is not a storage": (b"\x80\x02(" + _str("module") + _str("os")
+                                              + b"tQ.", False),
+      "text PERSID": (b"\x80\x02Pstorage\n.", False),
+  }
+
+
+_NAMES = list(_payloads("x"))
+
+
+def _container(tmp_path, slot: str, payload: bytes):
+  path = tmp_path / "model.pth"
+  if slot == "zip data.pkl":
+    wf.write_zip(path, {}, data_pkl=payload)
+  elif slot == "legacy magic pickle":
+    # The genuine magic-number pickle minus its STOP, POP, then the payload's opcodes: the reader
+    # recognises the file and must refuse while loading its very first pickle.
+    magic = pickle.dumps(wf.LEGACY_MAGIC, protocol=2)[:-1] + b"0"
+    body = payload[2:] if payload.startswith(b"\x80") else payload
+    path.write_bytes(wf.legacy_bytes({}, magic_pickle=magic + body))
+  else:
+    path.write_bytes(wf.legacy_bytes({}, main_pickle=payload))
+  return str(path)
+
+
+@pytest.mark.parametrize("slot", ["zip data.pkl", "legacy magic pickle", "legacy main pickle"])
+@pytest.mark.parametrize("name", _NAMES)
+def test_hostile_pickle_refused_without_execution(tmp_path, slot, name):
+  canary = tmp_path / "canary"
+  payload, _ = _payloads(str(canary))[name]
+  path = _container(tmp_path, slot, payload)
+  with pytest.raises(weights.CheckpointError, match=r"model\.pth: .*(refused|corrupt pickle)"):
+    weights.load_checkpoint(path)
+  assert not canary.exists()
+
+
+@pytest.mark.parametrize("name", ["GLOBAL os.system + REDUCE", "GLOBAL builtins.exec",
+                                  "STACK_GLOBAL via memo", "INST os.system", "OBJ os.system",
+                                  "getattr(__import__('os'), 'system')"])
+def test_positive_control_payloads_do_create_the_canary(tmp_path, name):
+  """The same bytes through an unrestricted unpickler: the canary appears (the tests can fail)."""
+  canary = tmp_path / "canary"
+  payload, live = _payloads(str(canary))[name]
+  assert live
+  try:
+    pickle.loads(payload)
+  except Exception:  # pylint: disable=broad-except  the payload's return value is irrelevant
+    pass
+  assert canary.exists()
+
+
+def test_refusal_messages_name_the_global(tmp_path):
+  payload, _ = _payloads(str(tmp_path / "canary"))["STACK_GLOBAL os.system"]
+  with pytest.raises(weights.CheckpointError, match=r"refused pickle global os\.system"):
+    weights.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
+  payload, _ = _payloads(str(tmp_path / "canary"))["INST os.system"]
+  with pytest.raises(weights.CheckpointError, match="refused pickle opcode INST"):
+    weights.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
+
+
+# --- storages and tensors ------------------------------------------------------------------------
+
+def _float_tensor(key="0", numel=16, data_elems=16, size=(4, 4), stride=(4, 1), offset=0,
+                  type_name="FloatStorage"):
+  data = np.arange(data_elems, dtype="<f4").tobytes()
+  return wf.Tensor(wf.Storage(key, type_name, numel, data), offset, size, stride)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_storage_declaring_more_bytes_than_exist(tmp_path, fmt):
+  obj = {"w": _float_tensor(numel=1 << 20, data_elems=16, size=(16,), stride=(1,))}
+  path = tmp_path / "big.pth"
+  if fmt == "zip":
+    wf.write_zip(path, obj)
+    match = r"storage data/0 declares 1048576 float32 elements \(4194304 bytes\) but holds 64"
+  else:
+    path.write_bytes(wf.legacy_bytes(obj))
+    match = "storage 0 declares 4194304 bytes but only 64 remain"
+  with pytest.raises(weights.CheckpointError, match=match):
+    weights.read_state_dict(str(path))
+
+
+@pytest.mark.parametrize("tensor,match", [
+    (_float_tensor(size=(4, 4), stride=(5, 1)), r"reaches element 18 of a storage of 16"),
+    (_float_tensor(size=(4, 4), stride=(4, 1), offset=1), r"reaches element 16 of a storage"),
+    (_float_tensor(size=(1000, 1000), stride=(0, 0)), "more elements than its storage"),
+    (_float_tensor(size=(4, 4), stride=(4, -1)), "stride must be a tuple of non-negative"),
+    (_float_tensor(size=(4, 4), stride=(4,)), "differ in length"),
+], ids=["stride", "offset", "zero-stride bomb", "negative stride", "rank mismatch"])
+def test_tensor_outside_its_storage(tmp_path, tensor, match):
+  for fmt in ("zip", "legacy"):
+    path = tmp_path / f"{fmt}.pth"
+    if fmt == "zip":
+      wf.write_zip(path, {"w": tensor})
+    else:
+      path.write_bytes(wf.legacy_bytes({"w": tensor}))
+    with pytest.raises(weights.CheckpointError, match=match):
+      weights.read_state_dict(str(path))
+
+
+def test_unknown_storage_dtype_refused(tmp_path):
+  data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((" + _str("storage")
+          + b"ctorch\nComplexFloatStorage\n" + _str("0") + _str("cpu") + b"K\x01tQK\x00)))tR.")
+  path = tmp_path / "complex.pth"
+  wf.write_zip(path, {}, data_pkl=data)
+  with pytest.raises(weights.CheckpointError, match=r"refused pickle global "
+                     r"torch\.ComplexFloatStorage"):
+    weights.read_state_dict(str(path))
+
+
+def test_truncated_and_corrupt_containers(tmp_path):
+  sd = wf.state_dict({"conv.weight": np.ones((4, 3, 3, 3), np.float32)})
+  wf.write_zip(tmp_path / "ok.pth", sd)
+  raw = (tmp_path / "ok.pth").read_bytes()
+  (tmp_path / "truncated.pth").write_bytes(raw[:len(raw) // 2])
+  legacy = wf.legacy_bytes(sd)
+  (tmp_path / "truncated_legacy.pth").write_bytes(legacy[:-10])
+  (tmp_path / "trailing_legacy.pth").write_bytes(legacy + b"junk")
+  with zipfile.ZipFile(tmp_path / "two.pth", "w") as archive:
+    archive.writestr("a/data.pkl", b"\x80\x02}.")
+    archive.writestr("b/data.pkl", b"\x80\x02}.")
+  cases = {"truncated.pth": "not a readable zip archive",
+           "truncated_legacy.pth": "declares 432 bytes but only 422 remain",
+           "trailing_legacy.pth": "4 unexpected bytes after the last storage",
+           "two.pth": "exactly one <dir>/data.pkl, found 2"}
+  for name, match in cases.items():
+    with pytest.raises(weights.CheckpointError, match=match):
+      weights.read_state_dict(str(tmp_path / name))
+
+
+def test_zip_storage_missing_or_bad_byteorder(tmp_path):
+  sd = {"w": _float_tensor()}
+  wf.write_zip(tmp_path / "order.pth", sd, byteorder=b"middle")
+  with pytest.raises(weights.CheckpointError, match="unknown byteorder 'middle'"):
+    weights.read_state_dict(str(tmp_path / "order.pth"))
+  wf.write_zip(tmp_path / "ok.pth", sd)
+  with zipfile.ZipFile(tmp_path / "ok.pth") as src, zipfile.ZipFile(
+      tmp_path / "missing.pth", "w") as dst:
+    for info in src.infolist():
+      if not info.filename.endswith("data/0"):
+        dst.writestr(info, src.read(info))
+  with pytest.raises(weights.CheckpointError, match="storage record data/0 is missing"):
+    weights.read_state_dict(str(tmp_path / "missing.pth"))
+
+
+# --- safetensors ---------------------------------------------------------------------------------
+
+def _safetensors(header: dict, buffer: bytes) -> bytes:
+  import json  # pylint: disable=g-import-not-at-top
+  encoded = json.dumps(header).encode()
+  return struct.pack("<Q", len(encoded)) + encoded + buffer
+
+
+@pytest.mark.parametrize("header,buffer,match", [
+    ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}}, bytes(16),
+     r"data_offsets \[0, 64\] inconsistent"),
+    ({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 16]}}, bytes(16),
+     "inconsistent with its size"),
+    ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, bytes(16),
+     "hole or overlap"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, bytes(16),
+     "hole or overlap"),
+    ({"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}}, bytes(16),
+     "unsupported dtype 'C64'"),
+    ({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, bytes(16),
+     "malformed shape"),
+], ids=["offsets past the buffer", "shape larger than span", "overlap", "hole", "unknown dtype",
+        "negative shape"])
+def test_safetensors_header_lies(tmp_path, header, buffer, match):
+  path = tmp_path / "lie.safetensors"
+  path.write_bytes(_safetensors(header, buffer))
+  with pytest.raises(weights.CheckpointError, match=r"lie\.safetensors: invalid safetensors.*"
+                     + match):
+    weights.load_checkpoint(str(path))
+
+
+def test_safetensors_header_length_lies(tmp_path):
+  path = tmp_path / "len.safetensors"
+  path.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
+  with pytest.raises(weights.CheckpointError, match="header length 1099511627776 exceeds"):
+    weights.load_checkpoint(str(path))
+
+
+# --- ncnn ----------------------------------------------------------------------------------------
+
+def _tiny_ncnn(tmp_path, bin_bytes: bytes, tag: int = 0):
+  wf.write_ncnn(tmp_path / "m", wf.random_state(), num_blocks=1, num_ups=2)
+  raw = (tmp_path / "m.bin").read_bytes()
+  if tag:
+    raw = struct.pack("<I", tag) + raw[4:]
+  (tmp_path / "m.bin").write_bytes(raw[:bin_bytes] if bin_bytes else raw)
+  return raw
+
+
+def test_ncnn_bin_shorter_than_param_needs(tmp_path):
+  raw = _tiny_ncnn(tmp_path, 0)
+  (tmp_path / "m.bin").write_bytes(raw[:-4])
+  with pytest.raises(weights.CheckpointError, match=r"m\.bin: is \d+ bytes, shorter than "
+                     r".*m\.param needs \(conv_last ends at byte"):
+    weights.load_checkpoint(str(tmp_path / "m.param"))
+  (tmp_path / "m.bin").write_bytes(raw + b"\0" * 8)
+  with pytest.raises(weights.CheckpointError, match="8 bytes more than"):
+    weights.load_checkpoint(str(tmp_path / "m.param"))
+
+
+def test_ncnn_quantized_tag_and_foreign_graph_refused(tmp_path):
+  _tiny_ncnn(tmp_path, 0, tag=0x000D4B38)  # int8 weights
+  with pytest.raises(weights.CheckpointError, match="tag 0x000d4b38: only float32"):
+    weights.load_checkpoint(str(tmp_path / "m.bin"))
+  (tmp_path / "m.param").write_text("7767517\n2 2\nInput data 0 1 d\nPReLU p 1 1 d o 0=1\n")
+  with pytest.raises(weights.CheckpointError, match=r"not an RRDBNet graph: layer types "
+                     r"\['PReLU'\]"):
+    weights.load_checkpoint(str(tmp_path / "m.param"))
+  (tmp_path / "m.param").write_text("not ncnn\n")
+  with pytest.raises(weights.CheckpointError, match="not a text ncnn .param"):
+    weights.load_checkpoint(str(tmp_path / "m.param"))
+
