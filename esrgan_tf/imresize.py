@@ -5,7 +5,10 @@ Super-resolution benchmarks (Set5, Set14, DIV2K, ...) make their LR images with 
 stretched by 1/s (so ×1/4 uses 16 taps, not 4). `tf.image.resize(method="bicubic")` uses a
 different kernel (Keys a=-0.75, no stretching unless `antialias=True`, and different edge
 handling), and a model trained or evaluated on its LR loses several dB against MATLAB-made LR
-(krasserm/super-resolution#19). This module reproduces MATLAB's definition:
+(krasserm/super-resolution#19). `tf.image.resize(..., antialias=True)` uses the same stretched
+kernel and agrees in the interior, but not within ~2 kernel widths of the borders, where it
+renormalises the truncated kernel instead of mirroring the image (up to 4.5 levels of 255 on
+samples/val/chelsea.png ×1/4). This module reproduces MATLAB's definition:
 
   * kernel: Keys cubic with a = -0.5 (MATLAB `imresize.m`, `cubic()`), i.e.
       1.5|x|³ - 2.5|x|² + 1          for |x| <= 1,

@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-# ITU-R BT.601 luma on [0, 255] RGB, studio swing (MATLAB rgb2ycbcr; BasicSR bgr2ycbcr in RGB order).
+# ITU-R BT.601 luma of [0, 255] RGB, studio swing (MATLAB rgb2ycbcr; BasicSR bgr2ycbcr, RGB order).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float64) / 255.0
 _Y_OFFSET = 16.0
 # SSIM constants (Wang et al. 2004, §III-C): K1 = 0.01, K2 = 0.03, L = 255.
@@ -146,16 +146,16 @@ def to_uint8_levels(image: np.ndarray) -> np.ndarray:
   return np.floor(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0 + 0.5)
 
 
-def _upscale(upscaler, lr: np.ndarray, tile: Optional[int]) -> np.ndarray:
-  if tile:
-    from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
-    return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile))
-  return np.asarray(upscaler(lr[None].astype(np.float32))[0])
+def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int) -> np.ndarray:
+  if tile is None:
+    return np.asarray(upscaler(lr[None].astype(np.float32))[0])
+  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile, overlap=overlap))
 
 
 def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
                       y_channel: bool = False, tile: Optional[int] = None,
-                      bicubic: bool = True) -> dict:
+                      overlap: int = 16, bicubic: bool = True) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
@@ -168,13 +168,17 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
       `data.load_validation_set`.
     crop_border: Pixels removed from each side before measuring.
     y_channel: Measure on BT.601 Y.
-    tile: Tile size for `tiling.upscale_array`, or None to run the whole image at once.
+    tile: None calls the upscaler on the whole image; an int goes through
+      `tiling.upscale_array(tile=tile, overlap=overlap)` (0 = one tile), which needs an
+      `Upscaler`.
+    overlap: Tile overlap in input pixels.
     bicubic: Also measure the MATLAB-bicubic upscale of the LR image.
 
   Returns:
     {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}, ...],
-     "mean": {"psnr", "ssim"}, "bicubic_mean": {"psnr", "ssim"}, "crop_border", "y_channel",
-     "num_images"}. Keys of what was not measured are absent.
+     "mean": {"psnr", "ssim"}, "bicubic_mean": {"psnr", "ssim"}, "psnr_gain" (mean PSNR of the
+     model minus bicubic's), "crop_border", "y_channel", "num_images"}. Keys of what was not
+     measured are absent.
 
   Raises:
     ValueError: No pairs, or an output whose shape differs from its HR image.
@@ -187,7 +191,7 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
     scale = hr.shape[0] // lr.shape[0]
     row = {"name": name}
     if upscaler is not None:
-      sr = _upscale(upscaler, np.asarray(lr, np.float32), tile)
+      sr = _upscale(upscaler, np.asarray(lr, np.float32), tile, overlap)
       if sr.shape != hr.shape:
         raise ValueError(f"{name}: model output {sr.shape} differs from the HR image {hr.shape}")
       sr255 = to_uint8_levels(sr)
@@ -206,6 +210,8 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
   for prefix, key in (("", "mean"), ("bicubic_", "bicubic_mean")):
     if prefix + "psnr" in rows[0]:
       result[key] = {m: float(np.mean([r[prefix + m] for r in rows])) for m in ("psnr", "ssim")}
+  if "mean" in result and "bicubic_mean" in result:
+    result["psnr_gain"] = result["mean"]["psnr"] - result["bicubic_mean"]["psnr"]
   return result
 
 
@@ -225,6 +231,27 @@ def format_table(result: dict) -> str:
   mean = dict(result.get("mean", {}))
   mean.update({f"bicubic_{k}": v for k, v in result.get("bicubic_mean", {}).items()})
   lines.append(line("mean", mean))
+  if "psnr_gain" in result:
+    lines.append(f"PSNR gain over MATLAB bicubic: {result['psnr_gain']:+.3f} dB")
   space = "Y" if result["y_channel"] else "RGB"
   lines.append(f"({result['num_images']} images, {space}, crop_border={result['crop_border']})")
   return "\n".join(lines)
+
+
+def save_json(path: str, result: dict) -> None:
+  """Writes `result` as JSON atomically (temporary file, then rename: no partial file)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=directory)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(result, f, indent=2, allow_nan=True)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
