@@ -42,13 +42,15 @@ import numpy as np
 import tensorflow as tf
 
 import esrgan_tf
+from esrgan_tf import precision as precision_lib
+from esrgan_tf.models import rrdbnet
 from esrgan_tf.upscaler import ModelError, Upscaler
 
 ASSET_DIR = "assets.extra"
 ASSET_NAME = "esrgan_tf.json"
 FORMAT_NAME = "esrgan_tf.saved_model"
 FORMAT_VERSION = 1
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = precision_lib.PRECISIONS
 # Per-image input pixel limit of the exported signatures: 2048² input pixels is a 8192² output at
 # ×4, already several GB of activations for the full network on a server.
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -65,64 +67,25 @@ SIGNATURES = {
 
 # --- bfloat16 ----------------------------------------------------------------------------------
 
-def cpu_has_native_bf16() -> bool:
-  """True if this x86 CPU has bfloat16 arithmetic (AVX512-BF16 or AMX-BF16) per /proc/cpuinfo."""
-  try:
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-      flags = f.read()
-  except OSError:
-    return False
-  return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def bfloat16_copy(generator):
-  """A copy of an `RRDBNet` whose variables and compute are bfloat16.
-
-  Keras 3 sublayers do not inherit a parent's `dtype=` policy, so the copy is built under a
-  temporarily set global policy (restored afterwards) and the weights are cast into it.
-
-  Args:
-    generator: A built `RRDBNet`.
-
-  Returns:
-    A built `RRDBNet` with a "bfloat16" dtype policy and the same (rounded) weights.
-  """
-  import keras  # pylint: disable=g-import-not-at-top
-
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("bfloat16")
-  try:
-    copy = type(generator).from_config(generator.get_config())
-    copy.build((None, None, None, generator.in_channels))
-  finally:
-    keras.config.set_dtype_policy(previous)
-  copy.set_weights(generator.get_weights())
-  return copy
-
-
 def _warn_if_emulated_bf16(precision: str) -> None:
-  if precision == "bfloat16" and not cpu_has_native_bf16():
+  if precision == "bfloat16" and not precision_lib.cpu_bf16_flags():
+    # Unlike `precision.resolve_precision` (runtime: falls back to float32), an export is made
+    # for the machine that will serve it, so an explicit request is honoured.
     logging.warning("precision=bfloat16 requested but this CPU has no AVX512-BF16/AMX-BF16: "
-                    "bfloat16 math will be emulated and is usually SLOWER than float32 here. "
-                    "It is still exported as asked (useful for hardware that has it).")
+                    "bfloat16 math is emulated here and usually SLOWER than float32. Exporting "
+                    "in bfloat16 as asked (for serving hardware that has it).")
 
 
 # --- in-graph image handling ------------------------------------------------------------------
 
 def _be(b, i, n):
   """Big-endian unsigned integer of bytes b[i:i+n] (int64)."""
-  value = tf.constant(0, tf.int64)
-  for k in range(n):
-    value = value * 256 + b[i + k]
-  return value
+  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in reversed(range(n))], tf.int64))
 
 
 def _le(b, i, n):
   """Little-endian unsigned integer of bytes b[i:i+n] (int64)."""
-  value = tf.constant(0, tf.int64)
-  for k in reversed(range(n)):
-    value = value * 256 + b[i + k]
-  return value
+  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in range(n)], tf.int64))
 
 
 def _header_bytes(data, n=32):
@@ -209,12 +172,18 @@ class ExportModule(tf.Module):
     if precision not in PRECISIONS:
       raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     self.precision = precision
-    self.generator = bfloat16_copy(generator) if precision == "bfloat16" else generator
+    self.generator = (rrdbnet.with_dtype(generator, "bfloat16") if precision == "bfloat16"
+                      else generator)
     self.scale = int(generator.scale)
     self.channels = int(generator.in_channels)
     self.max_pixels = int(max_pixels)
     self.tflite_input_size = tuple(tflite_input_size) if tflite_input_size else None
     c = self.channels
+    # The network is traced once, as one function all signatures call (smaller graph, faster
+    # export than inlining a copy of it into each signature).
+    self._forward = tf.function(
+        self._forward_impl,
+        input_signature=[tf.TensorSpec([None, None, None, c], self.generator.compute_dtype)])
     self.upscale_float = tf.function(
         self._upscale_float, input_signature=[tf.TensorSpec([None, None, None, c], tf.float32)])
     self.serving_default = tf.function(
@@ -226,10 +195,13 @@ class ExportModule(tf.Module):
       self.upscale_static = tf.function(
           self._run, input_signature=[tf.TensorSpec([1, h, w, c], tf.float32)])
 
+  def _forward_impl(self, x):
+    return self.generator(x)
+
   def _run(self, images):
     """float32 [N, H, W, C] → float32 [N, sH, sW, C], no checks (the static TFLite path)."""
     x = tf.cast(images, self.generator.compute_dtype)
-    return {"upscaled": tf.cast(self.generator(x), tf.float32)}
+    return {"upscaled": tf.cast(self._forward(x), tf.float32)}
 
   def _upscale_float(self, images):
     with tf.control_dependencies([_check_batch(images, self.max_pixels)]):

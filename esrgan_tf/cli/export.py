@@ -1,0 +1,86 @@
+r"""esrgan-export: a generator → TF Serving SavedModel version and/or a GPU-delegate .tflite.
+
+  esrgan-export --model=runs/x4/ --export_dir=exports/esrgan               # → exports/esrgan/1/
+  esrgan-export --model=RealESRGAN_x4plus.pth --export_dir=exports/esrgan --format=both \
+      --tflite_quantize=fp16 --tflite_input_size=64x64
+
+The .tflite goes to `<export_dir>/esrgan_x<scale>_<H>x<W>_<quantize>.tflite` (TF Serving ignores
+files in a model base directory) and must pass the GPU-delegate compatibility check.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from esrgan_tf import export
+from esrgan_tf import tflite
+from esrgan_tf import upscaler
+
+_MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both"],
+                            "What to write.")
+_QUANTIZE = flags.DEFINE_enum("tflite_quantize", "none", list(tflite.QUANTIZE_MODES),
+                              "TFLite weights: float32, float16, or dynamic-range int8.")
+_INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
+                                  "HxW of the static TFLite input (the tile size on device).")
+_VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", list(export.PRECISIONS),
+                               "SavedModel compute precision.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS,
+                                   "Per-image input pixel limit of the SavedModel signatures.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
+_GPU_CHECK = flags.DEFINE_bool("gpu_check", True,
+                               "Refuse a .tflite the TFLite GPU delegate could not run fully.")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+  """'64x48' → (64, 48)."""
+  try:
+    h, w = (int(part) for part in text.lower().split("x"))
+  except ValueError:
+    raise app.UsageError(f"--tflite_input_size must look like HxW (e.g. 64x64), got {text!r}")
+  if h < 1 or w < 1:
+    raise app.UsageError(f"--tflite_input_size must be positive, got {text!r}")
+  return h, w
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _MODEL.value or not _EXPORT_DIR.value:
+    raise app.UsageError("--model and --export_dir are required")
+  size = parse_size(_INPUT_SIZE.value)
+  if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
+    raise app.UsageError("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
+  try:
+    generator = upscaler.load_generator(_MODEL.value)
+  except upscaler.ModelError as e:
+    raise app.UsageError(str(e))
+  with_tflite = _FORMAT.value in ("tflite", "both")
+  try:
+    if _FORMAT.value in ("saved_model", "both"):
+      path = export.export_saved_model(
+          generator, _EXPORT_DIR.value, version=_VERSION.value, precision=_PRECISION.value,
+          max_pixels=_MAX_PIXELS.value, source=os.path.abspath(_MODEL.value),
+          tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)
+      print(f"SavedModel: {path}")
+    if with_tflite:
+      name = f"esrgan_x{generator.scale}_{size[0]}x{size[1]}_{_QUANTIZE.value}.tflite"
+      path = tflite.convert(generator, os.path.join(_EXPORT_DIR.value, name), input_size=size,
+                            quantize=_QUANTIZE.value, gpu_check=_GPU_CHECK.value,
+                            overwrite=_OVERWRITE.value)
+      logging.info("GPU-delegate check: %s", "passed" if _GPU_CHECK.value else "skipped")
+      print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+  except (FileExistsError, ValueError) as e:  # GpuIncompatibleError is a ValueError.
+    raise app.UsageError(str(e))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
