@@ -1,0 +1,266 @@
+"""`esrgan-serve`: TF Serving's gRPC (and REST, see `rest.py`) protocol for one model.
+
+The services are the official ones from `tensorflow-serving-api` (PredictionService.Predict and
+GetModelMetadata, ModelService.GetModelStatus), so any TF Serving client works against this
+server, and our client works against the real `tensorflow_model_server`.
+
+    server = ModelServer("/models/esrgan", "esrgan", port=8500, rest_api_port=8501).start()
+    ...
+    server.stop(grace=30)  # stop accepting, let in-flight requests finish
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Optional
+
+from absl import logging
+import grpc
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from esrgan_tf.serving import core
+from esrgan_tf.serving.core import ServingError
+
+# 512 MB: a ×4 float32 answer for a 1024² input is 1024²·16·3·4 B ≈ 201 MB, far above gRPC's 4 MB
+# default. (tensorflow_model_server itself sets the maximum, INT32_MAX.)
+DEFAULT_MAX_MESSAGE_MB = 512
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+def grpc_message_options(max_message_mb: int) -> list[tuple[str, int]]:
+  """Channel/server options raising gRPC's send and receive limits to `max_message_mb`."""
+  size = min(int(max_message_mb) * 1024 * 1024, 2**31 - 1)
+  return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+
+
+def requested_version(model_spec) -> Optional[int]:
+  """The version a ModelSpec asks for, or None for the latest.
+
+  Raises:
+    ServingError: A version label (this server has no label configuration, as TF Serving without
+      a `version_labels` config).
+  """
+  if model_spec.HasField("version"):
+    return int(model_spec.version.value)
+  if model_spec.version_label:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"Unrecognized servable version label: {model_spec.version_label} "
+                       "(esrgan-serve has no version labels; ask for a version number)")
+  return None
+
+
+def model_status_response(manager: core.ModelManager, name: str, version: Optional[int]
+                          ) -> get_model_status_pb2.GetModelStatusResponse:
+  """GetModelStatus answer.
+
+  Raises:
+    ServingError: Unknown model or version (NOT_FOUND).
+  """
+  if name != manager.name:
+    raise ServingError(grpc.StatusCode.NOT_FOUND,
+                       f"Could not find any versions of model {name}")
+  response = get_model_status_pb2.GetModelStatusResponse()
+  for status in manager.status(version):
+    entry = response.model_version_status.add()
+    entry.version = status.version
+    entry.state = status.state
+    entry.status.error_code = status.error_code
+    entry.status.error_message = status.error_message
+  return response
+
+
+def model_metadata_response(predictor: core.Predictor, name: str, version: Optional[int],
+                            fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
+  """GetModelMetadata answer: the "serve" MetaGraph's SignatureDefMap packed in an Any.
+
+  Raises:
+    ServingError: Unknown model/version (NOT_FOUND), missing or unsupported metadata field.
+  """
+  fields = list(fields)
+  if not fields:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       "GetModelMetadataRequest must specify at least one metadata_field")
+  unsupported = [f for f in fields if f != SIGNATURE_DEF_FIELD]
+  if unsupported:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"Metadata field {unsupported[0]} is not supported "
+                       f"(only {SIGNATURE_DEF_FIELD!r})")
+  predictor.check_model_name(name)
+  with predictor.manager.acquire(version) as servable:
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in servable.signature_defs.items():
+      signature_map.signature_def[key].CopyFrom(signature)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = name
+    response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+  return response
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """PredictionService: Predict and GetModelMetadata (Classify/Regress stay UNIMPLEMENTED)."""
+
+  def __init__(self, predictor: core.Predictor):
+    self._predictor = predictor
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+      try:
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+      except Exception as e:  # pylint: disable=broad-except  # malformed TensorProto.
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"malformed input TensorProto: {e}") from e
+      version, signature_name, outputs = self._predictor.predict(
+          request.model_spec.name, requested_version(request.model_spec),
+          request.model_spec.signature_name, inputs, request.output_filter,
+          is_active=context.is_active)
+    except ServingError as e:
+      logging.vlog(1, "Predict failed: %s", e.message)
+      context.abort(e.code, e.message)
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = version
+    response.model_spec.signature_name = signature_name
+    for key, value in outputs.items():
+      response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return response
+
+  def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+    try:
+      return model_metadata_response(self._predictor, request.model_spec.name,
+                                     requested_version(request.model_spec),
+                                     request.metadata_field)
+    except ServingError as e:
+      context.abort(e.code, e.message)
+
+
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+  """ModelService: GetModelStatus (HandleReloadConfigRequest stays UNIMPLEMENTED)."""
+
+  def __init__(self, manager: core.ModelManager):
+    self._manager = manager
+
+  def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
+    try:
+      return model_status_response(self._manager, request.model_spec.name,
+                                   requested_version(request.model_spec))
+    except ServingError as e:
+      context.abort(e.code, e.message)
+
+
+class ModelServer:
+  """One model behind gRPC (and optionally REST), with version polling.
+
+  Args:
+    model_base_path: Directory of integer-named SavedModel versions.
+    model_name: Name clients use in `model_spec.name` / the REST URL.
+    port: gRPC port (0: any free port; see `.port` after `start`).
+    rest_api_port: REST port; None disables REST, 0 picks a free port.
+    host: Interface to bind.
+    file_system_poll_wait_seconds: Version scan interval (≤ 0: scan only at start).
+    max_versions: Latest versions kept loaded.
+    max_inflight: Concurrent Predicts before RESOURCE_EXHAUSTED (REST 429).
+    max_message_mb: gRPC send/receive limit and REST body limit.
+    max_pixels: Request pixel limit (N·H·W), checked before running.
+    loader: Test hook for `ModelManager`.
+  """
+
+  def __init__(self, model_base_path: str, model_name: str = "esrgan", *, port: int = 8500,
+               rest_api_port: Optional[int] = None, host: str = "0.0.0.0",
+               file_system_poll_wait_seconds: float = 1.0, max_versions: int = 1,
+               max_inflight: int = 16, max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
+               max_pixels: int = core.DEFAULT_MAX_PIXELS, loader=core.load_servable):
+    self.manager = core.ModelManager(model_name, model_base_path, max_versions=max_versions,
+                                     poll_wait_seconds=file_system_poll_wait_seconds,
+                                     loader=loader)
+    self.predictor = core.Predictor(self.manager, max_inflight=max_inflight,
+                                    max_pixels=max_pixels)
+    self.host = host
+    self.port = port
+    self.rest_api_port = rest_api_port
+    self.max_message_mb = max_message_mb
+    self._grpc = None
+    self._rest = None
+    self._rest_thread = None
+    self._stopped = threading.Event()
+
+  def start(self) -> "ModelServer":
+    """Loads the model's versions, then starts listening.
+
+    Raises:
+      OSError: A port cannot be bound.
+    """
+    self.manager.start()
+    if not self.manager.available_versions():
+      logging.warning("Serving %s with no version available yet", self.manager.name)
+    # Workers beyond max_inflight so that an over-limit request is answered RESOURCE_EXHAUSTED
+    # instead of queueing, and status/metadata calls still get through.
+    workers = self.predictor.max_inflight + 8
+    self._grpc = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        # No SO_REUSEPORT (gRPC's default): a second server on the same port must fail to bind
+        # rather than silently share the traffic.
+        options=grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        _PredictionService(self.predictor), self._grpc)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        _ModelService(self.manager), self._grpc)
+    try:
+      bound = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
+    except RuntimeError:  # grpcio raises this for a port in use.
+      bound = 0
+    if not bound:
+      self.manager.stop()
+      raise OSError(f"cannot bind gRPC port {self.host}:{self.port} (in use?)")
+    self.port = bound
+    self._grpc.start()
+    logging.info("Serving model %s over gRPC at %s:%d", self.manager.name, self.host, self.port)
+    if self.rest_api_port is not None:
+      from esrgan_tf.serving import rest  # pylint: disable=g-import-not-at-top
+      try:
+        self._rest = rest.make_http_server(self.predictor, self.host, self.rest_api_port,
+                                           max_body_bytes=self.max_message_mb * 1024 * 1024)
+      except OSError as e:
+        self._grpc.stop(None)
+        self.manager.stop()
+        raise OSError(f"cannot bind REST port {self.host}:{self.rest_api_port} ({e})") from e
+      self.rest_api_port = self._rest.server_address[1]
+      self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest",
+                                           daemon=True)
+      self._rest_thread.start()
+      logging.info("Serving REST at http://%s:%d/v1/models/%s", self.host, self.rest_api_port,
+                   self.manager.name)
+    return self
+
+  def stop(self, grace: Optional[float] = 30.0) -> None:
+    """Stops accepting requests, waits up to `grace` seconds for in-flight ones, then stops."""
+    if self._stopped.is_set():
+      return
+    self._stopped.set()
+    done = self._grpc.stop(grace) if self._grpc is not None else None  # Returns at once.
+    if self._rest is not None:
+      self._rest.shutdown()  # Stops accepting; handler threads are joined by server_close.
+    logging.info("Stopped accepting requests; draining %d request(s) in flight (grace %s s)",
+                 self.predictor.inflight, grace)
+    if self._rest is not None:
+      self._rest.server_close()
+    if done is not None:
+      done.wait()
+    self.manager.stop()
+    logging.info("Stopped")
+
+  def wait(self, timeout: Optional[float] = None) -> bool:
+    """Blocks until `stop` was called (or the timeout passes); True if stopped."""
+    return self._stopped.wait(timeout)
+
+  def __enter__(self) -> "ModelServer":
+    return self.start()
+
+  def __exit__(self, *exc) -> None:
+    self.stop(grace=5.0)
