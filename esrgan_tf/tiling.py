@@ -28,11 +28,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
-# Fraction of the overlap used for the cross-fade (the rest is discarded context). Measured
-# on samples/val/chelsea.png (256², x4, tile 64, overlap 16), PSNR of tiled vs untiled output:
-# see `_BLEND_MEASUREMENT` below and scripts/benchmark.py (section tiling).
+# Fraction of the overlap used for the cross-fade; the rest, (1 - blend)·overlap/2 on each side,
+# is context that is discarded. Measured with a trained RRDBNet (Real-ESRGAN x4plus-anime,
+# 6 blocks, through ncnn), samples/val/chelsea.png, tile 96, uint8 PSNR of tiled vs untiled:
+#   requested overlap 16 (actual 16): blend 1.0 43.60 dB, 0.5 43.53, 0.25 43.43, 0 (hard cut) 43.27
+#   requested overlap 32 (actual 43): blend 1.0 50.12 dB, 0.75 50.38, 0.5 50.50, 0.25 50.47, 0 50.25
+# So a cross-fade is better than a hard cut in the middle of the overlap, and with a wide overlap
+# it pays to keep some context rather than fading from the very edge; 0.5 is best or within
+# 0.07 dB of best in both. (A random-init RRDBNet has a far shallower edge effect, ~4 px, and
+# also prefers blend ≤ 0.5.)
 DEFAULT_BLEND = 0.5
-_BLEND_MEASUREMENT = """filled in below"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +141,16 @@ def _tile_size(height: int, width: int, upscaler, tile: int) -> tuple[int, int]:
 
 
 def _finalise(values: np.ndarray, out: np.ndarray) -> None:
-  """Writes float rows into `out`, clipping/rounding if it has an integer dtype."""
+  """Writes finished float rows into `out`, clipping/rounding for an integer dtype.
+
+  `values` (band rows that are discarded afterwards) is modified in place, so that no
+  band-sized temporaries are allocated.
+  """
   if np.issubdtype(out.dtype, np.integer):
-    top = np.iinfo(out.dtype).max
-    out[...] = np.rint(np.clip(values, 0.0, 1.0) * top)
-  else:
-    out[...] = values
+    np.clip(values, 0.0, 1.0, out=values)
+    values *= np.iinfo(out.dtype).max
+    np.rint(values, out=values)
+  out[...] = values
 
 
 def upscale_array(image: np.ndarray, upscaler, *, tile: int = 256, overlap: int = 16,

@@ -1,0 +1,95 @@
+r"""esrgan-upscale: upscale image files with any supported model, tiled with blended seams.
+
+  esrgan-upscale --model=generator.keras --input=photos/,extra/*.jpg --output=results/
+  esrgan-upscale --server=localhost:8500 --input=cat.png --output=cat_x4.png
+
+Outputs are `<stem>_out.<ext>` in the --output directory (or --output itself for one input
+file). Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.
+Prints "N upscaled, M failed[, K skipped ...]"; exit 1 if any file failed or nothing matched.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from tqdm import tqdm
+
+from esrgan_tf import imaging
+from esrgan_tf import pipeline
+from esrgan_tf import upscaler as upscaler_lib
+
+_INPUT = flags.DEFINE_list("input", None, "Comma-separated image files, directories and globs.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file (one input file) or directory.")
+_RECURSIVE = flags.DEFINE_bool("recursive", False, "Descend into sub-directories of inputs.")
+_MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoint, SavedModel "
+                             "or .tflite (esrgan_tf.upscaler.load_upscaler).")
+_SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
+_MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                               "Compute precision (where the model kind supports it).")
+_THREADS = flags.DEFINE_integer("num_threads", None, "CPU threads (TF intra-op / TFLite).")
+_TILE = flags.DEFINE_integer("tile", 256, "Tile size in input pixels; 0 = whole image at once.")
+_OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in input pixels (blended).")
+_BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
+_ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
+                           "Alpha channel upscaling: bicubic, or through the model.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", imaging.DEFAULT_MAX_PIXELS,
+                                   "Largest input W×H read (checked from the header); 0 = any.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs (else skip them).")
+_SUFFIX = flags.DEFINE_string("suffix", pipeline.DEFAULT_SUFFIX,
+                              "Appended to output names ('{scale}' = the model's scale).")
+_FORMAT = flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
+                            "Output format (default: the input's).")
+_MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(imaging.MULTI_FRAME_MODES),
+                                 "Animated/multi-page inputs: fail, or upscale the first frame.")
+
+
+def _err(line):
+  tqdm.write(line, file=sys.stderr)  # Keeps the progress bars intact.
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _INPUT.value or not _OUTPUT.value:
+    raise app.UsageError("--input and --output are required")
+  if bool(_MODEL.value) == bool(_SERVER.value):
+    raise app.UsageError("give exactly one of --model and --server")
+  if _TILE.value < 0 or _OVERLAP.value < 0 or _BATCH.value < 1:
+    raise app.UsageError("--tile and --tile_overlap must be ≥ 0 and --tile_batch ≥ 1")
+  if _TILE.value and _OVERLAP.value >= _TILE.value:
+    raise app.UsageError(f"--tile_overlap={_OVERLAP.value} must be smaller than "
+                         f"--tile={_TILE.value}")
+  sources, problems = pipeline.expand_inputs(_INPUT.value, recursive=_RECURSIVE.value)
+  for spec, problem in problems:
+    _err(f"FAILED {spec}: {problem}")
+  if not sources:
+    print(f"0 upscaled, {len(problems)} failed: no input images")
+    return 1
+  try:
+    model = pipeline.load_model(model=_MODEL.value, server=_SERVER.value,
+                                model_name=_MODEL_NAME.value, precision=_PRECISION.value,
+                                num_threads=_THREADS.value)
+  except upscaler_lib.ModelError as e:
+    _err(f"error: cannot load the model: {e}")
+    return 1
+  options = pipeline.Options(
+      tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
+      max_pixels=_MAX_PIXELS.value, multi_frame=_MULTI_FRAME.value,
+      overwrite=_OVERWRITE.value, format=_FORMAT.value)
+  jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=model.scale, suffix=_SUFFIX.value,
+                               format=_FORMAT.value)
+  summary = pipeline.upscale_files(
+      tqdm(jobs, desc="files", unit="file", disable=None), model, options, report=_err,
+      progress_factory=pipeline.tile_progress_bar)
+  summary.failed[:0] = problems
+  print(summary.line())
+  return 1 if summary.failed else 0
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,307 @@
+"""Tests for esrgan_tf.pipeline (in process) and esrgan-upscale end to end (subprocess).
+
+The CLI runs in a subprocess: it checks the real exit codes, and absl flags of different CLI
+modules (several define --model_name, --max_pixels) cannot all be imported into one process.
+"""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from esrgan_tf import pipeline
+from imaging_fixtures import header_only_png, raw_png
+
+SCALE = 2
+
+
+class NearestUpscaler:
+  """Numpy fake model (nearest repeat), for the pipeline tests without TensorFlow."""
+
+  scale = SCALE
+  input_size = None
+  max_batch = None
+  name = "nearest"
+
+  def __call__(self, batch):
+    return np.repeat(np.repeat(batch, SCALE, axis=1), SCALE, axis=2)
+
+
+def _rgb(height, width, seed=0):
+  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3),
+                                                              dtype=np.uint8))
+
+
+def _touch(path, data=b""):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+  return str(path)
+
+
+def _listing(directory):
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+# ---------------------------------------------------------------- pipeline, in process
+
+
+def test_expand_inputs(tmp_path):
+  d = tmp_path / "in"
+  for name in ("b.png", "a.JPG", "notes.txt", "sub/c.webp", "sub/deeper/d.bmp"):
+    _touch(d / name, b"x")
+  named = _touch(tmp_path / "named.gif", b"x")
+  sources, problems = pipeline.expand_inputs([str(d), named, str(d / "b.png"),
+                                              str(tmp_path / "missing.png"),
+                                              str(tmp_path / "*.nothing")])
+  # Directory entries sorted and filtered by extension; a named file is always tried; the
+  # duplicate b.png is dropped; missing paths and empty globs are problems.
+  assert [os.path.relpath(s.path, tmp_path) for s in sources] == [
+      "in/a.JPG", "in/b.png", "named.gif"]
+  assert [s.root for s in sources] == [str(d), str(d), None]
+  assert [(os.path.basename(spec), why) for spec, why in problems] == [
+      ("missing.png", "no such file or directory"),
+      ("*.nothing", "pattern matches no image files")]
+  sources, _ = pipeline.expand_inputs([str(d)], recursive=True)
+  assert [os.path.relpath(s.path, d) for s in sources] == [
+      "a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
+  sources, _ = pipeline.expand_inputs([str(d / "*")])
+  assert [os.path.basename(s.path) for s in sources] == ["a.JPG", "b.png"]
+  sources, _ = pipeline.expand_inputs([str(tmp_path / "**" / "*.webp")], recursive=True)
+  assert [os.path.basename(s.path) for s in sources] == ["c.webp"]
+  (tmp_path / "empty").mkdir()
+  _touch(tmp_path / "empty" / "readme.md", b"x")
+  _, problems = pipeline.expand_inputs([str(tmp_path / "empty")])
+  assert len(problems) == 1 and "no image files" in problems[0][1]
+
+
+def test_plan_outputs(tmp_path):
+  src = _touch(tmp_path / "in" / "cat.png", b"x")
+  one = [pipeline.Source(src)]
+  # One named file and an output with an image extension: that is the output file.
+  assert pipeline.plan_outputs(one, str(tmp_path / "x.jpg"), scale=4)[0].dst == str(
+      tmp_path / "x.jpg")
+  # Otherwise a directory of <stem><suffix>.<ext>.
+  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4)
+  assert job.dst == str(tmp_path / "out" / "cat_out.png")
+  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4, suffix="_x{scale}",
+                               format="jpg")
+  assert job.dst == str(tmp_path / "out" / "cat_x4.jpg")
+  # Same stem twice with one format: the second is refused, not silently overwritten.
+  other = _touch(tmp_path / "in" / "cat.bmp", b"x")
+  jobs = pipeline.plan_outputs([pipeline.Source(src), pipeline.Source(other)],
+                               str(tmp_path / "out"), scale=4, format="png")
+  assert jobs[0].dst and jobs[1].dst is None and "cat.png" in jobs[1].problem
+  # An output that is an input.
+  job, = pipeline.plan_outputs(one, str(tmp_path / "in"), scale=4, suffix="")
+  assert job.dst is None and "replace an input" in job.problem
+  job, = pipeline.plan_outputs(one, src, scale=4)
+  assert job.dst is None and "replace the input" in job.problem
+  # Recursive inputs keep their sub-directories.
+  deep = _touch(tmp_path / "in" / "a" / "b.png", b"x")
+  job, = pipeline.plan_outputs([pipeline.Source(deep, str(tmp_path / "in"))],
+                               str(tmp_path / "out"), scale=2)
+  assert job.dst == str(tmp_path / "out" / "a" / "b_out.png")
+
+
+def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
+  good = str(tmp_path / "good.png")
+  _rgb(9, 13).save(good)
+  bad = _touch(tmp_path / "bad.png", b"not a png")
+  out = str(tmp_path / "out")
+  jobs = pipeline.plan_outputs([pipeline.Source(bad), pipeline.Source(good)], out, scale=SCALE)
+  lines = []
+  options = pipeline.Options(tile=4, overlap=1)
+  summary = pipeline.upscale_files(jobs, NearestUpscaler(), options, report=lines.append)
+  assert summary.upscaled == [os.path.join(out, "good_out.png")]
+  assert [src for src, _ in summary.failed] == [bad] and "bad.png" in lines[0]
+  assert summary.line() == "1 upscaled, 1 failed"
+  result = np.asarray(Image.open(summary.upscaled[0]))
+  np.testing.assert_array_equal(result, np.repeat(np.repeat(
+      np.asarray(Image.open(good)), SCALE, 0), SCALE, 1))
+  # Again: the existing output is skipped (not a failure) and left alone.
+  stamp = os.stat(summary.upscaled[0]).st_mtime_ns
+  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  assert (summary.upscaled, summary.failed, summary.skipped) == ([], [], [good])
+  assert summary.line() == "0 upscaled, 0 failed, 1 skipped (output exists; --overwrite to replace)"
+  assert os.stat(jobs[1].dst).st_mtime_ns == stamp
+  options.overwrite = True
+  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  assert len(summary.upscaled) == 1 and not summary.skipped
+  assert _listing(out) == ["good_out.png"]  # No temporary files left.
+
+
+def test_model_errors_are_reported_per_file(tmp_path):
+  good = str(tmp_path / "good.png")
+  _rgb(5, 5).save(good)
+
+  class Broken(NearestUpscaler):
+    def __call__(self, batch):
+      raise RuntimeError("device lost")
+
+  jobs = pipeline.plan_outputs([pipeline.Source(good)], str(tmp_path / "o"), scale=SCALE)
+  summary = pipeline.upscale_files(jobs, Broken(), pipeline.Options(), report=lambda _: None)
+  assert summary.failed == [(good, f"{good}: RuntimeError: device lost")]
+  assert _listing(tmp_path / "o") == []
+
+
+def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
+  from esrgan_tf.serving import client
+  from esrgan_tf import upscaler
+  calls = []
+  monkeypatch.setattr(client, "remote_upscaler",
+                      lambda address, model_name: calls.append((address, model_name)) or "remote")
+  assert pipeline.load_model(server="localhost:8500", model_name="sr") == "remote"
+  assert calls == [("localhost:8500", "sr")]
+  with pytest.raises(upscaler.ModelError, match="no such file"):
+    pipeline.load_model(model=str(tmp_path / "missing.keras"))
+
+
+# ---------------------------------------------------------------- CLI, subprocess
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+  import keras
+  from esrgan_tf.models import RRDBNet
+  keras.utils.set_random_seed(0)
+  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=SCALE)
+  model.build((None, None, None, 3))
+  path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+  model.save(path)
+  return path
+
+
+def _cli(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, "-m", "esrgan_tf.cli.upscale", *args],
+                        capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def _failure_line(stderr, name):
+  lines = [line for line in stderr.splitlines() if line.startswith("FAILED") and name in line]
+  assert len(lines) == 1, (name, stderr)
+  return lines[0]
+
+
+def _jpeg_bytes(image, **kwargs):
+  buffer = io.BytesIO()
+  image.save(buffer, format="JPEG", **kwargs)
+  return buffer.getvalue()
+
+
+def test_bad_input_matrix_end_to_end(tmp_path, model_path):
+  d = tmp_path / "mixed"
+  d.mkdir()
+  png = io.BytesIO()
+  _rgb(12, 10).save(png, format="PNG")
+  png = bytearray(png.getvalue())
+  png[60] ^= 0xFF  # Inside the IDAT data: CRC mismatch / bad zlib stream.
+  _touch(d / "corrupt.png", bytes(png))
+  _touch(d / "truncated.jpg", _jpeg_bytes(_rgb(64, 64))[:400])
+  _touch(d / "empty.png")
+  _touch(d / "text.png", b"hello, I am not an image\n")
+  _touch(d / "bomb.png", header_only_png(30000, 30000))
+  _touch(d / "notes.txt", b"skipped: not an image extension")
+  deep = np.random.default_rng(1).integers(0, 65536, (6, 7, 3), dtype=np.uint16)
+  _touch(d / "deep16.png", raw_png(deep))
+  Image.new("CMYK", (8, 6), (0, 255, 128, 30)).save(d / "cmyk.jpg")
+  palette = Image.new("P", (7, 5), 1)
+  palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+  palette.putpixel((0, 0), 0)
+  palette.save(d / "palette.png", transparency=0)
+  Image.fromarray(np.dstack([np.full((5, 6), 100, np.uint8),
+                             np.full((5, 6), 200, np.uint8)]), "LA").save(d / "la.png")
+  _rgb(11, 9, seed=2).save(d / "good1.png")
+  _rgb(8, 16, seed=3).save(d / "good2.jpg")
+  gif = str(tmp_path / "anim.gif")
+  frames = [Image.new("P", (4, 4), i) for i in range(2)]
+  frames[0].save(gif, save_all=True, append_images=frames[1:])
+  out = tmp_path / "out"
+
+  run = _cli(f"--model={model_path}", f"--input={d},{gif}", f"--output={out}", "--tile=4",
+             "--tile_overlap=1")
+  assert run.returncode == 1, run.stderr
+  assert run.stdout.strip().splitlines()[-1] == "6 upscaled, 6 failed"
+  expected_failures = {  # file → words its message must contain
+      "corrupt.png": [], "truncated.jpg": ["trunc"], "empty.png": ["empty"],
+      "text.png": [], "bomb.png": ["30000"], "anim.gif": ["GIF"]}
+  for name, words in expected_failures.items():
+    line = _failure_line(run.stderr, name)
+    for word in words:
+      assert word.lower() in line.lower(), line
+  assert "notes" not in run.stderr
+  # Good files done at scale × size, kinds kept; nothing written for the bad ones, no temp files.
+  assert _listing(out) == sorted(["deep16_out.png", "cmyk_out.jpg", "palette_out.png",
+                                  "la_out.png", "good1_out.png", "good2_out.jpg"])
+  sizes = {"deep16": (7, 6), "cmyk": (8, 6), "palette": (7, 5), "la": (6, 5), "good1": (9, 11),
+           "good2": (16, 8)}
+  modes = {"deep16": None, "cmyk": "RGB", "palette": "RGBA", "la": "LA", "good1": "RGB",
+           "good2": "RGB"}
+  for stem, (width, height) in sizes.items():
+    name = next(n for n in _listing(out) if n.startswith(stem + "_out"))
+    with Image.open(out / name) as im:
+      assert im.size == (SCALE * width, SCALE * height), name
+      if modes[stem]:
+        assert im.mode == modes[stem], name
+  with open(out / "deep16_out.png", "rb") as f:
+    assert f.read(26)[24] == 16  # IHDR bit depth: 16-bit input stays 16-bit.
+
+
+def test_directory_with_one_bad_and_two_good_files(tmp_path, model_path):
+  d = tmp_path / "photos"
+  d.mkdir()
+  _rgb(10, 12, seed=4).save(d / "a.png")
+  _rgb(7, 9, seed=5).save(d / "b.png")
+  _touch(d / "c.png", b"\x89PNG\r\n\x1a\n garbage")
+  out = tmp_path / "results"
+  run = _cli(f"--model={model_path}", f"--input={d}", f"--output={out}", "--tile=0",
+             "--suffix=_x{scale}", "--format=webp")
+  assert run.returncode == 1
+  assert run.stdout.strip().splitlines()[-1] == "2 upscaled, 1 failed"
+  assert "c.png" in _failure_line(run.stderr, "c.png")
+  assert _listing(out) == ["a_x2.webp", "b_x2.webp"]
+  for name, size in (("a_x2.webp", (24, 20)), ("b_x2.webp", (18, 14))):
+    with Image.open(out / name) as im:
+      assert (im.format, im.size) == ("WEBP", size)
+
+
+def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
+  src = str(tmp_path / "cat.png")
+  _rgb(20, 30, seed=6).save(src)
+  tiled, whole = str(tmp_path / "tiled.png"), str(tmp_path / "whole.png")
+  run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tiled}", "--tile=16",
+             "--tile_overlap=12", "--tile_batch=3")
+  assert run.returncode == 0, run.stderr
+  assert run.stdout.strip().splitlines()[-1] == "1 upscaled, 0 failed"
+  from esrgan_tf import imaging, upscaler, tiling
+  reference = imaging.upscale_loaded(
+      imaging.read_image(src),
+      lambda x: tiling.upscale_array(x, upscaler.load_upscaler(model_path), tile=0), SCALE)
+  imaging.write_image(whole, reference)
+  a = np.asarray(Image.open(tiled), np.float64)
+  b = np.asarray(Image.open(whole), np.float64)
+  assert a.shape == (40, 60, 3)
+  # The tiny net's edge effect is ~4 px; 3 px of context and a 6 px fade hide it (measured:
+  # identical after uint8 rounding; with tile 12, overlap 8 up to 63 levels apart).
+  assert np.abs(a - b).max() <= 1
+
+
+def test_exit_codes_without_work(tmp_path, model_path):
+  run = _cli(f"--model={model_path}", f"--input={tmp_path / 'none*.png'}",
+             f"--output={tmp_path / 'o'}")
+  assert run.returncode == 1 and "no input images" in run.stdout
+  assert "none*.png" in _failure_line(run.stderr, "none*.png")
+  src = str(tmp_path / "a.png")
+  _rgb(4, 4).save(src)
+  run = _cli("--model=/nonexistent/model.keras", f"--input={src}", f"--output={tmp_path / 'o'}")
+  assert run.returncode == 1
+  assert "cannot load the model" in run.stderr and "/nonexistent/model.keras" in run.stderr
+  run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
+             "--tile=8", "--tile_overlap=8")
+  assert run.returncode == 1 and "--tile_overlap" in run.stderr
+  assert not os.path.exists(tmp_path / "o")
