@@ -135,6 +135,10 @@ def to_float(array: np.ndarray) -> np.ndarray:
   raise TypeError(f"to_float expects uint8 or uint16, got {array.dtype}")
 
 
+# Elements converted per step in `from_float` (4M float64 = 32 MB of temporaries).
+_CONVERT_CHUNK = 1 << 22
+
+
 def from_float(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
   """float in [0, 1] -> uint8/uint16: clip, scale by 255/65535, round half up.
 
@@ -151,9 +155,20 @@ def from_float(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
   if bit_depth not in (8, 16):
     raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
   peak = 255.0 if bit_depth == 8 else 65535.0
-  x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
-  out = np.floor(np.clip(x, 0.0, 1.0) * peak + 0.5)
-  return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
+  x = np.asarray(x)
+  out = np.empty(x.shape, np.uint8 if bit_depth == 8 else np.uint16)
+  # In chunks of rows, so that the float64 temporaries stay small next to the image: an 8192²
+  # RGB output is 805 MB in float32 and would need 1.6 GB per float64 temporary.
+  flat_in = x.reshape(x.shape[0], -1) if x.ndim else x.reshape(1, 1)
+  flat_out = out.reshape(flat_in.shape)
+  rows = max(1, _CONVERT_CHUNK // max(1, flat_in.shape[1]))
+  for start in range(0, flat_in.shape[0], rows):
+    chunk = np.nan_to_num(flat_in[start:start + rows].astype(np.float64), nan=0.0)
+    np.clip(chunk, 0.0, 1.0, out=chunk)
+    chunk *= peak
+    chunk += 0.5
+    flat_out[start:start + rows] = np.floor(chunk, out=chunk)
+  return out
 
 
 # ----------------------------------------------------------------------------- reading
@@ -450,7 +465,8 @@ def upscale_loaded(img: LoadedImage, color_fn: Callable[[np.ndarray], np.ndarray
     if y.shape != want:
       raise ValueError(f"{img.path}: color_fn returned shape {y.shape}, expected {want} "
                        f"(scale {scale})")
-    return np.clip(y, 0.0, 1.0)
+    # In place when we may (color_fn returns a fresh array): at 8192² a clipped copy is 805 MB.
+    return np.clip(y, 0.0, 1.0, out=y if y.flags.writeable else None)
 
   color = run(img.color)
   new_alpha = None
@@ -581,12 +597,13 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
   gray = img.grayscale and fmt != "WEBP"  # WebP has no grayscale mode.
   if gray:
     # ITU-R 601-2 luma, as Pillow's convert("L").
-    planes = [color @ np.array([0.299, 0.587, 0.114], np.float32)]
-  else:
-    planes = [color[..., 0], color[..., 1], color[..., 2]]
+    color = (color @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+  # Converted plane group by plane group into one integer array (no float stack of the planes).
+  channels = color.shape[-1] + (alpha is not None)
+  pixels = np.empty(color.shape[:2] + (channels,), np.uint8 if depth == 8 else np.uint16)
+  pixels[..., :color.shape[-1]] = from_float(color, depth)
   if alpha is not None:
-    planes.append(alpha)
-  pixels = from_float(np.stack(planes, axis=-1), depth)
+    pixels[..., -1] = from_float(alpha, depth)
   icc = img.icc_profile if _icc_space(img.icc_profile) == ("GRAY" if gray else "RGB") else None
   channels = pixels.shape[-1]
   if depth == 16 and (channels > 1 or fmt == "PNG"):
