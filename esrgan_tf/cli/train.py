@@ -1,0 +1,50 @@
+"""esrgan-train: train ESRGAN from a config file.
+
+  esrgan-train --config=configs/psnr_x4.py --workdir=runs/psnr_x4 \
+      [--config.data.train_dir=DIR --config.train.steps=1000 ...]
+  esrgan-train --config=configs/psnr_x4.py:smoke --workdir=/tmp/smoke    # tiny sanity run
+
+The config is locked: a misspelt `--config.key` is an error. Re-running the same command resumes
+from the workdir's latest checkpoint. All logic lives in `esrgan_tf.train`.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:variant]).",
+                                lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and "
+                               "TensorBoard logs (resumed if it holds a checkpoint).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from esrgan_tf import train  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  config = flags.FLAGS.config
+  try:
+    result = train.train_and_evaluate(config, _WORKDIR.value)
+  except train.NonFiniteLossError as e:
+    logging.error("%s", e)
+    raise SystemExit(f"esrgan-train: {e}") from None
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f"esrgan-train: {e}") from None
+  status = "stopped by SIGTERM" if result["stopped"] else "done"
+  line = f"esrgan-train: {result['run_name']} {status} at step {result['final_step']}"
+  if result["eval"]:
+    last = result["eval"][-1]
+    line += f"; eval PSNR {last['psnr']:.3f} dB, SSIM {last['ssim']:.4f}"
+    if result.get("bicubic_psnr") is not None:
+      line += f" (bicubic {result['bicubic_psnr']:.3f} dB)"
+  print(line)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

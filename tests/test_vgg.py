@@ -1,0 +1,73 @@
+"""Tests for esrgan_tf.models.vgg (weights=None or a local file: nothing downloads)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from esrgan_tf.models import vgg as vgg_lib
+
+
+def _conv3x3_same(x, kernel, bias):
+  """Reference 'same' 3×3 convolution in numpy (x [H, W, C], kernel [3, 3, C, F])."""
+  h, w, _ = x.shape
+  padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+  out = np.zeros((h, w, kernel.shape[-1]))
+  for i in range(h):
+    for j in range(w):
+      out[i, j] = np.tensordot(padded[i:i + 3, j:j + 3], kernel, axes=3)
+  return out + bias
+
+
+def test_caffe_preprocess_matches_hand_values():
+  # [0, 1] RGB (1, 0.5, 0) → BGR ×255 = (0, 127.5, 255) − (103.939, 116.779, 123.68).
+  out = vgg_lib.caffe_preprocess(tf.constant([[[[1.0, 0.5, 0.0]]]])).numpy()
+  np.testing.assert_allclose(out[0, 0, 0], [-103.939, 10.721, 131.32], rtol=0, atol=1e-4)
+
+
+def test_pre_activation_features_and_weights_file_round_trip(tmp_path):
+  reference = keras.applications.VGG19(include_top=False, weights=None,
+                                       input_shape=(None, None, 3))
+  path = str(tmp_path / "vgg19.weights.h5")
+  reference.save_weights(path)
+  extractor = vgg_lib.VGGFeatureExtractor(
+      {"block1_conv1": 0.5, "block2_conv2": 1.0}, weights=path)
+  assert extractor.layer_weights == {"block1_conv1": 0.5, "block2_conv2": 1.0}
+  assert not extractor.trainable_weights
+
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(1, 8, 8, 3)).astype(np.float32)
+  features = extractor(images)
+  assert list(features) == ["block1_conv1", "block2_conv2"]
+
+  # block1_conv1 pre-activation = conv(caffe(x)) without ReLU, with the file's kernel; it has
+  # negative values (it would not after a ReLU).
+  kernel, bias = reference.get_layer("block1_conv1").get_weights()
+  caffe = vgg_lib.caffe_preprocess(images).numpy()[0].astype(np.float64)
+  expected = _conv3x3_same(caffe, kernel.astype(np.float64), bias)
+  np.testing.assert_allclose(features["block1_conv1"][0].numpy(), expected, rtol=1e-4, atol=1e-3)
+  assert (features["block1_conv1"].numpy() < 0).any()
+
+  # ReLU(pre-activation block2_conv2) equals the Keras VGG19 layer output.
+  keras_out = keras.Model(reference.input, reference.get_layer("block2_conv2").output)(caffe[None])
+  np.testing.assert_allclose(tf.nn.relu(features["block2_conv2"]).numpy(), keras_out.numpy(),
+                             rtol=1e-4, atol=1e-3)
+  # The source model was not mutated.
+  assert reference.get_layer("block2_conv2").activation is keras.activations.relu
+
+
+def test_errors():
+  with pytest.raises(ValueError, match="does not exist"):
+    vgg_lib.VGGFeatureExtractor(weights="/nonexistent/vgg.h5")
+  with pytest.raises(ValueError, match="unknown VGG19 conv layer 'block1_pool'"):
+    vgg_lib.VGGFeatureExtractor({"block1_pool": 1.0})
+  with pytest.raises(ValueError, match="at least one layer"):
+    vgg_lib.VGGFeatureExtractor({})
+
+
+def test_imagenet_weights_path_uses_keras_home(tmp_path, monkeypatch):
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+  assert vgg_lib.imagenet_weights_path() is None
+  (tmp_path / "models").mkdir()
+  (tmp_path / "models" / vgg_lib.IMAGENET_NOTOP_FILE).write_bytes(b"x")
+  assert vgg_lib.imagenet_weights_path() == str(tmp_path / "models" / vgg_lib.IMAGENET_NOTOP_FILE)
