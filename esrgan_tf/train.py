@@ -418,9 +418,9 @@ def load_generator_from_workdir(workdir: str, use_ema: bool = True,
 def model_variables(model: keras.Model) -> tf.train.Checkpoint:
   """A checkpointable view of `model.weights` keyed by their path inside the model.
 
-  Keras 3 models do not expose layers held in Python lists (RRDBNet.body, the discriminator
-  stages) to `tf.train.Checkpoint`, so checkpointing the model object would silently skip
-  them. Keys drop the model's own name ("body.0.rdb1.conv1.kernel"), so the generator, its EMA
+  Keras 3 models do not expose layers held in Python lists (e.g. the discriminator stages) to
+  `tf.train.Checkpoint`, so checkpointing a model object can silently skip them (RRDBNet now
+  tracks its lists explicitly; a path-keyed layout is robust for every model). Keys drop the model's own name ("body.0.rdb1.conv1.kernel"), so the generator, its EMA
   copy and a freshly built `RRDBNet` share one layout.
 
   Raises:

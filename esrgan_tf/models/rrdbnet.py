@@ -38,6 +38,17 @@ def _lrelu(x):
   return tf.nn.leaky_relu(x, alpha=NEGATIVE_SLOPE)
 
 
+def _track_items(layer: keras.layers.Layer, prefix: str, items: list) -> None:
+  """Also sets each list item as an attribute, so that `tf.train.Checkpoint` sees it.
+
+  In TF 2.21, Keras 3 wraps list attributes in its own TrackedList, which TF's checkpoint
+  dependency tracking does not follow: `tf.train.Checkpoint(model=RRDBNet())` silently saved 8 of
+  72 variables of a 2-block net. Keras' own tracker de-duplicates, so weights are not repeated.
+  """
+  for i, item in enumerate(items):
+    setattr(layer, f"{prefix}{i}", item)
+
+
 @keras.saving.register_keras_serializable(package="esrgan_tf")
 class ResidualDenseBlock(keras.layers.Layer):
   """Five 3×3 convs with dense (concatenated) connections; no activation after conv5."""
@@ -49,6 +60,7 @@ class ResidualDenseBlock(keras.layers.Layer):
     dtype = self.dtype_policy
     self.convs = [_conv(growth_channels, f"conv{j}", _BODY_INIT, dtype) for j in range(1, 5)]
     self.convs.append(_conv(num_features, "conv5", _BODY_INIT, dtype))
+    _track_items(self, "_conv_", self.convs)
 
   def build(self, input_shape):
     channels = self.num_features
@@ -79,6 +91,7 @@ class RRDB(keras.layers.Layer):
     self.growth_channels = growth_channels
     self.rdbs = [ResidualDenseBlock(num_features, growth_channels, name=f"rdb{k}",
                                     dtype=self.dtype_policy) for k in range(1, 4)]
+    _track_items(self, "_rdb_", self.rdbs)
 
   def build(self, input_shape):
     for rdb in self.rdbs:
@@ -152,6 +165,8 @@ class RRDBNet(keras.Model):
                      for i in range(1, int(math.log2(scale)) + 1)]
     self.conv_hr = _conv(nf, "conv_hr", _HE_INIT, dtype)
     self.conv_last = _conv(out_channels, "conv_last", _HE_INIT, dtype)
+    _track_items(self, "_body_", self.body)
+    _track_items(self, "_conv_up_", self.conv_ups)
 
   def build(self, input_shape=(None, None, None, 3)):
     nf = self.num_features
