@@ -8,20 +8,11 @@ Expected time: ~4–5 days on one V100-class GPU for 400k steps.
 Expected result: sharper textures than psnr_x2 at ~1–2 dB lower PSNR.
 """
 
-import importlib.util
-import os
-
-
-def _load_sibling(name):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"esrgan_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from esrgan_tf import configlib
 
 
 def get_config(variant: str = ""):
   """esrgan_x4 at scale 2; `variant` "smoke" shrinks it."""
-  c = _load_sibling("esrgan_x4").get_config(variant)
+  c = configlib.load_sibling(__file__, "esrgan_x4").get_config(variant)
   c.model.scale = 2
   return c

@@ -14,20 +14,10 @@ Expected result: PSNR drops ~2–3 dB below the PSNR model (as in the paper: ESR
   for texture); judge it on the image grids (bicubic | SR | HR) and perceptual metrics.
 """
 
-import importlib.util
-import os
+from esrgan_tf import configlib
 
 
-def _load_sibling(name):
-  # config_flags loads config files by path, not as a package: import the base the same way.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"esrgan_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-psnr_x4 = _load_sibling("psnr_x4")
+psnr_x4 = configlib.load_sibling(__file__, "psnr_x4")
 
 
 def get_config(variant: str = ""):

@@ -8,20 +8,11 @@ Expected time: ~1.5× a psnr_x4 step (4× the LR pixels through the trunk): over
 Expected result: Set5 ×2 ≈ 38 dB PSNR on Y, crop_border 2 (bicubic: 33.66 dB).
 """
 
-import importlib.util
-import os
-
-
-def _load_sibling(name):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"esrgan_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from esrgan_tf import configlib
 
 
 def get_config(variant: str = ""):
   """psnr_x4 at scale 2; `variant` "smoke" shrinks it."""
-  c = _load_sibling("psnr_x4").get_config(variant)
+  c = configlib.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 2
   return c

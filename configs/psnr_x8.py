@@ -8,21 +8,12 @@ Expected time: ~1.3× a psnr_x4 step (the same LR size, one more ×2 stage): abo
 Expected result: Set5 ×8 ≈ 27 dB PSNR on Y, crop_border 8 (bicubic: 24.40 dB).
 """
 
-import importlib.util
-import os
-
-
-def _load_sibling(name):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"esrgan_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from esrgan_tf import configlib
 
 
 def get_config(variant: str = ""):
   """psnr_x4 at scale 8 with 256² crops; `variant` "smoke" shrinks it."""
-  c = _load_sibling("psnr_x4").get_config(variant)
+  c = configlib.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 8
   c.data.gt_size = 64 if variant == "smoke" else 256
   return c

@@ -20,25 +20,17 @@ perceptual term (a random VGG gives a meaningless loss; the quickstart must not 
 network). Pass `--config.perceptual.weights=imagenet` to download them.
 """
 
-import importlib.util
 import os
 
 import esrgan_tf
-
-
-def _load_sibling(name):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"esrgan_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from esrgan_tf import configlib
 
 
 def get_config(variant: str = ""):
   """The PSNR phase; `variant` "gan" gives the short GAN phase."""
   if variant not in ("", "psnr", "gan"):
     raise ValueError(f"unknown quickstart variant {variant!r} (known: psnr, gan)")
-  c = _load_sibling("esrgan_x4" if variant == "gan" else "psnr_x4").get_config()
+  c = configlib.load_sibling(__file__, "esrgan_x4" if variant == "gan" else "psnr_x4").get_config()
   c.model.update(num_features=16, num_blocks=2, growth_channels=8)
   c.data.update(train_dir=os.path.join(esrgan_tf.SAMPLES_DIR, "train"),
                 val_dir=os.path.join(esrgan_tf.SAMPLES_DIR, "val"),

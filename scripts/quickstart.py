@@ -12,7 +12,6 @@
 Re-running resumes (finished phases are skipped). Exit status 1 if the PSNR gain is not positive.
 """
 
-import importlib.util
 import os
 import sys
 import time
@@ -28,11 +27,9 @@ _GAN_STEPS = flags.DEFINE_integer("gan_steps", None, "Override the GAN-phase ste
 
 
 def _config(variant):
+  from esrgan_tf import configlib  # pylint: disable=g-import-not-at-top
   path = os.path.join(REPO, "configs", "quickstart.py")
-  spec = importlib.util.spec_from_file_location("quickstart_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return configlib.load_config_module(path).get_config(variant)
 
 
 def _write_png(path, image):
