@@ -13,6 +13,7 @@ import sys
 from absl import app
 from absl import flags
 
+from esrgan_tf import cli
 from esrgan_tf import data
 from esrgan_tf import metrics
 from esrgan_tf import upscaler as upscaler_lib
@@ -55,7 +56,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from esrgan_tf import cli
 from esrgan_tf import export
 from esrgan_tf import tflite
 from esrgan_tf import upscaler
@@ -79,7 +80,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may al
 from absl import app
 from absl import flags
 
+from esrgan_tf import cli
 from esrgan_tf import weights
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint file to import.")
@@ -33,4 +34,4 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)

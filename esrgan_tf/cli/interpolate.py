@@ -11,6 +11,7 @@ that yields a generator, with equal architectures; the output format follows its
 from absl import app
 from absl import flags
 
+from esrgan_tf import cli
 from esrgan_tf import upscaler
 from esrgan_tf import weights
 
@@ -37,4 +38,4 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)

@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from esrgan_tf import cli
 from esrgan_tf.serving import core
 from esrgan_tf.serving import server as server_lib
 
@@ -64,7 +65,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from esrgan_tf import cli
+
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:variant]).",
                                 lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and "
@@ -43,7 +45,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
+from esrgan_tf import cli
 from esrgan_tf import imaging
 from esrgan_tf import pipeline
 from esrgan_tf import upscaler as upscaler_lib
@@ -88,7 +89,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":
