@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from esrgan_tf import losses
+from esrgan_tf import upscaler
 from esrgan_tf.models.discriminator import Discriminator
 from esrgan_tf.models.rrdbnet import RRDBNet
 
@@ -475,7 +476,6 @@ def restore_or_initialize(config, workdir: str, checkpoint: tf.train.Checkpoint,
     checkpoint.restore(path).expect_partial()
     return f"restored full state from train.resume {path}"
   if config.train.init_from:
-    from esrgan_tf import upscaler  # pylint: disable=g-import-not-at-top
     source = upscaler.load_generator(config.train.init_from)
     _copy_weights(models.generator, source, config.train.init_from)
     _copy_weights(models.ema_generator, source, config.train.init_from)
@@ -484,17 +484,6 @@ def restore_or_initialize(config, workdir: str, checkpoint: tf.train.Checkpoint,
 
 
 # --- evaluation and summaries --------------------------------------------------------------------
-
-
-def make_predict_fn(model: RRDBNet):
-  """A `tf.function` (one trace for any size) float32 [N, H, W, C] → float32 SR."""
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, model.in_channels],
-                                              tf.float32)])
-  def predict(x):
-    return tf.cast(model(x, training=False), tf.float32)
-
-  return lambda batch: predict(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
 def evaluate(predict_fn, pairs, config, bicubic: bool = False) -> dict:
@@ -683,7 +672,7 @@ def _loop(config, workdir, strategy, chief, models, g_opt, d_opt, step, best_psn
   if t.eval_every:
     from esrgan_tf import data  # pylint: disable=g-import-not-at-top
     pairs = data.load_validation_set(config.data, config.model.scale)
-  predict = make_predict_fn(models.ema_generator if t.eval_use_ema else models.generator)
+  predict = upscaler.keras_upscaler(models.ema_generator if t.eval_use_ema else models.generator)
   history, evals = {"step": []}, []
   result = {"history": history, "eval": evals, "stopped": False, "bicubic_psnr": None}
   progress = None
