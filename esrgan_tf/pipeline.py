@@ -198,7 +198,7 @@ def plan_outputs(sources: list[Source], output: str, *, scale: int,
 class Options:
   """Per-file processing options (the CLI flags)."""
 
-  tile: int = 256
+  tile: int = tiling.DEFAULT_TILE
   overlap: int = 16
   batch: int = 1
   alpha: str = "bicubic"

@@ -38,6 +38,12 @@ import numpy as np
 # 0.07 dB of best in both. (A random-init RRDBNet has a far shallower edge effect, ~4 px, and
 # also prefers blend ≤ 0.5.)
 DEFAULT_BLEND = 0.5
+# Default tile size (input pixels). scripts/benchmark.py fp32_path, x4 nf64 nb23 nearest, 2-core
+# AVX2 EPYC, 2026-11-25 (benchmarks/latest.md): useful throughput (raw input px/s × the image
+# share of computed pixels for 480–2048 px images, overlap 16) 64: 1.78, 96: 2.26, 128: 2.23,
+# 192: 2.05, 256: 1.86 k px/s. Raw px/s falls for large tiles (activations leave the caches) and
+# small tiles recompute their overlaps; 96 is the best and the knee (smallest within 5%).
+DEFAULT_TILE = 96
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +128,7 @@ def axis_tiles(length: int, tile: int, overlap: int, scale: int,
   return tiles
 
 
-def count_tiles(height: int, width: int, upscaler, *, tile: int = 256,
+def count_tiles(height: int, width: int, upscaler, *, tile: int = DEFAULT_TILE,
                 overlap: int = 16) -> int:
   """Number of tiles (model inputs) `upscale_array` uses for an image of this size."""
   tile_h, tile_w = _tile_size(height, width, upscaler, tile)
@@ -153,7 +159,7 @@ def _finalise(values: np.ndarray, out: np.ndarray) -> None:
   out[...] = values
 
 
-def upscale_array(image: np.ndarray, upscaler, *, tile: int = 256, overlap: int = 16,
+def upscale_array(image: np.ndarray, upscaler, *, tile: int = DEFAULT_TILE, overlap: int = 16,
                   batch: int = 4, progress: Optional[Callable[[int, int], None]] = None,
                   out: Optional[np.ndarray] = None, blend: float = DEFAULT_BLEND) -> np.ndarray:
   """Upscales an image through a model, tile by tile, with blended overlaps.

@@ -31,6 +31,8 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from esrgan_tf import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
+
 _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).")
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller inputs: a few minutes in total.")
 _OUT = flags.DEFINE_string("out", "benchmark.json", "JSON output; the .md goes beside it.")
@@ -69,29 +71,6 @@ def machine_info() -> dict:
   except OSError:
     pass
   return info
-
-
-def rrdbnet_flops_per_pixel(num_features=64, num_blocks=23, growth_channels=32, scale=4,
-                            in_channels=3, out_channels=3, upsampler="nearest") -> float:
-  """Direct-convolution FLOPs (2·k²·Cin·Cout per output pixel) per *input* pixel of RRDBNet.
-
-  x4, nf 64, nb 23, gc 32: body 23·3·2·9·(64+96+128+160)·32 + (192·64) = 33.07 M, conv_first
-  3.5 k, conv_body 73.7 k, up convs 0.29 M + 1.18 M, conv_hr 1.18 M, conv_last 55 k: 35.85 M
-  (either upsampler: depth_to_space convs have 4× the outputs at ¼ the pixels).
-  """
-  nf, gc = num_features, growth_channels
-  conv = lambda cin, cout: 2 * 9 * cin * cout  # noqa: E731
-  rdb = sum(conv(nf + j * gc, gc) for j in range(4)) + conv(nf + 4 * gc, nf)
-  total = conv(in_channels, nf) + num_blocks * 3 * rdb + conv(nf, nf)
-  area = 1
-  for _ in range(int(round(scale).bit_length() - 1)):
-    if upsampler == "nearest":
-      area *= 4
-      total += area * conv(nf, nf)
-    else:
-      total += area * conv(nf, 4 * nf)
-      area *= 4
-  return float(total + area * (conv(nf, nf) + conv(nf, out_channels)))
 
 
 def _photo(size=None):
@@ -231,7 +210,8 @@ def section_tiling(quick: bool) -> list[dict]:
   job = dict(kind="tiled_large", size=big, num_blocks=1, upsampler="nearest", tile=256,
              overlap=16, batch=1)
   result = run_child(job)
-  flops = rrdbnet_flops_per_pixel(num_blocks=1) * (4 * big) ** 2 / 16
+  flops = (benchmarking.rrdbnet_flops_per_pixel({"num_blocks": 1, "upsampler": "nearest"})
+           * (4 * big) ** 2 / 16)
   note = (f"{big}² → {4 * big}² uint8, x4 nb1 nearest (num_blocks only changes LR-size "
           f"activations; the HR stages dominate memory), tile 256, overlap 16, batch 1")
   rows.append(dict(metric=f"peak RSS, tiled {big}² x4", value=result["max_rss_mb"], unit="MB",
@@ -307,6 +287,11 @@ def section_data(quick: bool) -> list[dict]:
 SECTIONS = {
     "tiling": section_tiling,
     "data": section_data,
+    # Performance sections (esrgan_tf.benchmarking; every timed job in a fresh process).
+    "inference": benchmarking.section_inference,
+    "fp32_path": benchmarking.section_fp32_path,
+    "serving": benchmarking.section_serving,
+    "train": benchmarking.section_train,
 }
 CHILD_JOBS = {
     "tiled_large": _tiled_large_job,
@@ -346,13 +331,20 @@ def main(argv):
     start = time.perf_counter()
     results["sections"][name] = SECTIONS[name](_QUICK.value)
     results["seconds"][name] = round(time.perf_counter() - start, 1)
+    _write(results)  # After every section: an interrupted long run keeps what it measured.
   results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+  print(_write(results))
+
+
+def _write(results: dict) -> str:
+  """Writes --out (JSON) and the markdown beside it; returns the markdown."""
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   table = markdown(results)
   with open(os.path.splitext(_OUT.value)[0] + ".md", "w", encoding="utf-8") as f:
     f.write(table)
-  print(table)
+  return table
 
 
 if __name__ == "__main__":

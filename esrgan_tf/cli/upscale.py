@@ -17,6 +17,8 @@ from tqdm import tqdm
 from esrgan_tf import cli
 from esrgan_tf import imaging
 from esrgan_tf import pipeline
+from esrgan_tf import precision as precision_lib
+from esrgan_tf import tiling
 from esrgan_tf import upscaler as upscaler_lib
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated image files, directories and globs.")
@@ -29,7 +31,8 @@ _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --serve
 _PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                                "Compute precision (where the model kind supports it).")
 _THREADS = flags.DEFINE_integer("num_threads", None, "CPU threads (TF intra-op / TFLite).")
-_TILE = flags.DEFINE_integer("tile", 256, "Tile size in input pixels; 0 = whole image at once.")
+_TILE = flags.DEFINE_integer("tile", tiling.DEFAULT_TILE,
+                             "Tile size in input pixels; 0 = whole image at once.")
 _OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in input pixels (blended).")
 _BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
 _ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
@@ -69,7 +72,8 @@ def main(argv):
     return 1
   try:
     model = pipeline.load_model(model=_MODEL.value, server=_SERVER.value,
-                                model_name=_MODEL_NAME.value, precision=_PRECISION.value,
+                                model_name=_MODEL_NAME.value,
+                                precision=precision_lib.resolve_precision(_PRECISION.value),
                                 num_threads=_THREADS.value)
   except upscaler_lib.ModelError as e:
     _err(f"error: cannot load the model: {e}")

@@ -1,0 +1,169 @@
+"""Tests for esrgan_tf.benchmarking: FLOP counts (hand-derived and measured on the real graph),
+the timing/knee helpers, and the child-process jobs on tiny networks."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from esrgan_tf import benchmarking
+from esrgan_tf.models import RRDBNet
+
+TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
+
+
+def test_flops_x4_nearest_default_is_35_85_mflop_per_input_pixel():
+  # Per input pixel, 2·9·Cin·Cout per output pixel of each conv × its resolution factor:
+  #   conv_first            2·9·3·64                          =      3,456
+  #   dense block           2·9·32·(64+96+128+160) + 2·9·192·64 = 258,048 + 221,184 = 479,232
+  #   body                  23 RRDBs × 3 blocks × 479,232     = 33,067,008
+  #   conv_body             2·9·64·64                         =     73,728
+  #   conv_up1 (4× pixels)  4 · 73,728                        =    294,912
+  #   conv_up2 (16×)        16 · 73,728                       =  1,179,648
+  #   conv_hr (16×)         16 · 73,728                       =  1,179,648
+  #   conv_last (16×)       16 · 2·9·64·3                     =     55,296
+  #   total                                                   = 35,853,696
+  assert benchmarking.rrdbnet_flops_per_pixel({"upsampler": "nearest"}) == 35_853_696
+  # depth_to_space: conv nf→4nf at ¼ of the pixels costs the same as nf→nf after the resize.
+  assert benchmarking.rrdbnet_flops_per_pixel({"upsampler": "depth_to_space"}) == 35_853_696
+
+
+def test_flops_x2_and_other_widths():
+  # x2: one stage; conv_up1, conv_hr at 4× pixels (294,912 each), conv_last 4·3,456 = 13,824.
+  expected = 3_456 + 33_067_008 + 73_728 + 294_912 + 294_912 + 13_824
+  assert benchmarking.rrdbnet_flops_per_pixel({"scale": 2, "upsampler": "nearest"}) == expected
+  # nf 8, nb 1, gc 4, x4: dense block 2·9·4·(8+12+16+20) + 2·9·24·8 = 4,032 + 3,456 = 7,488;
+  # conv_first 432, body 3·7,488 = 22,464, conv_body 1,152, up1 4·1,152, up2 16·1,152,
+  # hr 16·1,152, last 16·432.
+  tiny = 432 + 22_464 + 1_152 + (4 + 16 + 16) * 1_152 + 16 * 432
+  assert benchmarking.rrdbnet_flops_per_pixel(TINY) == tiny
+
+
+def test_flops_bad_config():
+  with pytest.raises(ValueError, match="power of two"):
+    benchmarking.rrdbnet_flops_per_pixel({"scale": 3})
+  with pytest.raises(ValueError, match="upsampler"):
+    benchmarking.rrdbnet_flops_per_pixel({"upsampler": "bilinear"})
+
+
+@pytest.mark.parametrize("scale,upsampler", [(4, "nearest"), (4, "depth_to_space"),
+                                             (8, "nearest"), (2, "depth_to_space")])
+def test_flops_match_the_convolutions_the_model_actually_runs(scale, upsampler):
+  # Independent count: run the real model and record every conv's output size and kernel shape.
+  model = RRDBNet(**TINY, scale=scale, upsampler=upsampler)
+  model.build((None, None, None, 3))
+  recorded = []
+  for conv in model.named_convs().values():
+    original = conv.call
+
+    def hooked(x, _conv=conv, _original=original):
+      out = _original(x)
+      kh, kw, cin, cout = _conv.kernel.shape
+      recorded.append(2 * kh * kw * cin * cout * out.shape[1] * out.shape[2])
+      return out
+
+    conv.call = hooked
+  h, w = 6, 5
+  model(np.zeros((1, h, w, 3), np.float32))
+  assert len(recorded) == len(model.named_convs())
+  expected = benchmarking.rrdbnet_flops_per_pixel(model.arch_config())
+  assert sum(recorded) / (h * w) == expected
+
+
+def test_measure_interleaved_round_robin():
+  order = []
+  out = benchmarking.measure_interleaved({"a": lambda: order.append("a") or 1,
+                                          "b": lambda: order.append("b") or 2},
+                                         warmup=1, repeats=2)
+  assert order == ["a", "b", "a", "b", "a", "b"]
+  assert out["a"][1] == 1 and out["b"][1] == 2 and len(out["a"][0].times) == 2
+
+
+def test_measure_warmup_and_repeats():
+  calls = []
+  timing = benchmarking.measure(lambda: calls.append(1), warmup=2, repeats=3)
+  assert len(calls) == 5 and len(timing.times) == 3
+  assert timing.min <= timing.median
+  assert benchmarking.Timing([3.0, 1.0, 2.0]).median == 2.0
+  assert benchmarking.Timing([3.0, 1.0, 2.0]).as_dict() == {"median_s": 2.0, "min_s": 1.0,
+                                                            "runs": 3}
+  with pytest.raises(ValueError):
+    benchmarking.measure(lambda: None, repeats=0)
+
+
+def test_useful_fraction_and_knee():
+  assert benchmarking.useful_fraction(64, 16) == pytest.approx(0.5625)  # (48/64)²
+  assert benchmarking.useful_fraction(256, 0) == 1.0
+  with pytest.raises(ValueError):
+    benchmarking.useful_fraction(16, 16)
+  points = [(64, 50.0), (128, 90.0), (192, 97.0), (256, 100.0)]
+  assert benchmarking.knee(points, 0.95) == 192
+  assert benchmarking.knee(points, 0.5) == 64
+  with pytest.raises(ValueError):
+    benchmarking.knee([])
+
+
+def test_tiled_fraction_follows_the_tilers_layout():
+  # 1024 px, tile 256, overlap ≥ 16: ceil((1024 − 16) / (256 − 16)) = 5 tiles = 1280 px computed.
+  assert benchmarking.tiled_fraction(256, 16, [1024]) == pytest.approx((1024 / 1280) ** 2)
+  # 2048 px, tile 192: ceil(2032 / 176) = 12 tiles = 2304 px.
+  assert benchmarking.tiled_fraction(192, 16, [2048]) == pytest.approx((2048 / 2304) ** 2)
+  assert benchmarking.tiled_fraction(256, 16, [200]) == 1.0  # One tile, the image itself.
+  assert benchmarking.tiled_fraction(256, 16, [1024, 200]) == pytest.approx((0.64 + 1) / 2)
+
+
+def test_cpu_flags_reads_simd_flags(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16 amx_tile\n")
+  assert benchmarking.cpu_flags(str(cpuinfo)) == ["amx_tile", "avx2", "avx512_bf16", "fma"]
+  assert benchmarking.cpu_flags(str(tmp_path / "missing")) == []
+
+
+def test_inference_job_engines_agree():
+  result = benchmarking.job_inference({
+      "arch": {**TINY, "upsampler": "nearest"}, "weights": "", "warmup": 0, "repeats": 2,
+      "engine_sizes": {"keras_eager": [16], "keras_upscaler": [16, 24],
+                       "saved_model_fp32": [16, 24], "keras_upscaler_bf16": [16]},
+      "psnr_size": 16})
+  assert [(r["engine"], r["size"], r["warmup"]) for r in result["rows"]] == [
+      ("keras_eager", 16, 1), ("keras_upscaler", 16, 1), ("saved_model_fp32", 16, 1),
+      ("keras_upscaler_bf16", 16, 1), ("keras_upscaler", 24, 0), ("saved_model_fp32", 24, 0)]
+  assert all(r["runs"] == 2 and r["median_s"] > 0 for r in result["rows"])
+  # The export computes the same float32 graph: identical after uint8 rounding.
+  assert math.isinf(result["psnr"]["saved_model_fp32"])
+  assert math.isinf(result["psnr"]["keras_eager"])
+  # bf16 (8-bit mantissa) differs, but not grossly.
+  assert 25 < result["psnr"]["keras_upscaler_bf16"] < math.inf
+
+
+def test_run_job_in_child_reports_rss_and_xla_handles_dynamic_sizes():
+  result = benchmarking.run_job({"kind": "latency", "arch": TINY, "size": 16, "batches": [2],
+                                 "jit_compile": True, "intra_op": 1, "inter_op": 1,
+                                 "repeats": 1, "check_dynamic": True}, timeout=300)
+  assert [r["batch"] for r in result["rows"]] == [2] and result["rows"][0]["runs"] == 1
+  assert result["max_rss_mb"] > 50
+  assert result["tracing_count"] == 1  # A new size recompiles in XLA but does not retrace.
+
+
+def test_run_job_failure_names_the_job():
+  with pytest.raises(benchmarking.JobError, match="nonexistent"):
+    benchmarking.run_job({"kind": "nonexistent"}, timeout=120)
+
+
+def test_error_summary_picks_the_informative_line():
+  xla = ("Traceback ...\ntensorflow.python.framework.errors_impl.InvalidArgumentError: Graph "
+         "execution error:\nDetected unsupported operations when trying to compile graph f on "
+         "XLA_CPU_JIT: ResizeNearestNeighborGrad (No registered 'ResizeNearestNeighborGrad')\n")
+  assert benchmarking.error_summary(xla) == (
+      "XLA cannot compile: no XLA CPU kernel for ResizeNearestNeighborGrad")
+  plain = "Traceback (most recent call last):\n  File x\nValueError: bad thing\n"
+  assert benchmarking.error_summary(plain) == "ValueError: bad thing"
+
+
+def test_train_step_job_tiny_psnr():
+  config = os.path.join(os.path.dirname(__file__), "..", "configs", "psnr_x4.py")
+  result = benchmarking.job_train_step({
+      "config": config, "precision": "float32", "jit_compile": False, "batch_size": 2,
+      "gt_size": 16, "arch": TINY, "steps": 1, "warmup": 1})
+  assert result["phase"] == "psnr" and result["batch_size"] == 2 and result["step_time_s"] > 0
