@@ -28,7 +28,7 @@ _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoin
                              "or .tflite (esrgan_tf.upscaler.load_upscaler).")
 _SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.PRECISIONS),
                                "Compute precision (where the model kind supports it).")
 _THREADS = flags.DEFINE_integer("num_threads", None, "CPU threads (TF intra-op / TFLite).")
 _TILE = flags.DEFINE_integer("tile", tiling.DEFAULT_TILE,
