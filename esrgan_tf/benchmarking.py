@@ -299,12 +299,12 @@ def psnr_uint8(a, b) -> float:
 
 
 def build_generator(arch: Mapping[str, Any], weights: str = "", seed: int = 0):
-  """An RRDBNet from `weights` (any `esrgan_tf.upscaler.load_generator` spec) or random init."""
+  """An RRDBNet from `weights` (any `esrgan_tf.loading.load_generator` spec) or random init."""
   import keras  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
   from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
   if weights:
-    model = upscaler_lib.load_generator(weights)
+    model = loading.load_generator(weights)
     if model.arch_config() != {**_ARCH_DEFAULTS, **dict(arch)}:
       raise ValueError(f"{weights}: architecture {model.arch_config()} is not {dict(arch)}")
     return model

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 from esrgan_tf import imaging
 from esrgan_tf import tiling
+from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 
 # Extensions picked up from directories and globs (what `imaging` reads).
@@ -303,7 +304,7 @@ def load_model(*, model: Optional[str] = None, server: Optional[str] = None,
   if not model:
     from esrgan_tf.serving import client  # pylint: disable=g-import-not-at-top
     return client.remote_upscaler(server, model_name=model_name)
-  return upscaler_lib.load_upscaler(model, precision=precision, num_threads=num_threads)
+  return loading.load_upscaler(model, precision=precision, num_threads=num_threads)
 
 
 def tile_progress_bar(path: str) -> Callable[[int, int], None]:

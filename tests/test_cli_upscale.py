@@ -278,10 +278,10 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
              "--tile_overlap=12", "--tile_batch=3")
   assert run.returncode == 0, run.stderr
   assert run.stdout.strip().splitlines()[-1] == "1 upscaled, 0 failed"
-  from esrgan_tf import imaging, upscaler, tiling
+  from esrgan_tf import imaging, loading, tiling
   reference = imaging.upscale_loaded(
       imaging.read_image(src),
-      lambda x: tiling.upscale_array(x, upscaler.load_upscaler(model_path), tile=0), SCALE)
+      lambda x: tiling.upscale_array(x, loading.load_upscaler(model_path), tile=0), SCALE)
   imaging.write_image(whole, reference)
   a = np.asarray(Image.open(tiled), np.float64)
   b = np.asarray(Image.open(whole), np.float64)

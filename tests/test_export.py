@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from esrgan_tf import export
 from esrgan_tf import tflite
+from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.cli import export as export_cli
 from esrgan_tf.models import RRDBNet
@@ -242,7 +243,7 @@ def test_cli_exports_both_formats_then_next_version(tmp_path):
     with pytest.raises(Exception, match="HxW"):
       export_cli.main(["esrgan-export"])
 
-  up = upscaler_lib.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
+  up = loading.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
   assert up.name == os.path.join(out, "2") and up.scale == 2
   assert up.info["arch"] == model.arch_config()
   x = np.random.default_rng(2).random((2, 6, 5, 3), dtype=np.float32)

@@ -31,6 +31,7 @@ from esrgan_tf import export
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.serving import client
 from esrgan_tf.serving import core
+from esrgan_tf.serving import protocol
 from esrgan_tf.serving import rest as rest_lib
 from esrgan_tf.serving import server as server_lib
 from esrgan_tf.upscaler import ModelError
@@ -84,7 +85,7 @@ def server(export_base):
 
 def channel_for(port):
   return grpc.insecure_channel(f"127.0.0.1:{port}",
-                               options=server_lib.grpc_message_options(64))
+                               options=protocol.grpc_message_options(64))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import tensorflow as tf
 import esrgan_tf
 from esrgan_tf import export
 from esrgan_tf import tflite
+from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet
 
@@ -101,7 +102,7 @@ def test_runner_pads_smaller_images_and_refuses_larger(converted):
 
 def test_loaded_through_the_resolver(converted):
   _, paths = converted
-  up = upscaler_lib.load_upscaler(paths["none"], num_threads=2)
+  up = loading.load_upscaler(paths["none"], num_threads=2)
   assert up.input_size == SIZE and up.max_batch == 1 and up.info["num_threads"] == 2
 
 

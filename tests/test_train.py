@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import train
-from esrgan_tf import upscaler
+from esrgan_tf import loading
+from esrgan_tf import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,15 +77,15 @@ def test_psnr_then_gan_one_step_each_and_workdir_round_trip(data_dirs, vgg_weigh
 
   # load_generator_from_workdir rebuilds from config.json: EMA by default, raw G on request.
   models = psnr["models"]
-  ema = train.load_generator_from_workdir(psnr_dir)
-  raw = train.load_generator_from_workdir(psnr_dir, use_ema=False)
+  ema = workdir_lib.load_generator_from_workdir(psnr_dir)
+  raw = workdir_lib.load_generator_from_workdir(psnr_dir, use_ema=False)
   for loaded, source in ((ema, models.ema_generator), (raw, models.generator)):
     for a, b in zip(loaded.get_weights(), source.get_weights()):
       np.testing.assert_array_equal(a, b)
   # After one step, EMA = 0.9·init + 0.1·G ≠ G.
   assert not all(np.array_equal(a, b) for a, b in zip(ema.get_weights(), raw.get_weights()))
   # The package's model resolver recognises the workdir.
-  resolved = upscaler.load_generator(psnr_dir)
+  resolved = loading.load_generator(psnr_dir)
   np.testing.assert_array_equal(resolved.get_weights()[0], ema.get_weights()[0])
 
   # GAN phase initialised from the PSNR workdir, with a (random-weight) perceptual term.
@@ -183,7 +184,7 @@ def test_bad_configs(data_dirs, tmp_path):
     with pytest.raises(ValueError, match=match):
       train.train_and_evaluate(c, str(tmp_path / "w"))
   with pytest.raises(FileNotFoundError, match="no config.json"):
-    train.load_generator_from_workdir(str(tmp_path))
+    workdir_lib.load_generator_from_workdir(str(tmp_path))
 
 
 def test_benchmark_step_time(data_dirs):
@@ -214,7 +215,7 @@ def test_cli_trains_smoke_variant_with_overrides(data_dirs, tmp_path):
               "--config.train.eval_every=2", "--config.train.progress=False")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "psnr_x4_nf8nb1gc4_gt16_b2x1_2 done at step 2; eval PSNR" in proc.stdout
-  saved = train.read_config(str(tmp_path / "w"))
+  saved = workdir_lib.read_config(str(tmp_path / "w"))
   assert saved["train"]["steps"] == 2 and saved["data"]["gt_size"] == 16
 
 

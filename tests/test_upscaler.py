@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet
 
@@ -18,12 +19,12 @@ def tiny_keras(tmp_path_factory):
 
 def test_keras_file_gives_same_numbers(tiny_keras):
   model, path = tiny_keras
-  up = upscaler_lib.load_upscaler(path)
+  up = loading.load_upscaler(path)
   x = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
   assert up.scale == 2
   assert up.info["arch"]["upsampler"] == "nearest"
   np.testing.assert_allclose(up(x), model(x).numpy(), atol=1e-6)
-  assert isinstance(upscaler_lib.load_generator(path), RRDBNet)
+  assert isinstance(loading.load_generator(path), RRDBNet)
 
 
 def test_keras_upscaler_traces_once_for_all_sizes(tiny_keras):
@@ -47,7 +48,7 @@ def test_bad_specs_name_the_file(tmp_path, name, content, message):
   if content is not None:
     path.write_bytes(content)
   with pytest.raises(upscaler_lib.ModelError, match=message) as info:
-    upscaler_lib.load_upscaler(str(path))
+    loading.load_upscaler(str(path))
   assert str(path) in str(info.value)
 
 
@@ -55,7 +56,7 @@ def test_load_generator_refuses_tflite(tmp_path):
   path = tmp_path / "m.tflite"
   path.write_bytes(b"\0" * 16)
   with pytest.raises(upscaler_lib.ModelError, match="not a Keras generator"):
-    upscaler_lib.load_generator(str(path))
+    loading.load_generator(str(path))
 
 
 def test_bfloat16_computes_in_bfloat16_close_to_float32(tiny_keras):

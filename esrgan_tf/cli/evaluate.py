@@ -16,9 +16,10 @@ from absl import flags
 from esrgan_tf import cli
 from esrgan_tf import data
 from esrgan_tf import metrics
+from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 
-_MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.upscaler.load_upscaler takes.")
+_MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
 _LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr.")
 _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor; default: the model's.")
@@ -37,7 +38,7 @@ def main(argv):
     raise app.UsageError("--model and --hr are required")
   try:
     data.list_image_files(_HR.value)  # a bad folder fails before the model loads
-    model = upscaler_lib.load_upscaler(_MODEL.value)
+    model = loading.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
       raise ValueError(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")

@@ -17,6 +17,7 @@ from absl import logging
 from esrgan_tf import cli
 from esrgan_tf import export
 from esrgan_tf import tflite
+from esrgan_tf import loading
 from esrgan_tf import upscaler
 
 _MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
@@ -57,7 +58,7 @@ def main(argv):
   if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
     raise app.UsageError("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
   try:
-    generator = upscaler.load_generator(_MODEL.value)
+    generator = loading.load_generator(_MODEL.value)
   except upscaler.ModelError as e:
     raise app.UsageError(str(e))
   with_tflite = _FORMAT.value in ("tflite", "both")

@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 
 from esrgan_tf import cli
+from esrgan_tf import loading
 from esrgan_tf import upscaler
 from esrgan_tf import weights
 
@@ -28,8 +29,8 @@ def main(argv):
   if not (_A.value and _B.value and _OUTPUT.value):
     raise app.UsageError("--a, --b and --output are required")
   try:
-    model_a = upscaler.load_generator(_A.value)
-    model_b = upscaler.load_generator(_B.value)
+    model_a = loading.load_generator(_A.value)
+    model_b = loading.load_generator(_B.value)
     model = weights.interpolate(model_a, model_b, _ALPHA.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   except (upscaler.ModelError, ValueError) as e:

@@ -17,6 +17,7 @@ from absl import logging
 
 from esrgan_tf import cli
 from esrgan_tf.serving import core
+from esrgan_tf.serving import protocol
 from esrgan_tf.serving import server as server_lib
 
 _BASE = flags.DEFINE_string("model_base_path", None,
@@ -30,7 +31,7 @@ _POLL = flags.DEFINE_float("file_system_poll_wait_seconds", 1.0,
 _MAX_VERSIONS = flags.DEFINE_integer("max_versions", 1, "Latest versions kept loaded.")
 _INFLIGHT = flags.DEFINE_integer("max_inflight", 16,
                                  "Concurrent Predicts; more get RESOURCE_EXHAUSTED (REST 429).")
-_MESSAGE_MB = flags.DEFINE_integer("max_message_mb", server_lib.DEFAULT_MAX_MESSAGE_MB,
+_MESSAGE_MB = flags.DEFINE_integer("max_message_mb", protocol.DEFAULT_MAX_MESSAGE_MB,
                                    "gRPC message and REST body limit in MB.")
 _PIXELS = flags.DEFINE_integer("max_pixels", core.DEFAULT_MAX_PIXELS,
                                "Pixel limit per request (N·H·W), checked before running.")

@@ -25,7 +25,7 @@ _INPUT = flags.DEFINE_list("input", None, "Comma-separated image files, director
 _OUTPUT = flags.DEFINE_string("output", None, "Output file (one input file) or directory.")
 _RECURSIVE = flags.DEFINE_bool("recursive", False, "Descend into sub-directories of inputs.")
 _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoint, SavedModel "
-                             "or .tflite (esrgan_tf.upscaler.load_upscaler).")
+                             "or .tflite (esrgan_tf.loading.load_upscaler).")
 _SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
 _PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.PRECISIONS),

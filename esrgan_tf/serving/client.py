@@ -15,7 +15,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from esrgan_tf.serving.server import DEFAULT_MAX_MESSAGE_MB, grpc_message_options
+from esrgan_tf.serving.protocol import DEFAULT_MAX_MESSAGE_MB, grpc_message_options
 from esrgan_tf.upscaler import ModelError, Upscaler
 
 # Side of the zero image sent once at connect time to measure the scale (any size works; small

@@ -27,7 +27,7 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from esrgan_tf.serving import core
-from esrgan_tf.serving import server as server_lib
+from esrgan_tf.serving import protocol
 from esrgan_tf.serving.core import ServingError
 
 # The google.rpc code → HTTP mapping (google/rpc/code.proto comments), which TF Serving follows.
@@ -228,12 +228,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       name, version, suffix = self._route("GET")
       predictor = self.server.predictor
       if suffix == "":
-        response = server_lib.model_status_response(predictor.manager, name, version)
+        response = protocol.model_status_response(predictor.manager, name, version)
         self._send(200, _to_dict(response))
       elif suffix == "/metadata":
-        response = server_lib.model_metadata_response(
-            predictor, name, version, [server_lib.SIGNATURE_DEF_FIELD])
-        signature_map = response.metadata[server_lib.SIGNATURE_DEF_FIELD]
+        response = protocol.model_metadata_response(
+            predictor, name, version, [protocol.SIGNATURE_DEF_FIELD])
+        signature_map = response.metadata[protocol.SIGNATURE_DEF_FIELD]
         unpacked = get_model_metadata_pb2.SignatureDefMap()
         signature_map.Unpack(unpacked)
         self._send(200, {"model_spec": _to_dict(response.model_spec),

@@ -17,90 +17,13 @@ from typing import Optional
 
 from absl import logging
 import grpc
-from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from esrgan_tf.serving import core
+from esrgan_tf.serving import protocol
 from esrgan_tf.serving.core import ServingError
-
-# 512 MB: a ×4 float32 answer for a 1024² input is 1024²·16·3·4 B ≈ 201 MB, far above gRPC's 4 MB
-# default. (tensorflow_model_server itself sets the maximum, INT32_MAX.)
-DEFAULT_MAX_MESSAGE_MB = 512
-SIGNATURE_DEF_FIELD = "signature_def"
-
-
-def grpc_message_options(max_message_mb: int) -> list[tuple[str, int]]:
-  """Channel/server options raising gRPC's send and receive limits to `max_message_mb`."""
-  size = min(int(max_message_mb) * 1024 * 1024, 2**31 - 1)
-  return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
-
-
-def requested_version(model_spec) -> Optional[int]:
-  """The version a ModelSpec asks for, or None for the latest.
-
-  Raises:
-    ServingError: A version label (this server has no label configuration, as TF Serving without
-      a `version_labels` config).
-  """
-  if model_spec.HasField("version"):
-    return int(model_spec.version.value)
-  if model_spec.version_label:
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       f"Unrecognized servable version label: {model_spec.version_label} "
-                       "(esrgan-serve has no version labels; ask for a version number)")
-  return None
-
-
-def model_status_response(manager: core.ModelManager, name: str, version: Optional[int]
-                          ) -> get_model_status_pb2.GetModelStatusResponse:
-  """GetModelStatus answer.
-
-  Raises:
-    ServingError: Unknown model or version (NOT_FOUND).
-  """
-  if name != manager.name:
-    raise ServingError(grpc.StatusCode.NOT_FOUND,
-                       f"Could not find any versions of model {name}")
-  response = get_model_status_pb2.GetModelStatusResponse()
-  for status in manager.status(version):
-    entry = response.model_version_status.add()
-    entry.version = status.version
-    entry.state = status.state
-    entry.status.error_code = status.error_code
-    entry.status.error_message = status.error_message
-  return response
-
-
-def model_metadata_response(predictor: core.Predictor, name: str, version: Optional[int],
-                            fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
-  """GetModelMetadata answer: the "serve" MetaGraph's SignatureDefMap packed in an Any.
-
-  Raises:
-    ServingError: Unknown model/version (NOT_FOUND), missing or unsupported metadata field.
-  """
-  fields = list(fields)
-  if not fields:
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       "GetModelMetadataRequest must specify at least one metadata_field")
-  unsupported = [f for f in fields if f != SIGNATURE_DEF_FIELD]
-  if unsupported:
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       f"Metadata field {unsupported[0]} is not supported "
-                       f"(only {SIGNATURE_DEF_FIELD!r})")
-  predictor.check_model_name(name)
-  with predictor.manager.acquire(version) as servable:
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-      signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = name
-    response.model_spec.version.value = servable.version
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
-  return response
-
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """PredictionService: Predict and GetModelMetadata (Classify/Regress stay UNIMPLEMENTED)."""
@@ -117,7 +40,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"malformed input TensorProto: {e}") from e
       version, signature_name, outputs = self._predictor.predict(
-          request.model_spec.name, requested_version(request.model_spec),
+          request.model_spec.name, protocol.requested_version(request.model_spec),
           request.model_spec.signature_name, inputs, request.output_filter,
           is_active=context.is_active)
     except ServingError as e:
@@ -133,8 +56,8 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
     try:
-      return model_metadata_response(self._predictor, request.model_spec.name,
-                                     requested_version(request.model_spec),
+      return protocol.model_metadata_response(self._predictor, request.model_spec.name,
+                                     protocol.requested_version(request.model_spec),
                                      request.metadata_field)
     except ServingError as e:
       context.abort(e.code, e.message)
@@ -148,8 +71,8 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
     try:
-      return model_status_response(self._manager, request.model_spec.name,
-                                   requested_version(request.model_spec))
+      return protocol.model_status_response(self._manager, request.model_spec.name,
+                                   protocol.requested_version(request.model_spec))
     except ServingError as e:
       context.abort(e.code, e.message)
 
@@ -174,7 +97,7 @@ class ModelServer:
   def __init__(self, model_base_path: str, model_name: str = "esrgan", *, port: int = 8500,
                rest_api_port: Optional[int] = None, host: str = "0.0.0.0",
                file_system_poll_wait_seconds: float = 1.0, max_versions: int = 1,
-               max_inflight: int = 16, max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
+               max_inflight: int = 16, max_message_mb: int = protocol.DEFAULT_MAX_MESSAGE_MB,
                max_pixels: int = core.DEFAULT_MAX_PIXELS, loader=core.load_servable):
     self.manager = core.ModelManager(model_name, model_base_path, max_versions=max_versions,
                                      poll_wait_seconds=file_system_poll_wait_seconds,
@@ -206,7 +129,7 @@ class ModelServer:
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         # No SO_REUSEPORT (gRPC's default): a second server on the same port must fail to bind
         # rather than silently share the traffic.
-        options=grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
+        options=protocol.grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _PredictionService(self.predictor), self._grpc)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
