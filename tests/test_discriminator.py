@@ -1,11 +1,11 @@
 """Tests for esrgan_tf.models.discriminator."""
 
+import discriminator_reference as ref
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import discriminator_reference as ref
 from esrgan_tf.models.discriminator import Discriminator
 
 

@@ -1,11 +1,11 @@
 """Tests for esrgan_tf.models.unet_discriminator and models.spectral_norm against numpy."""
 
+import discriminator_reference as ref
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import discriminator_reference as ref
 from esrgan_tf.models import SpectralNorm, UNetDiscriminatorSN
 from esrgan_tf.models import unet_discriminator as unet_lib
 from esrgan_tf.weights import discriminator as d_weights

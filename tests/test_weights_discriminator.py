@@ -1,15 +1,14 @@
 """Tests for BasicSR discriminator checkpoints (esrgan_tf.weights load/save_discriminator)."""
 
+import discriminator_reference as ref
 import numpy as np
 import pytest
-
-import discriminator_reference as ref
 import weights_fixtures as wf
+
 from esrgan_tf import weights
 from esrgan_tf.models import Discriminator, UNetDiscriminatorSN
-from esrgan_tf.weights import CheckpointError
+from esrgan_tf.weights import CheckpointError, torch_pickle
 from esrgan_tf.weights import discriminator as d_weights
-from esrgan_tf.weights import torch_pickle
 
 
 def _f64(state):
