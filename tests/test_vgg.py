@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import vgg_reference
 
 from esrgan_tf.models import vgg as vgg_lib
 
@@ -71,3 +72,35 @@ def test_imagenet_weights_path_uses_keras_home(tmp_path, monkeypatch):
   (tmp_path / "models").mkdir()
   (tmp_path / "models" / vgg_lib.IMAGENET_NOTOP_FILE).write_bytes(b"x")
   assert vgg_lib.imagenet_weights_path() == str(tmp_path / "models" / vgg_lib.IMAGENET_NOTOP_FILE)
+
+
+def test_real_esrgan_taps_match_numpy_vgg19():
+  # All five Real-ESRGAN taps (BasicSR names), pre-activation, against a float64 numpy VGG19 of
+  # the same (random) weights: convs, ReLUs and 2×2 max pools from the VGG definition.
+  extractor = vgg_lib.VGGFeatureExtractor(vgg_lib.REAL_ESRGAN_LAYERS, weights=None)
+  conv_weights = {l.name: l.get_weights() for l in extractor.trunk if l.get_weights()}
+  assert len(conv_weights) == 16  # The trunk reaches conv5_4.
+  images = np.random.default_rng(1).uniform(size=(2, 32, 32, 3))
+  features = extractor(images.astype(np.float32))
+  assert list(features) == ["conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4"]
+  expected = vgg_reference.pre_activations(conv_weights, images)
+  for name, keras_name in vgg_lib.BASICSR_LAYER_NAMES.items():
+    if name not in features:
+      continue
+    ours, theirs = features[name].numpy(), expected[keras_name]
+    assert ours.shape == theirs.shape, name
+    # Tolerance relative to the layer's scale (float32 accumulates over up to 16 convs).
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * np.abs(theirs).max() + 1e-6,
+                               err_msg=name)
+    assert (theirs < 0).any(), f"{name} has no negative values: not pre-activation?"
+
+
+def test_basicsr_names_map_to_keras_layers():
+  assert vgg_lib.BASICSR_LAYER_NAMES["conv5_4"] == "block5_conv4"
+  assert vgg_lib.BASICSR_LAYER_NAMES["conv1_2"] == "block1_conv2"
+  assert len(vgg_lib.BASICSR_LAYER_NAMES) == 16  # VGG19: 16 conv layers.
+  assert "conv2_3" not in vgg_lib.BASICSR_LAYER_NAMES  # Block 2 has two convs.
+  with pytest.raises(ValueError, match="given twice"):
+    vgg_lib.VGGFeatureExtractor({"conv5_4": 1.0, "block5_conv4": 1.0})
+  with pytest.raises(ValueError, match="unknown VGG19 conv layer 'conv2_3'"):
+    vgg_lib.VGGFeatureExtractor({"conv2_3": 1.0})

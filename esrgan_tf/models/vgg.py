@@ -23,6 +23,20 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # $KERAS_HOME/models (default ~/.keras/models) (keras/src/applications/vgg19.py).
 IMAGENET_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 DEFAULT_LAYERS = {"block5_conv4": 1.0}  # ESRGAN: VGG19 conv5_4 before activation.
+# BasicSR's VGG19 layer names (basicsr/archs/vgg_arch.py NAMES['vgg19']: conv{block}_{index})
+# → the Keras VGG19 names (block{block}_conv{index}); blocks 1–2 have 2 convs, 3–5 have 4.
+BASICSR_LAYER_NAMES = {f"conv{b}_{c}": f"block{b}_conv{c}"
+                       for b, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+                       for c in range(1, convs + 1)}
+# Real-ESRGAN's perceptual loss (options/train_realesrgan_x4plus.yml, perceptual_opt.layer_weights;
+# L1, pre-activation, perceptual_weight 1.0).
+REAL_ESRGAN_LAYERS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0,
+                      "conv5_4": 1.0}
+
+
+def keras_layer_name(name: str) -> str:
+  """The Keras VGG19 name of a conv given as Keras (block5_conv4) or BasicSR (conv5_4) name."""
+  return BASICSR_LAYER_NAMES.get(name, name)
 
 
 def imagenet_weights_path() -> Optional[str]:
@@ -48,7 +62,8 @@ class VGGFeatureExtractor(keras.Model):
 
   Args:
     layers: {VGG19 conv layer name: loss weight}, e.g. {"block5_conv4": 1.0} (ESRGAN) or
-      {"block1_conv2": 0.1, ..., "block5_conv4": 1.0}. Only conv layers (pre-activation).
+      `REAL_ESRGAN_LAYERS`. Names in Keras (block5_conv4) or BasicSR (conv5_4) form; the
+      features come back under the names given. Only conv layers (pre-activation).
     weights: "imagenet" (Keras downloads into ~/.keras/models when missing), a path to a
       weights file for `keras.applications.VGG19(include_top=False)` (.weights.h5 or the Keras
       .h5), or None (random init: tests only; a perceptual loss on it is meaningless).
@@ -77,11 +92,16 @@ class VGGFeatureExtractor(keras.Model):
     vgg = keras.applications.VGG19(include_top=False, weights=weights,
                                    input_shape=(None, None, 3))
     names = [layer.name for layer in vgg.layers]
-    for name in self.layer_weights:
-      if name not in names or not name.startswith("block") or "_conv" not in name:
+    # Given name → Keras name; features are returned under the given names.
+    self._taps = {name: keras_layer_name(name) for name in self.layer_weights}
+    for name, keras_name in self._taps.items():
+      if keras_name not in names or not keras_name.startswith("block") or "_conv" not in keras_name:
         convs = [n for n in names if "_conv" in n]
-        raise ValueError(f"unknown VGG19 conv layer {name!r}; choose from {convs}")
-    last = max(names.index(name) for name in self.layer_weights)
+        raise ValueError(f"unknown VGG19 conv layer {name!r}; choose from {convs} (or the "
+                         f"BasicSR names {list(BASICSR_LAYER_NAMES)})")
+    if len(set(self._taps.values())) != len(self._taps):
+      raise ValueError(f"VGG19 layers given twice (Keras and BasicSR names): {list(self._taps)}")
+    last = max(names.index(name) for name in self._taps.values())
     # Fresh layers copying the pretrained ones, up to the deepest requested conv.
     self.trunk = []
     for layer in vgg.layers[1:last + 1]:
@@ -103,13 +123,14 @@ class VGGFeatureExtractor(keras.Model):
   def call(self, images):
     x = caffe_preprocess(images) if self.preprocess else images
     features = {}
+    wanted = set(self._taps.values())
     for layer in self.trunk:
       x = layer(x)
       if isinstance(layer, keras.layers.Conv2D):
-        if layer.name in self.layer_weights:
+        if layer.name in wanted:
           features[layer.name] = x
         x = tf.nn.relu(x)
-    return {name: features[name] for name in self.layer_weights}
+    return {name: features[keras_name] for name, keras_name in self._taps.items()}
 
   def get_config(self):
     return {"layers": self.layer_weights, "weights": None, "preprocess": self.preprocess,
