@@ -23,15 +23,21 @@ def max_pool_2x2(x):
   return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def pre_activations(conv_weights, images, depth=16):
+TORCH_MEAN = np.array([0.485, 0.456, 0.406])  # torchvision ImageNet normalisation.
+TORCH_STD = np.array([0.229, 0.224, 0.225])
+
+
+def pre_activations(conv_weights, images, depth=16, preprocess="caffe"):
   """{"block{b}_conv{c}": conv output before ReLU} of caffe(images), NHWC float64.
 
   Args:
     conv_weights: {"block{b}_conv{c}": (kernel [3, 3, in, out], bias)}.
     images: [N, H, W, 3] RGB in [0, 1].
     depth: Number of convs to run (16: the whole trunk).
+    preprocess: "caffe" (Keras weights) or "torch" ((x − mean) / std, torchvision weights).
   """
-  x = caffe(np.asarray(images, np.float64))
+  images = np.asarray(images, np.float64)
+  x = caffe(images) if preprocess == "caffe" else (images - TORCH_MEAN) / TORCH_STD
   taps = {}
   for b, convs in enumerate(BLOCKS, start=1):
     for c in range(1, convs + 1):

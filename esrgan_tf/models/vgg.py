@@ -56,6 +56,31 @@ def caffe_preprocess(images):
   return bgr - tf.constant(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
+# torchvision's ImageNet normalisation of [0, 1] RGB, which BasicSR's VGGFeatureExtractor applies
+# with use_input_norm=True (basicsr/archs/vgg_arch.py) before torchvision's VGG19 weights.
+TORCH_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+TORCH_IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESS_MODES = ("caffe", "torch", "none")
+
+
+def torch_preprocess(images):
+  """[0, 1] RGB float images → (x − mean) / std with torchvision's ImageNet statistics."""
+  mean = tf.constant(TORCH_IMAGENET_MEAN, dtype=images.dtype)
+  return (images - mean) / tf.constant(TORCH_IMAGENET_STD, dtype=images.dtype)
+
+
+def _preprocess_mode(preprocess, weights) -> str:
+  if preprocess is True or preprocess is None:
+    # Converted torchvision weights (a mapping) expect torch's normalisation, Keras' caffe.
+    return "torch" if isinstance(weights, Mapping) else "caffe"
+  if preprocess is False:
+    return "none"
+  if preprocess not in PREPROCESS_MODES:
+    raise ValueError(f"preprocess must be a bool or one of {PREPROCESS_MODES}, got "
+                     f"{preprocess!r}")
+  return preprocess
+
+
 @keras.saving.register_keras_serializable(package="esrgan_tf")
 class VGGFeatureExtractor(keras.Model):
   """Pre-activation VGG19 features of [0, 1] RGB images. Not trainable.
@@ -66,8 +91,11 @@ class VGGFeatureExtractor(keras.Model):
       features come back under the names given. Only conv layers (pre-activation).
     weights: "imagenet" (Keras downloads into ~/.keras/models when missing), a path to a
       weights file for `keras.applications.VGG19(include_top=False)` (.weights.h5 or the Keras
-      .h5), or None (random init: tests only; a perceptual loss on it is meaningless).
-    preprocess: Apply caffe preprocessing to the [0, 1] RGB input (default True).
+      .h5), a mapping {Keras conv name: (kernel [3, 3, in, out], bias)} (e.g. torchvision's
+      VGG19 as BasicSR uses it, from `esrgan_tf.weights.load_torchvision_vgg19`), or None
+      (random init: tests only; a perceptual loss on it is meaningless).
+    preprocess: True (default: "caffe" for Keras weights, "torch" for a mapping), "caffe",
+      "torch" (BasicSR use_input_norm=True, range_norm=False), or False/"none".
     **kwargs: Passed to `keras.Model`.
 
   Call returns {layer name: float features [N, h, w, c]}, in the order of `layers`.
@@ -81,15 +109,18 @@ class VGGFeatureExtractor(keras.Model):
     layers = dict(DEFAULT_LAYERS if layers is None else layers)
     if not layers:
       raise ValueError("VGGFeatureExtractor needs at least one layer")
-    if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
+    conv_weights = weights if isinstance(weights, Mapping) else None
+    if (conv_weights is None and weights not in (None, "imagenet")
+        and not os.path.isfile(str(weights))):
       raise ValueError(f"VGG19 weights file {weights!r} does not exist")
     kwargs.setdefault("name", "vgg_features")
     super().__init__(**kwargs)
     self.layer_weights = {str(k): float(v) for k, v in layers.items()}
-    self.weights_source = weights
-    self.preprocess = preprocess
+    self.weights_source = "mapping" if conv_weights is not None else weights
+    self.preprocess = _preprocess_mode(preprocess, weights)
 
-    vgg = keras.applications.VGG19(include_top=False, weights=weights,
+    vgg = keras.applications.VGG19(include_top=False,
+                                   weights=None if conv_weights is not None else weights,
                                    input_shape=(None, None, 3))
     names = [layer.name for layer in vgg.layers]
     # Given name → Keras name; features are returned under the given names.
@@ -109,7 +140,18 @@ class VGGFeatureExtractor(keras.Model):
         conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, padding=layer.padding,
                                    activation=None, name=layer.name)
         conv.build((None, None, None, layer.kernel.shape[2]))
-        conv.set_weights(layer.get_weights())
+        if conv_weights is None:
+          conv.set_weights(layer.get_weights())
+        elif layer.name not in conv_weights:
+          raise ValueError(f"VGG19 weights mapping lacks {layer.name}")
+        else:
+          kernel, bias = conv_weights[layer.name]
+          if tuple(kernel.shape) != tuple(conv.kernel.shape) or tuple(bias.shape) != (
+              conv.filters,):
+            raise ValueError(f"{layer.name}: kernel {tuple(kernel.shape)} / bias "
+                             f"{tuple(bias.shape)}, expected {tuple(conv.kernel.shape)} / "
+                             f"{(conv.filters,)}")
+          conv.set_weights([kernel, bias])
         self.trunk.append(conv)
       elif isinstance(layer, keras.layers.MaxPooling2D):
         self.trunk.append(keras.layers.MaxPooling2D(layer.pool_size, layer.strides,
@@ -121,7 +163,12 @@ class VGGFeatureExtractor(keras.Model):
     self.built = True
 
   def call(self, images):
-    x = caffe_preprocess(images) if self.preprocess else images
+    if self.preprocess == "caffe":
+      x = caffe_preprocess(images)
+    elif self.preprocess == "torch":
+      x = torch_preprocess(images)
+    else:
+      x = images
     features = {}
     wanted = set(self._taps.values())
     for layer in self.trunk:

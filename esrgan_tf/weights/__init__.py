@@ -18,6 +18,7 @@ from esrgan_tf.weights import layouts
 from esrgan_tf.weights import ncnn
 from esrgan_tf.weights import safetensors_io
 from esrgan_tf.weights import torch_pickle
+from esrgan_tf.weights import vgg
 from esrgan_tf.weights.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -25,7 +26,8 @@ NCNN_SUFFIXES = (".param", ".bin")
 SAVE_SUFFIXES = (".keras", ".pth", ".safetensors")
 
 __all__ = ["CheckpointError", "interpolate", "load_checkpoint", "load_discriminator",
-           "read_state_dict", "save_checkpoint", "save_discriminator", "save_model"]
+           "load_torchvision_vgg19", "read_state_dict", "save_checkpoint", "save_discriminator",
+           "save_model"]
 
 
 def _suffix(path: str) -> str:
@@ -153,6 +155,24 @@ def load_discriminator(path: str, *, skip_connection: bool = True):
   state = read_state_dict(path)
   try:
     return discriminator.build_discriminator(state, skip_connection=skip_connection)
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from None
+
+
+def load_torchvision_vgg19(path: str) -> dict:
+  """Reads torchvision's VGG19 (e.g. vgg19-dcbb9e9d.pth, as BasicSR's perceptual loss uses).
+
+  Returns:
+    {Keras VGG19 conv name: (kernel, bias)}, for `VGGFeatureExtractor(weights=...)` (which then
+    applies torch's ImageNet normalisation).
+
+  Raises:
+    CheckpointError: Unreadable/refused file or not a VGG19 state dict.
+  """
+  path = os.fspath(path)
+  state = read_state_dict(path)
+  try:
+    return vgg.torchvision_vgg19_convs(state)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
 
