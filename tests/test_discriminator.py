@@ -204,3 +204,22 @@ def test_patch_matches_numpy(spectral_norm, training):
   expected = _patch_forward(state, x, num_stages, spectral_norm, training)
   out = d(x.astype(np.float32), training=training).numpy()
   np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_norm_updates_u_v_only_in_training_calls():
+  # Discriminator.call passes `training` on implicitly (Keras call context): one torch power
+  # iteration per training call, none at inference.
+  d = Discriminator("patch", 2, num_stages=1, spectral_norm=True)
+  d.build((None, None, None, 3))
+  wrapper = d.stage_layers[0][2]  # conv0_1, 4×4: kernel (4, 4, 2, 2).
+  kernel = wrapper.layer.kernel.numpy().astype(np.float64)
+  weight = kernel.transpose(3, 2, 0, 1)  # torch OIHW
+  u0 = wrapper.vector_u.numpy().astype(np.float64)
+  x = np.random.default_rng(26).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+  d(x, training=False)
+  np.testing.assert_array_equal(wrapper.vector_u.numpy(), u0.astype(np.float32))
+  d(x, training=True)
+  u1, v1 = ref.power_iteration(weight, u0)
+  np.testing.assert_allclose(wrapper.vector_u.numpy(), u1, atol=1e-6)
+  np.testing.assert_allclose(  # Stored in (kh, kw, in) order.
+      wrapper.vector_v.numpy(), v1.reshape(2, 4, 4).transpose(1, 2, 0).ravel(), atol=1e-6)

@@ -141,3 +141,15 @@ def test_config_round_trip_and_errors():
     d(tf.zeros([1, 16, 16, 3]))
   with pytest.raises(ValueError, match="num_feat must be a positive integer"):
     UNetDiscriminatorSN(3, 0)
+
+
+def test_keras_file_round_trip_keeps_u_v(tmp_path):
+  d = UNetDiscriminatorSN(3, 2)
+  x = np.random.default_rng(9).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+  d(x, training=True)  # Moves u and v away from their initial values.
+  path = str(tmp_path / "d.keras")
+  d.save(path)
+  loaded = keras.models.load_model(path)
+  assert isinstance(loaded.conv5, SpectralNorm)
+  np.testing.assert_array_equal(loaded.conv5.vector_v.numpy(), d.conv5.vector_v.numpy())
+  np.testing.assert_array_equal(loaded(x).numpy(), d(x).numpy())
