@@ -2,7 +2,8 @@
 
 Simonyan & Zisserman 2015, configuration E: 3×3 'same' convs with ReLU, 2×2 stride-2 max pools
 after each block; blocks of 2, 2, 4, 4, 4 convs. Weights are given per conv (in the tests: copied
-from a randomly initialised extractor); input is caffe-preprocessed (BGR, ×255, minus the ImageNet BGR mean).
+from a randomly initialised extractor, or torchvision-layout random weights); input is
+caffe-preprocessed (BGR, ×255, minus the ImageNet BGR mean) or torch-normalised.
 """
 
 from __future__ import annotations
