@@ -14,6 +14,9 @@ from typing import Mapping
 import tensorflow as tf
 
 PIXEL_CRITERIA = ("l1", "l2")
+# "ragan": ESRGAN's relativistic average GAN; "vanilla": the standard GAN of Real-ESRGAN
+# (BasicSR GANLoss(gan_type="vanilla"), loss_weight 0.1 in train_realesrgan_x4plus.yml).
+GAN_TYPES = ("ragan", "vanilla")
 
 
 def _f32(x):
@@ -44,20 +47,34 @@ def pixel_loss(sr, hr, criterion: str = "l1"):
   return _mean_per_example(tf.abs(diff) if criterion == "l1" else tf.square(diff))
 
 
-def perceptual_loss(sr_features: Mapping, hr_features: Mapping, layer_weights: Mapping):
+def perceptual_loss(sr_features: Mapping, hr_features: Mapping, layer_weights: Mapping,
+                    criterion: str = "l1"):
   """Weighted sum over layers of the per-example mean |φ_l(sr) − φ_l(hr)| (ESRGAN §3.3, L1).
+
+  BasicSR's PerceptualLoss (basicsr/losses/basic_loss.py) with style_weight 0:
+  Σ_l w_l · criterion(φ_l(sr), φ_l(hr)), each criterion a mean over the layer's elements; the
+  Real-ESRGAN weights are `esrgan_tf.models.vgg.REAL_ESRGAN_LAYERS`. The caller multiplies by
+  perceptual_weight.
 
   Args:
     sr_features: {layer: [N, h, w, c]} from `VGGFeatureExtractor` on the SR batch.
     hr_features: The same for the HR batch (stop the gradient on it at the call site).
     layer_weights: {layer: weight}.
+    criterion: "l1" (ESRGAN, Real-ESRGAN) or "l2".
 
   Returns:
     float32 [N].
+
+  Raises:
+    ValueError: On an unknown criterion or empty layer_weights.
   """
+  if criterion not in PIXEL_CRITERIA:
+    raise ValueError(f"perceptual criterion must be one of {PIXEL_CRITERIA}, got {criterion!r}")
+  if not layer_weights:
+    raise ValueError("perceptual_loss needs at least one layer weight")
   total = None
   for name, weight in layer_weights.items():
-    term = weight * _mean_per_example(tf.abs(_f32(sr_features[name]) - _f32(hr_features[name])))
+    term = weight * pixel_loss(sr_features[name], hr_features[name], criterion)
     total = term if total is None else total + term
   return total
 
@@ -67,8 +84,10 @@ def _bce_logits(logits, label: float):
       labels=tf.fill(tf.shape(logits), label), logits=logits)
 
 
-def _flat_logits(logits):
-  return tf.reshape(_f32(logits), [-1])
+def _logits_2d(logits):
+  """[N], [N, 1] or per-pixel [N, H, W, 1] logits → float32 [N, P]."""
+  logits = _f32(logits)
+  return tf.reshape(logits, [tf.shape(logits)[0], -1])
 
 
 def ragan_discriminator_loss(real_logits, fake_logits):
@@ -80,20 +99,21 @@ def ragan_discriminator_loss(real_logits, fake_logits):
   fake terms as BasicSR does (the paper writes their sum); the ESRGAN loss weights (5e-3) were
   tuned with this averaging.
 
-  The expectation E[·] is the mean over the batch *this replica* sees (as BasicSR under DDP):
+  The expectation E[·] is the mean over the batch *this replica* sees (as BasicSR under DDP;
+  over all pixels too for per-pixel logits, as BasicSR's torch.mean(fake_d_pred)):
   it keeps the step free of an extra cross-replica reduction, but it means the GAN losses of
   a 2-replica run differ slightly from a 1-replica run with the same global batch.
 
   Args:
-    real_logits: C(x_r), [N] or [N, 1].
+    real_logits: C(x_r), [N], [N, 1] or per-pixel [N, H, W, 1] (averaged per example).
     fake_logits: C(x_f), same shape (x_f = G(x_lr), gradient stopped for the D update).
 
   Returns:
     float32 [N].
   """
-  real, fake = _flat_logits(real_logits), _flat_logits(fake_logits)
-  return 0.5 * (_bce_logits(real - tf.reduce_mean(fake), 1.0)
-                + _bce_logits(fake - tf.reduce_mean(real), 0.0))
+  real, fake = _logits_2d(real_logits), _logits_2d(fake_logits)
+  return tf.reduce_mean(0.5 * (_bce_logits(real - tf.reduce_mean(fake), 1.0)
+                               + _bce_logits(fake - tf.reduce_mean(real), 0.0)), axis=1)
 
 
 def ragan_generator_loss(real_logits, fake_logits):
@@ -110,6 +130,76 @@ def ragan_generator_loss(real_logits, fake_logits):
   Returns:
     float32 [N].
   """
-  real, fake = _flat_logits(real_logits), _flat_logits(fake_logits)
-  return 0.5 * (_bce_logits(real - tf.reduce_mean(fake), 0.0)
-                + _bce_logits(fake - tf.reduce_mean(real), 1.0))
+  real, fake = _logits_2d(real_logits), _logits_2d(fake_logits)
+  return tf.reduce_mean(0.5 * (_bce_logits(real - tf.reduce_mean(fake), 0.0)
+                               + _bce_logits(fake - tf.reduce_mean(real), 1.0)), axis=1)
+
+
+def vanilla_discriminator_loss(real_logits, fake_logits):
+  """Standard GAN discriminator loss, per example: BCE(C(x_r), 1) + BCE(C(x_f), 0).
+
+  BasicSR GANLoss(gan_type="vanilla") is BCEWithLogitsLoss (mean over all elements) against
+  target 1 (real) or 0 (fake); Real-ESRGAN's D step backpropagates l_d_real and l_d_fake
+  separately, so their gradients add: the sum, without the ½ of the RaGAN loss. GANLoss applies
+  loss_weight only to the generator (is_disc=True skips it): use no weight here.
+
+  Args:
+    real_logits: C(x_r): [N], [N, 1] or per-pixel [N, H, W, 1] (U-Net discriminator).
+    fake_logits: C(G(x_lr)), same shape, gradient stopped with respect to G.
+
+  Returns:
+    float32 [N]: the per-example means over pixels of both terms, summed.
+  """
+  return (_mean_per_example(_bce_logits(_logits_2d(real_logits), 1.0))
+          + _mean_per_example(_bce_logits(_logits_2d(fake_logits), 0.0)))
+
+
+def vanilla_generator_loss(fake_logits):
+  """Standard (non-saturating) GAN generator loss, per example: BCE(C(G(x_lr)), 1).
+
+  BasicSR: cri_gan(fake_g_pred, target_is_real=True, is_disc=False), then × loss_weight (0.1
+  in Real-ESRGAN), which the caller applies.
+
+  Args:
+    fake_logits: C(G(x_lr)): [N], [N, 1] or per-pixel [N, H, W, 1].
+
+  Returns:
+    float32 [N] (mean over pixels).
+  """
+  return _mean_per_example(_bce_logits(_logits_2d(fake_logits), 1.0))
+
+
+def _check_gan_type(gan_type: str):
+  if gan_type not in GAN_TYPES:
+    raise ValueError(f"gan_type must be one of {GAN_TYPES}, got {gan_type!r}")
+
+
+def discriminator_gan_loss(gan_type: str, real_logits, fake_logits):
+  """The discriminator's GAN loss by type ("ragan" or "vanilla"), per example.
+
+  Raises:
+    ValueError: On an unknown gan_type.
+  """
+  _check_gan_type(gan_type)
+  if gan_type == "ragan":
+    return ragan_discriminator_loss(real_logits, fake_logits)
+  return vanilla_discriminator_loss(real_logits, fake_logits)
+
+
+def generator_gan_loss(gan_type: str, real_logits, fake_logits):
+  """The generator's GAN loss by type, per example, before its weight (loss.gan_weight).
+
+  Args:
+    gan_type: "ragan" (needs C(x_r)) or "vanilla" (ignores real_logits; may be None).
+    real_logits: C(x_r) or None for "vanilla".
+    fake_logits: C(G(x_lr)).
+
+  Raises:
+    ValueError: On an unknown gan_type, or "ragan" without real_logits.
+  """
+  _check_gan_type(gan_type)
+  if gan_type == "vanilla":
+    return vanilla_generator_loss(fake_logits)
+  if real_logits is None:
+    raise ValueError("the ragan generator loss needs the real logits")
+  return ragan_generator_loss(real_logits, fake_logits)

@@ -8,8 +8,12 @@
 * `patch`: fully convolutional stages of the same kind, global average pooling and a 1×1 conv:
   any input size.
 
-`spectral_norm=True` wraps every conv/dense in `keras.layers.SpectralNormalization` and drops the
-batch norms (spectral norm replaces them as the Lipschitz control, as in SNGAN/Real-ESRGAN).
+`spectral_norm=True` wraps every conv/dense in `SpectralNorm` (torch semantics, a subclass of
+`keras.layers.SpectralNormalization`; see models/spectral_norm.py) and drops the batch norms
+(spectral norm replaces them as the Lipschitz control, as in SNGAN/Real-ESRGAN).
+
+Batch norm uses torch's `nn.BatchNorm2d` defaults (eps 1e-5, momentum 0.1, i.e. Keras momentum
+0.9), not Keras' (1e-3, 0.99), so BasicSR discriminator weights import exactly.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from esrgan_tf.models.spectral_norm import SpectralNorm
+
 DISCRIMINATOR_TYPES = ("vgg", "patch")
 NEGATIVE_SLOPE = 0.2  # BasicSR: nn.LeakyReLU(negative_slope=0.2).
 # Spatial size after the last stride-2 stage of the VGG-style discriminator (BasicSR: 128 → 4).
 _VGG_FINAL_SIZE = 4
 # Width of the first fully connected layer (BasicSR: nn.Linear(num_feat * 8 * 4 * 4, 100)).
 _VGG_HIDDEN = 100
+# torch nn.BatchNorm2d defaults: eps=1e-5, momentum=0.1 (running ← 0.9·running + 0.1·batch).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
 
 
 def _lrelu(x):
@@ -95,11 +104,12 @@ class Discriminator(keras.Model):
 
   def _wrap(self, layer):
     if self.spectral_norm:
-      return keras.layers.SpectralNormalization(layer, name=f"sn_{layer.name}")
+      return SpectralNorm(layer, name=f"sn_{layer.name}")
     return layer
 
   def _bn(self, name):
-    return None if self.spectral_norm else keras.layers.BatchNormalization(name=name)
+    return None if self.spectral_norm else keras.layers.BatchNormalization(
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
   def _check_input(self, shape):
     if len(shape) != 4 or (shape[-1] is not None and shape[-1] != self.in_channels):

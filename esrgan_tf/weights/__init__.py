@@ -13,18 +13,21 @@ import os
 
 import numpy as np
 
+from esrgan_tf.weights import discriminator
 from esrgan_tf.weights import layouts
 from esrgan_tf.weights import ncnn
 from esrgan_tf.weights import safetensors_io
 from esrgan_tf.weights import torch_pickle
+from esrgan_tf.weights import vgg
 from esrgan_tf.weights.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt")
 NCNN_SUFFIXES = (".param", ".bin")
 SAVE_SUFFIXES = (".keras", ".pth", ".safetensors")
 
-__all__ = ["CheckpointError", "interpolate", "load_checkpoint", "read_state_dict",
-           "save_checkpoint", "save_model"]
+__all__ = ["CheckpointError", "interpolate", "load_checkpoint", "load_discriminator",
+           "load_torchvision_vgg19", "read_state_dict", "save_checkpoint", "save_discriminator",
+           "save_model"]
 
 
 def _suffix(path: str) -> str:
@@ -130,6 +133,76 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
   state = layouts.model_state(model)
   if suffix == ".pth":
     torch_pickle.atomic_write(path, lambda f: torch_pickle.write_torch_zip(f, state))
+  else:
+    torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
+
+
+def load_discriminator(path: str, *, skip_connection: bool = True):
+  """Loads a BasicSR netD checkpoint as a built Keras discriminator (`weights.discriminator`).
+
+  Args:
+    path: .pth/.pt or .safetensors, e.g. RealESRGAN_x4plus_netD.pth (`{"params": sd}`).
+    skip_connection: For U-Net discriminators (not recorded in the file; Real-ESRGAN: True).
+
+  Returns:
+    `UNetDiscriminatorSN` (spectral norm's stored u, v give torch's eval-mode σ) or
+    `Discriminator(type="vgg")` for BasicSR's VGGStyleDiscriminator.
+
+  Raises:
+    CheckpointError: Unreadable/refused file or not a BasicSR discriminator layout.
+  """
+  path = os.fspath(path)
+  state = read_state_dict(path)
+  try:
+    return discriminator.build_discriminator(state, skip_connection=skip_connection)
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from None
+
+
+def load_torchvision_vgg19(path: str) -> dict:
+  """Reads torchvision's VGG19 (e.g. vgg19-dcbb9e9d.pth, as BasicSR's perceptual loss uses).
+
+  Returns:
+    {Keras VGG19 conv name: (kernel, bias)}, for `VGGFeatureExtractor(weights=...)` (which then
+    applies torch's ImageNet normalisation).
+
+  Raises:
+    CheckpointError: Unreadable/refused file or not a VGG19 state dict.
+  """
+  path = os.fspath(path)
+  state = read_state_dict(path)
+  try:
+    return vgg.torchvision_vgg19_convs(state)
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from None
+
+
+def save_discriminator(model, path: str, *, overwrite: bool = False):
+  """Writes a discriminator in BasicSR's netD layout, atomically.
+
+  .pth files hold `{"params": state_dict}` as BasicSR's `save_network(net_d, ...)` does.
+
+  Args:
+    model: `UNetDiscriminatorSN`, or `Discriminator(type="vgg")` without spectral norm and with
+      input_size 128 or 256.
+    path: Ends with .pth or .safetensors.
+    overwrite: Replace an existing file.
+
+  Raises:
+    CheckpointError: Other suffix, existing file, or no BasicSR counterpart for the model.
+  """
+  path = os.fspath(path)
+  suffix = _suffix(path)
+  if suffix not in (".pth", ".safetensors"):
+    raise CheckpointError(f"{path}: discriminators are written as .pth or .safetensors")
+  _check_target(path, overwrite)
+  try:
+    state = discriminator.discriminator_state(model)
+  except CheckpointError as e:
+    raise CheckpointError(f"{path}: {e}") from None
+  if suffix == ".pth":
+    torch_pickle.atomic_write(
+        path, lambda f: torch_pickle.write_torch_zip(f, state, wrappers=("params",)))
   else:
     torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
 
