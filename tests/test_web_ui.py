@@ -28,6 +28,7 @@ import tensorflow as tf
 import esrgan_tf
 from esrgan_tf import export
 from esrgan_tf.models import RRDBNet
+from esrgan_tf.serving import server as server_lib
 from esrgan_tf.serving import web
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,13 +38,16 @@ HOW_TO_ENABLE = ("the browser test needs Playwright and Chromium: `pip install p
                  "`apt-get install -y chromium` (CI=true makes this a failure, not a skip)")
 CROP = (120, 150)  # (H, W) of the photo crop; with tile 64 the page sends 3 × 3 tiles.
 TILE = 64
+FULL_PHOTO = os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")  # 256 × 256.
 
 
 def _sync_playwright():
   """Playwright's sync API, or a skip (locally) / failure (CI) naming what is missing."""
   missing = None
   try:
-    from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from playwright.sync_api import expect
+    from playwright.sync_api import sync_playwright
   except ImportError:
     missing = "the playwright package is not installed"
   if missing is None and not os.path.exists(CHROMIUM):
@@ -52,7 +56,7 @@ def _sync_playwright():
     if os.environ.get("CI", "").lower() == "true":
       pytest.fail(f"{missing}; {HOW_TO_ENABLE}")
     pytest.skip(f"{missing}; {HOW_TO_ENABLE}")
-  return sync_playwright
+  return sync_playwright, expect
 
 
 def _free_port():
@@ -101,7 +105,7 @@ def server(export_base):
 
 
 def _photo_crop(path):
-  photo = Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")).convert("RGB")
+  photo = Image.open(FULL_PHOTO).convert("RGB")
   h, w = CROP
   crop = photo.crop((80, 40, 80 + w, 40 + h))
   crop.save(path)
@@ -135,21 +139,22 @@ def test_static_files_and_headers(server):
 
 
 def test_web_ui_false_turns_the_page_off(export_base):
-  proc, port, lines = _serve(export_base, "--web_ui=false")
-  try:
-    assert not any("web page" in line for line in lines)
+  srv = server_lib.ModelServer(export_base, "tiny", port=0, rest_api_port=0, host="127.0.0.1",
+                               file_system_poll_wait_seconds=0, web_ui=False)
+  with srv:
+    url = f"http://127.0.0.1:{srv.rest_api_port}"
     with pytest.raises(urllib.error.HTTPError) as e:
-      urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30)
+      urllib.request.urlopen(url + "/", timeout=30)
     assert e.value.code == 404
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/tiny", timeout=30) as r:
-      assert r.status == 200  # The API itself is unaffected.
-  finally:
-    proc.terminate()
-    proc.wait(timeout=60)
+    with urllib.request.urlopen(url + "/v1/models/tiny", timeout=30) as response:
+      assert response.status == 200  # The API itself is unaffected.
+  from esrgan_tf.cli import serve  # pylint: disable=g-import-not-at-top
+  web_ui_flag = serve._WEB_UI  # pylint: disable=protected-access
+  assert web_ui_flag.name == "web_ui" and web_ui_flag.default is True
 
 
 def test_upload_tiles_compares_and_downloads_in_chromium(server, export_base, tmp_path):
-  sync_playwright = _sync_playwright()
+  sync_playwright, expect = _sync_playwright()
   url, _ = server
   photo_path = tmp_path / "chelsea_crop.png"
   photo = _photo_crop(photo_path)
@@ -165,16 +170,28 @@ def test_upload_tiles_compares_and_downloads_in_chromium(server, export_base, tm
       page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
       page.on("pageerror", lambda e: problems.append(str(e)))
       page.goto(url + "/")
-      page.wait_for_function("document.getElementById('version').options.length > 0")
+      page.locator("#version option").first.wait_for(state="attached")
       assert page.get_by_test_id("error").is_hidden()
+
+      # Cancel: the whole 256² photo in 32-px tiles (11 × 11 requests), cancelled early.
+      page.get_by_test_id("tile").fill("32")
+      page.get_by_test_id("upload").set_input_files(FULL_PHOTO)
+      expect(page.get_by_test_id("progress-text")).to_have_text(re.compile(r"tile [1-9]"))
+      page.get_by_test_id("cancel").click()
+      expect(page.get_by_test_id("progress-text")).to_have_text(re.compile("^cancelled"))
+      done, total = map(int, re.search(r"cancelled after (\d+) of (\d+) tiles",
+                                       page.get_by_test_id("progress-text").inner_text()).groups())
+      assert total == 121 and 1 <= done < total
+      assert page.get_by_test_id("download").is_hidden()
+      assert page.get_by_test_id("error").is_hidden()
+
       page.get_by_test_id("tile").fill(str(TILE))
 
       page.get_by_test_id("upload").set_input_files(str(photo_path))
       page.get_by_test_id("download").wait_for(state="visible", timeout=120_000)
       result = page.get_by_test_id("result")
-      page.wait_for_function("document.querySelector('[data-testid=result]').complete && "
-                             "document.querySelector('[data-testid=result]').naturalWidth > 0")
-      natural = result.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+      natural = result.evaluate("img => img.decode().then(() => [img.naturalWidth, "
+                                "img.naturalHeight])")
       assert natural == [CROP[1] * 4, CROP[0] * 4]
       facts = page.get_by_test_id("facts").inner_text()
       assert f"{CROP[1]}×{CROP[0]} → {CROP[1] * 4}×{CROP[0] * 4}" in facts
@@ -209,3 +226,38 @@ def test_upload_tiles_compares_and_downloads_in_chromium(server, export_base, tm
   shot = os.environ.get("ESRGAN_TF_WEB_UI_SCREENSHOT")  # For refreshing docs/web_ui.png.
   if shot:
     shutil.copy(tmp_path / "web_ui.png", shot)
+
+
+def test_server_limits_apply_to_the_page(export_base, tmp_path):
+  """A tile over the server's --max_pixels is refused by the API, shown in plain words."""
+  sync_playwright, _ = _sync_playwright()
+  srv = server_lib.ModelServer(export_base, "tiny", port=0, rest_api_port=0, host="127.0.0.1",
+                               file_system_poll_wait_seconds=0, max_pixels=1024)  # 32² pixels.
+  srv.start()
+  port = srv.rest_api_port
+  photo_path = tmp_path / "crop.png"
+  _photo_crop(photo_path)
+  problems = []
+  try:
+    with sync_playwright() as p:
+      browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+      try:
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.locator("#version option").first.wait_for(state="attached")
+        page.get_by_test_id("tile").fill("64")
+        page.get_by_test_id("upload").set_input_files(str(photo_path))
+        error = page.get_by_test_id("error")
+        error.wait_for(state="visible", timeout=60_000)
+        text = error.inner_text()
+        assert "too large for its limits" in text and "smaller tile" in text, text
+        assert "1024" in text  # The server's own message, with its limit, is included.
+        assert page.get_by_test_id("download").is_hidden()
+      finally:
+        browser.close()
+  finally:
+    srv.stop(grace=5)
+  # Chromium logs each refused request itself; nothing else may appear.
+  assert all("status of 400" in message for message in problems), problems

@@ -9,6 +9,7 @@ const SIGNATURE = "upscale_bytes";
 // Tiles are pasted with a hard cut in the middle of each overlap, the `blend = 0` case measured
 // in esrgan_tf/tiling.py (0.25 dB below its cross-fade on a trained model, no visible seam).
 const OVERLAP = 16;
+const MIN_TILE = 32;
 const PARALLEL_REQUESTS = 2;
 // The page's own limit: Chromium refuses canvases above 268 M pixels, and the output, its PNG
 // and the bicubic canvas are all held in memory; larger images belong to `esrgan-upscale`.
@@ -248,8 +249,10 @@ async function upscaleFile(file, job) {
   const started = performance.now();
   const bitmap = await decodeFile(file);
   const w = bitmap.width, h = bitmap.height;
-  const tile = Math.max(16, Math.round(Number($("tile").value) || 128));
-  const rows = axisTiles(h, tile, OVERLAP), cols = axisTiles(w, tile, OVERLAP);
+  const tile = Math.max(MIN_TILE, Math.round(Number($("tile").value) || 128));
+  // Small tiles keep a quarter of their side as context so that each still advances.
+  const overlap = Math.min(OVERLAP, Math.floor(tile / 4));
+  const rows = axisTiles(h, tile, overlap), cols = axisTiles(w, tile, overlap);
   const cells = [];
   for (const r of rows) for (const c of cols) cells.push({r, c});
   job.total = cells.length;
@@ -372,9 +375,10 @@ async function runFiles(files) {
   if (!files.length) return;
   if (page.job) page.job.controller.abort();
   clearError();
-  const job = {controller: new AbortController(), total: 0, done: 0};
+  const job = {controller: new AbortController(), total: 0, done: 0, cancelled: false};
   page.job = job;
   $("job").hidden = false;
+  $("cancel").hidden = false;
   try {
     for (const file of files) {
       if (job.controller.signal.aborted) break;
@@ -391,7 +395,12 @@ async function runFiles(files) {
   } finally {
     if (page.job === job) {
       page.job = null;
-      $("job").hidden = true;
+      if (job.cancelled) {  // Say so, and leave the progress where it stopped.
+        $("progress-text").textContent = `cancelled after ${job.done} of ${job.total} tiles`;
+        $("cancel").hidden = true;
+      } else {
+        $("job").hidden = true;
+      }
     }
   }
 }
@@ -411,8 +420,9 @@ function setUp() {
     e.target.value = "";  // Picking the same file again runs it again.
   });
   $("cancel").addEventListener("click", () => {
-    if (page.job) page.job.controller.abort();
-    $("progress-text").textContent = "cancelled";
+    if (!page.job) return;
+    page.job.cancelled = true;
+    page.job.controller.abort();
   });
   const drop = $("drop");
   for (const type of ["dragenter", "dragover"]) {
