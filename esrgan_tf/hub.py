@@ -166,6 +166,14 @@ def sha256_of(path: str) -> str:
   return digest.hexdigest()
 
 
+def _looks_like_pth(path: str) -> bool:
+  """True if the file starts like a torch checkpoint: a zip (torch >= 1.6) or a pickle (legacy)."""
+  # Zip local-file-header magic "PK\3\4"; pickle protocol >= 2 opens with the PROTO opcode 0x80.
+  with open(path, "rb") as f:
+    head = f.read(4)
+  return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def _remove_stale_staging(root: str) -> None:
   """Deletes staging directories left by killed processes (`.download-<pid>-*`)."""
   for name in os.listdir(root):
@@ -231,6 +239,11 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
           f"{name}: cannot download {url} ({e}). Offline? Download the file on another machine "
           f"and place it at {final} (or set ${MIRROR_ENV} / --model_mirror to a reachable copy "
           "of it)") from e
+    if not _looks_like_pth(staged):
+      raise HubError(
+          f"{name}: what {url} returned is not a PyTorch checkpoint (an HTML page? Google Drive "
+          "asks browsers to confirm large downloads); it was deleted. Download the file by hand "
+          f"and place it at {final}")
     actual = sha256_of(staged)
     if entry.sha256 is None:
       logging.warning("%s: no published SHA-256 to check against; downloaded file has SHA-256 "

@@ -40,6 +40,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       self.send_header("Content-Length", str(len(PTH)))
       self.end_headers()
       self.wfile.write(PTH)
+    elif self.path.startswith("/html/"):  # What Google Drive answers for a large file.
+      page = b"<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>"
+      self.send_response(200)
+      self.send_header("Content-Type", "text/html")
+      self.send_header("Content-Length", str(len(page)))
+      self.end_headers()
+      self.wfile.write(page)
     elif self.path.startswith("/interrupted/"):
       # Announces the whole file, sends half of it, then drops the connection.
       self.send_response(200)
@@ -104,6 +111,14 @@ def test_interrupted_transfer_leaves_nothing(http_base, tmp_path):
   (tmp_path / ".download-999999999-stale").mkdir()  # Left by a killed process: cleaned up.
   reg = registry(f"{base}/interrupted/tiny.pth", sha256=None)
   with pytest.raises(hub.HubError, match="cannot download .*/interrupted/tiny.pth"):
+    hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  assert_nothing_half_written(tmp_path)
+
+
+def test_an_html_page_instead_of_the_file_is_refused(http_base, tmp_path):
+  _, base = http_base
+  reg = registry(f"{base}/html/tiny.pth", sha256=None)
+  with pytest.raises(hub.HubError, match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
     hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
