@@ -9,6 +9,8 @@ install -y chromium`; Playwright's own browser download is not used). Under CI (
 missing piece is a failure, never a skip.
 """
 
+import base64
+import io
 import os
 import re
 import shutil
@@ -209,9 +211,37 @@ def test_upload_tiles_compares_and_downloads_in_chromium(server, export_base, tm
       # Tiles of 64 px with 16 px of context, cut in the middle of each overlap: nearly the
       # untiled answer (a random-init RRDBNet's edge effect reaches only a few pixels).
       assert _psnr(got, expected) > 40, _psnr(got, expected)
+      # The "before" side is a bicubic upscale (checked against Pillow's, same Keys kernel
+      # a = -0.5; Pillow rounds between its two passes, and treats borders differently).
+      data_url = page.get_by_test_id("before").evaluate("c => c.toDataURL('image/png')")
+      before = np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+                          .convert("RGB")).astype(int)
+      bicubic = np.asarray(Image.fromarray(photo).resize((CROP[1] * 4, CROP[0] * 4),
+                                                         Image.Resampling.BICUBIC)).astype(int)
+      assert before.shape == bicubic.shape
+      assert np.abs(before - bicubic)[8:-8, 8:-8].max() <= 1
       page.get_by_test_id("split").fill("30")  # The slider moves the clip of the result.
       assert "30%" in result.evaluate("img => img.style.clipPath")
       page.screenshot(path=str(tmp_path / "web_ui.png"))
+
+      # Drag and drop of several files: each is upscaled and listed with its own download.
+      files = []
+      for name, (top, left) in (("a.png", (0, 0)), ("b.png", (50, 60))):
+        buffer = io.BytesIO()
+        Image.fromarray(photo[top:top + 30, left:left + 40]).save(buffer, format="PNG")
+        files.append([name, base64.b64encode(buffer.getvalue()).decode()])
+      transfer = page.evaluate_handle("""files => {
+        const transfer = new DataTransfer();
+        for (const [name, b64] of files) {
+          const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+          transfer.items.add(new File([bytes], name, {type: "image/png"}));
+        }
+        return transfer;
+      }""", files)
+      page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+      expect(page.locator("#results li a")).to_have_text(
+          ["b_x4.png", "a_x4.png", "chelsea_crop_x4.png"])
+      assert result.evaluate("img => img.decode().then(() => img.naturalWidth)") == 160
 
       page.get_by_test_id("upload").set_input_files(files=[{
           "name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n garbage"}])
