@@ -96,7 +96,12 @@ async function loadModel() {
   select.replaceChildren();
   $("model-info").textContent = "";
   try {
-    const status = await api(`/v1/models/${encodeURIComponent(page.model)}`);
+    const status = await api(`/v1/models/${encodeURIComponent(page.model)}`).catch((e) => {
+      if (e.status === 404) {
+        throw new PageError(`This server has no model named "${page.model}".`);
+      }
+      throw e;
+    });
     const available = (status.model_version_status || [])
       .filter((v) => v.state === "AVAILABLE").map((v) => Number(v.version))
       .sort((a, b) => b - a);
