@@ -7,8 +7,8 @@ the usual resolver then loads like any `.pth`.
 
 Checksums: a SHA-256 is recorded only where a published value could be confirmed from two
 independent sources. None could for any entry here: the authors publish no checksums (Real-ESRGAN's
-release pages list none and its `inference_realesrgan.py` downloads without a check; ESRGAN's
-README only links Google Drive), so every `sha256` is None. Such a file is then checked only by
+repository, at a4abfb2 of 2024-04, documents none and its `inference_realesrgan.py` downloads
+without a check; ESRGAN's README only links a Google Drive folder), so every `sha256` is None. Such a file is then checked only by
 loading it (the checkpoint readers validate every tensor's name and shape), and its SHA-256 is
 logged after the download so that users can pin it. Set a value here once it is confirmed.
 
@@ -81,8 +81,12 @@ class PublishedModel:
 
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
-# URLs: Real-ESRGAN's inference_realesrgan.py (its `file_url` per model name) and README model
-# zoo (docs/model_zoo.md); ESRGAN: the Google Drive files linked from xinntao/ESRGAN's README.
+# URLs: Real-ESRGAN's inference_realesrgan.py (its `file_url` per model name, a4abfb2). ESRGAN:
+# xinntao/ESRGAN's README links a Google Drive folder (folder 17VYV_SoZZesU6mbxz2dMAIccSSlqLecY);
+# the two file ids below are those of its RRDB_ESRGAN_x4.pth / RRDB_PSNR_x4.pth as used by several
+# independent download scripts. Drive may answer a confirmation page instead of the file, which
+# `fetch` detects and refuses. Licences: Real-ESRGAN's LICENSE (BSD-3-Clause), ESRGAN's
+# (Apache-2.0).
 _DRIVE = "https://drive.google.com/uc?export=download&id="
 _ENTRIES = [
     ("RealESRGAN_x4plus", f"{_REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth", "rrdbnet", 4,
