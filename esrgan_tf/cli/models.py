@@ -24,11 +24,11 @@ _MIRROR = flags.DEFINE_string("model_mirror", None,
 
 def format_listing(rows: list[dict], root: str) -> str:
   """The registry as a plain-text table plus the cache directory and checksum note."""
-  lines = [f"{'name':<28} {'×':>2} {'architecture':<24} {'licence':<13} {'cached':<10} url"]
+  lines = [f"{'name':<28} {'×':>2} {'architecture':<34} {'licence':<13} {'cached':<10} url"]
   for row in rows:
     arch = row["architecture"] + ("" if row["supported"] else " (not yet)")
     cached = f"{row['size'] / 1e6:.1f} MB" if row["cached"] else "-"
-    lines.append(f"{row['name']:<28} {row['scale']:>2} {arch:<24} {row['licence']:<13} "
+    lines.append(f"{row['name']:<28} {row['scale']:>2} {arch:<34} {row['licence']:<13} "
                  f"{cached:<10} {row['url']}")
   lines.append(f"cache: {root}")
   if not any(row["sha256"] for row in rows):
