@@ -10,7 +10,8 @@ independent sources. None could for any entry here: the authors publish no check
 repository, at a4abfb2 of 2024-04, documents none and its `inference_realesrgan.py` downloads
 without a check; ESRGAN's README only links a Google Drive folder), so every `sha256` is None.
 Such a file is then checked only by loading it (the checkpoint readers validate every tensor's
-name and shape), and its SHA-256 is logged after the download so that users can pin it. Set a value here once it is confirmed.
+name and shape), and its SHA-256 is logged after the download so that users can pin it. Set a
+value here once it is confirmed.
 
 Download: `keras.utils.get_file` (progress bar, hash check) into a private staging directory
 inside the cache, then an atomic rename, so the cache never holds a partial or unverified file: a
