@@ -101,6 +101,15 @@ _ACCEPTED = ("a .keras file, a training workdir (with config.json), a checkpoint
              "or a .tflite file")
 
 
+def _published_model(spec: str) -> str:
+  """A published model name (esrgan_tf.hub: downloaded and cached) → its file; others as given."""
+  from esrgan_tf import hub  # pylint: disable=g-import-not-at-top
+  try:
+    return hub.resolve_spec(spec)
+  except hub.HubError as e:
+    raise ModelError(str(e)) from e
+
+
 def load_generator(spec: str):
   """Loads a Keras generator from a `.keras` file, a training workdir or a foreign checkpoint.
 
@@ -113,7 +122,7 @@ def load_generator(spec: str):
   Raises:
     ModelError: Unknown kind, missing file, or a file that fails to load.
   """
-  spec = os.fspath(spec)
+  spec = _published_model(os.fspath(spec))
   if not os.path.exists(spec):
     raise ModelError(f"{spec}: no such file or directory")
   for _, matches, load in _GENERATOR_LOADERS:
@@ -138,7 +147,7 @@ def load_upscaler(spec: str, *, precision: str = "float32", num_threads: Optiona
   Raises:
     ModelError: Unknown kind, missing file, or a file that fails to load.
   """
-  spec = os.fspath(spec)
+  spec = _published_model(os.fspath(spec))
   if not os.path.exists(spec):
     raise ModelError(f"{spec}: no such file or directory")
   for _, matches, load in _UPSCALER_LOADERS:

@@ -15,7 +15,7 @@ papers):
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -155,7 +155,8 @@ def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int) -> np.
 
 def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
                       y_channel: bool = False, tile: Optional[int] = None,
-                      overlap: int = 16, bicubic: bool = True) -> dict:
+                      overlap: int = 16, bicubic: bool = True,
+                      on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
@@ -173,6 +174,8 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
       `Upscaler`.
     overlap: Tile overlap in input pixels.
     bicubic: Also measure the MATLAB-bicubic upscale of the LR image.
+    on_image: Called once per image as `on_image(name, {"lr", "hr", "sr", "bicubic"})` (float
+      arrays; keys of what was not computed are absent), e.g. `report.ReportWriter`.
 
   Returns:
     {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}, ...],
@@ -202,6 +205,13 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
       bic255 = to_uint8_levels(bic)
       row["bicubic_psnr"] = calculate_psnr(bic255, hr255, crop_border, y_channel)
       row["bicubic_ssim"] = calculate_ssim(bic255, hr255, crop_border, y_channel)
+    if on_image is not None:
+      images = {"lr": lr, "hr": hr}
+      if upscaler is not None:
+        images["sr"] = sr
+      if bicubic:
+        images["bicubic"] = bic
+      on_image(name, images)
     rows.append(row)
   if not rows:
     raise ValueError("evaluate_upscaler: no images to evaluate")

@@ -13,6 +13,7 @@ COMMANDS = {
     "esrgan-serve": ["--model_base_path", "--port", "--rest_api_port"],
     "esrgan-import": ["--checkpoint", "--output"],
     "esrgan-interpolate": ["--a", "--b", "--alpha"],
+    "esrgan-models": ["--model_mirror"],
 }
 
 

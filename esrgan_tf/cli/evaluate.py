@@ -2,6 +2,10 @@ r"""esrgan-eval: PSNR/SSIM of a model against HR images, with a MATLAB-bicubic b
 
   esrgan-eval --model=generator.keras --hr=Set5/HR --scale=4 --crop_border=4 --y_channel
   esrgan-eval --model=export/ --hr=DIV2K_valid_HR --lr=DIV2K_valid_LR_bicubic/X4 --json=r.json
+  esrgan-eval --model=RealESRNet_x4plus --hr=Set5/HR --report=reports/set5
+
+--report=DIR writes DIR/index.html (metrics table, and per image a crop grid LR-bicubic | SR |
+HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.report).
 
 Without --lr, each LR image is the MATLAB-exact bicubic ×1/scale of the HR (cropped to a
 multiple of the scale), rounded to 8 bits, as benchmark LR sets are made. Metrics follow
@@ -17,6 +21,7 @@ from esrgan_tf import cli
 from esrgan_tf import data
 from esrgan_tf import metrics
 from esrgan_tf import loading
+from esrgan_tf import report as report_lib
 from esrgan_tf import upscaler as upscaler_lib
 
 _MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
@@ -28,6 +33,9 @@ _Y = flags.DEFINE_bool("y_channel", False, "Measure on the BT.601 Y channel.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 _TILE = flags.DEFINE_integer("tile", 0, "Tile size in LR pixels; 0 = whole image at once.")
 _OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in LR pixels.")
+_REPORT = flags.DEFINE_string("report", None, "Also write an HTML report (crops, table PNG) to "
+                              "this new directory.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --report directory.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
@@ -36,8 +44,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _MODEL.value or not _HR.value:
     raise app.UsageError("--model and --hr are required")
+  writer = None
   try:
     data.list_image_files(_HR.value)  # a bad folder fails before the model loads
+    if _REPORT.value:
+      writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
     model = loading.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
@@ -47,10 +58,18 @@ def main(argv):
         {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
         scale)
     result = metrics.evaluate_upscaler(model, pairs, crop_border=crop, y_channel=_Y.value,
-                                       tile=_TILE.value, overlap=_OVERLAP.value)
-  except (upscaler_lib.ModelError, data.DataError, ValueError) as e:
+                                       tile=_TILE.value, overlap=_OVERLAP.value, on_image=writer)
+  except (upscaler_lib.ModelError, data.DataError, ValueError, FileExistsError) as e:
+    if writer is not None:
+      writer.abort()
     sys.exit(f"esrgan-eval: {e}")
+  except BaseException:
+    if writer is not None:
+      writer.abort()  # No partial report.
+    raise
   result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  if writer is not None:
+    print(f"report: {writer.finish(result)}")
   print(metrics.format_table(result))
   if _JSON.value:
     metrics.save_json(_JSON.value, result)

@@ -35,6 +35,9 @@ _MESSAGE_MB = flags.DEFINE_integer("max_message_mb", protocol.DEFAULT_MAX_MESSAG
                                    "gRPC message and REST body limit in MB.")
 _PIXELS = flags.DEFINE_integer("max_pixels", core.DEFAULT_MAX_PIXELS,
                                "Pixel limit per request (N·H·W), checked before running.")
+_WEB_UI = flags.DEFINE_bool("web_ui", True,
+                            "Serve the web page (upload, before/after comparison) at GET / on "
+                            "the REST port; it uses only the REST API.")
 _DRAIN = flags.DEFINE_float("drain_seconds", 30.0,
                             "On SIGTERM, how long in-flight requests may take to finish.")
 
@@ -56,9 +59,12 @@ def main(argv):
       _BASE.value, _NAME.value, port=_PORT.value,
       rest_api_port=_REST.value or None, host=_HOST.value,
       file_system_poll_wait_seconds=_POLL.value, max_versions=_MAX_VERSIONS.value,
-      max_inflight=_INFLIGHT.value, max_message_mb=_MESSAGE_MB.value, max_pixels=_PIXELS.value)
+      max_inflight=_INFLIGHT.value, max_message_mb=_MESSAGE_MB.value, max_pixels=_PIXELS.value,
+      web_ui=_WEB_UI.value)
   server.start()
   rest = f", REST on {server.rest_api_port}" if server.rest_api_port else ""
+  if server.rest_api_port and _WEB_UI.value:
+    rest += f", web page at http://{_HOST.value}:{server.rest_api_port}/"
   logging.info("esrgan-serve ready: gRPC on %d%s", server.port, rest)
   while not stop.wait(1.0):
     pass

@@ -197,6 +197,7 @@ class _Server(http.server.ThreadingHTTPServer):
   block_on_close = True
   predictor: core.Predictor
   max_body_bytes: int
+  web_ui: bool = False
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -224,6 +225,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     return match["name"], version, match["suffix"] or ""
 
   def do_GET(self):  # pylint: disable=invalid-name
+    if self.server.web_ui and self._serve_web_page():
+      return
     try:
       name, version, suffix = self._route("GET")
       predictor = self.server.predictor
@@ -267,6 +270,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     except ServingError as e:
       self._send(_HTTP_STATUS.get(e.code, 500), {"error": e.message})
 
+  def _serve_web_page(self) -> bool:
+    """The web page and its assets (esrgan_tf/serving/web.py); False for other paths."""
+    from esrgan_tf.serving import web  # pylint: disable=g-import-not-at-top
+    answer = web.handle(self.path, self.server.predictor.manager.name)
+    if answer is None:
+      return False
+    status, content_type, data = answer
+    self.send_response(status)
+    self.send_header("Content-Type", content_type)
+    self.send_header("Content-Length", str(len(data)))
+    for key, value in web.HEADERS.items():
+      self.send_header(key, value)
+    self.end_headers()
+    self.wfile.write(data)
+    return True
+
   def _read_json(self) -> dict:
     length = self.headers.get("Content-Length")
     if length is None or not length.isdigit():
@@ -286,11 +305,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def make_http_server(predictor: core.Predictor, host: str, port: int, *,
-                     max_body_bytes: int) -> http.server.ThreadingHTTPServer:
-  """A bound (not yet serving) REST server; call `serve_forever` in a thread."""
+                     max_body_bytes: int, web_ui: bool = False
+                     ) -> http.server.ThreadingHTTPServer:
+  """A bound (not yet serving) REST server; call `serve_forever` in a thread.
+
+  `web_ui` also serves the web page (`GET /`, esrgan_tf/serving/web.py).
+  """
   server = _Server((host, port), _Handler)
   server.predictor = predictor
   server.max_body_bytes = max_body_bytes
+  server.web_ui = web_ui
   return server
 
 

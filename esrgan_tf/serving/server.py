@@ -91,6 +91,7 @@ class ModelServer:
     max_inflight: Concurrent Predicts before RESOURCE_EXHAUSTED (REST 429).
     max_message_mb: gRPC send/receive limit and REST body limit.
     max_pixels: Request pixel limit (N·H·W), checked before running.
+    web_ui: Serve the web page at `GET /` on the REST port (esrgan_tf/serving/web.py).
     loader: Test hook for `ModelManager`.
   """
 
@@ -98,7 +99,8 @@ class ModelServer:
                rest_api_port: Optional[int] = None, host: str = "0.0.0.0",
                file_system_poll_wait_seconds: float = 1.0, max_versions: int = 1,
                max_inflight: int = 16, max_message_mb: int = protocol.DEFAULT_MAX_MESSAGE_MB,
-               max_pixels: int = core.DEFAULT_MAX_PIXELS, loader=core.load_servable):
+               max_pixels: int = core.DEFAULT_MAX_PIXELS, web_ui: bool = True,
+               loader=core.load_servable):
     self.manager = core.ModelManager(model_name, model_base_path, max_versions=max_versions,
                                      poll_wait_seconds=file_system_poll_wait_seconds,
                                      loader=loader)
@@ -108,6 +110,7 @@ class ModelServer:
     self.port = port
     self.rest_api_port = rest_api_port
     self.max_message_mb = max_message_mb
+    self.web_ui = web_ui
     self._grpc = None
     self._rest = None
     self._rest_thread = None
@@ -148,7 +151,8 @@ class ModelServer:
       from esrgan_tf.serving import rest  # pylint: disable=g-import-not-at-top
       try:
         self._rest = rest.make_http_server(self.predictor, self.host, self.rest_api_port,
-                                           max_body_bytes=self.max_message_mb * 1024 * 1024)
+                                           max_body_bytes=self.max_message_mb * 1024 * 1024,
+                                           web_ui=self.web_ui)
       except OSError as e:
         self._grpc.stop(None)
         self.manager.stop()
