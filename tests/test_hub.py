@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from esrgan_tf import hub
+from esrgan_tf import loading
 from esrgan_tf import upscaler
 import weights_fixtures as wf
 
@@ -159,7 +160,7 @@ def test_real_name_through_the_resolver_with_a_mirror(http_base, tmp_path, monke
   server, base = http_base
   monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path / "cache"))
   monkeypatch.setenv(hub.MIRROR_ENV, f"{base}/good/")
-  model = upscaler.load_generator("RealESRGAN_x4plus")
+  model = loading.load_generator("RealESRGAN_x4plus")
   assert server.requests[-1] == "/good/RealESRGAN_x4plus.pth"
   assert (tmp_path / "cache" / "RealESRGAN_x4plus.pth").read_bytes() == PTH
   assert model.scale == 4
@@ -176,7 +177,7 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
   for name in ("RealESRGAN_x2plus", "realesr-general-x4v3"):
     with pytest.raises(upscaler.ModelError, match=f"{name}: its architecture, .* is not "
                        "supported"):
-      upscaler.load_upscaler(name)
+      loading.load_upscaler(name)
     with pytest.raises(hub.HubError, match="not supported"):
       hub.fetch(name, mirror=f"{base}/good/")
   assert len(server.requests) == before
