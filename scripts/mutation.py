@@ -1,7 +1,9 @@
 """Mutation testing: does the test suite notice a small bug in the training maths?
 
 Each mutant changes one thing in one target module — an arithmetic operator (+ ↔ −, × ↔ ÷), a
-comparison (< ↔ ≤, > ↔ ≥, == ↔ !=), a numeric constant (c → 2c, 0 ↔ 1), a unary minus dropped —
+comparison (< ↔ ≤, > ↔ ≥, == ↔ !=), a numeric constant (c → 2c, 0 ↔ 1), a unary minus dropped, a
+factor dropped (`w * loss` → `loss`), two variables of one arithmetic expression swapped
+(`d * ema + (1 - d) * g` → `d * g + (1 - d) * ema`) —
 and the chosen tests run against it in a scratch copy of the tree. A mutant the tests fail on is
 "killed"; one they pass on "survived": a bug a user could get that no test catches. Not in CI (it
 runs the tests once per mutant); run it after changing the maths or its tests:
@@ -12,7 +14,7 @@ runs the tests once per mutant); run it after changing the maths or its tests:
 Only code inside function bodies is mutated (not docstrings, messages or defaults in signatures).
 Our own small runner rather than mutmut/cosmic-ray: those rewrite the package in place or need a
 config per module; this one copies the tree once and mutates by source span, so a mutant is
-exactly one token different from the original.
+one small, local edit away from the original.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -101,7 +104,7 @@ def find_mutants(path: str, functions: frozenset = frozenset()) -> list[Mutant]:
 
   def visit(node, inside: bool):
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-      if functions and node.name not in functions:
+      if functions and node.name not in functions and not inside:
         for child in node.body:  # nested functions may still match
           visit(child, False)
         return
@@ -116,7 +119,35 @@ def find_mutants(path: str, functions: frozenset = frozenset()) -> list[Mutant]:
   def add(start, end, replacement, line, what):
     mutants.append(Mutant(path, line, start, end, replacement, what))
 
+  def span_of(node):
+    return (starts[node.lineno - 1] + node.col_offset,
+            starts[node.end_lineno - 1] + node.end_col_offset)
+
   def _mutants_of(node):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+      start, end = span_of(node)
+      keep = [node.left, node.right] if isinstance(node.op, ast.Mult) else [node.left]
+      for operand in keep:
+        lo, hi = span_of(operand)
+        text = source[lo:hi] if not isinstance(operand, ast.BinOp) else f"({source[lo:hi]})"
+        add(start, end, text, node.lineno, f"keep only {source[lo:hi]!r}")
+    # Swap two variables once per whole arithmetic expression (its outermost BinOp).
+    if isinstance(node, ast.BinOp) and not isinstance(parents.get(id(node)), ast.BinOp):
+      names = {}
+      for sub in ast.walk(node):
+        parent = parents.get(id(sub))
+        is_value = not (isinstance(parent, ast.Attribute) or
+                        (isinstance(parent, ast.Call) and parent.func is sub))
+        if isinstance(sub, ast.Name) and is_value and sub.id not in names:
+          names[sub.id] = sub  # values only: swapping a module or function name is noise
+      ids = sorted(names)
+      for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+          start, end = span_of(node)
+          text = source[start:end]
+          swapped = _swap_names(text, a, b)
+          if swapped != text:
+            add(start, end, swapped, node.lineno, f"swap {a} <-> {b}")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS:
       old, new = _BINOP_SWAPS[type(node.op)]
       span = _operator_span(source, node.left, node.right, starts, old)
@@ -138,8 +169,18 @@ def find_mutants(path: str, functions: frozenset = frozenset()) -> list[Mutant]:
       new = {0: "1", 1: "0"}.get(value, repr(value * 2))
       add(start, end, new, node.lineno, f"{source[start:end]} -> {new}")
 
+  parents = {}
+  for parent in ast.walk(tree):
+    for child in ast.iter_child_nodes(parent):
+      parents[id(child)] = parent
   visit(tree, False)
   return mutants
+
+
+def _swap_names(text: str, a: str, b: str) -> str:
+  """Swaps two identifiers in an expression's source text (whole words only)."""
+  pattern = re.compile(rf"(?<![\w.])({re.escape(a)}|{re.escape(b)})(?!\w)")
+  return pattern.sub(lambda m: b if m.group(1) == a else a, text)
 
 
 def run_tests(tree: str, tests: list[str], timeout: int) -> str:
