@@ -120,7 +120,10 @@ def _coin(seed, prob) -> tf.Tensor:
 def augment_and_crop(gt: tf.Tensor, seed, config) -> tf.Tensor:
   """uint8/float GT → float32 [crop_pad_size]² in [0, 1]: flips, reflect-101 pad, random crop."""
   seeds = ops.split(seed, 5)
-  gt = tf.image.convert_image_dtype(gt, tf.float32)
+  gt = tf.convert_to_tensor(gt)
+  if gt.dtype == tf.uint8:
+    gt = tf.cast(gt, tf.float32) / 255.0  # as esrgan_tf.data (convert_image_dtype multiplies)
+  gt = tf.cast(gt, tf.float32)
   if config.use_hflip:
     gt = tf.cond(_coin(seeds[0], 0.5), lambda: tf.reverse(gt, [1]), lambda: gt)
   if config.use_rot:  # BasicSR's augment: vertical flip, then transpose, each with prob. 1/2
