@@ -22,6 +22,11 @@ is hard-coded in realesrgan_dataset.py). With every stage off the LR is a plain 
 
 Randomness: element i of input pipeline p gets the seed (seed·1000 + p, i), as in
 `esrgan_tf.data.make_train_dataset`, so a seed reproduces the batches whatever the parallelism.
+
+The pool and checkpoints: the iterator can be saved in a `tf.train.Checkpoint` like the plain
+pipeline's, but it then holds the pool's `queue_size` degraded pairs (≈ 0.8 MB each at gt 256,
+≈ 150 MB at 180). Since every element already draws its own degradation, the pool matters less
+here than in Real-ESRGAN; `queue_size` 0 turns it off.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import random
 import time
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from esrgan_tf import data as data_lib
@@ -337,3 +343,50 @@ def benchmark_degradation_pipeline(train_dir: str | None = None, scale: int = 4,
           "images_per_s": num_batches * batch_size / elapsed, "batches": num_batches,
           "batch_size": batch_size, "gt_size": config.gt_size,
           "crop_pad_size": config.crop_pad_size, "scale": scale}
+
+
+def degradation_grid(image, num: int, columns: int, seed: int, config, scale: int,
+                     zoom: int = 2) -> np.ndarray:
+  """A grid of `num` degraded LRs of one photo, for tuning the ranges by eye.
+
+  The centre crop_pad_size² of `image` (reflect-padded if smaller) is degraded with seeds
+  (seed, 0..num-1); tile 0 is instead its plain bicubic downscale, for reference. Tiles are
+  enlarged `zoom` times by pixel repetition and separated by 2 white pixels.
+
+  Args:
+    image: float32 or uint8 [H, W, 3].
+    num: Number of tiles (including the reference).
+    columns: Tiles per row.
+    seed: Seed of the degradations.
+    config: A `default_degradation_config()`.
+    scale: Downscaling factor.
+    zoom: Enlargement of each tile.
+
+  Returns:
+    float32 [rows·(t + 2) − 2, columns·(t + 2) − 2, 3] in [0, 1], t = zoom·crop_pad_size/scale.
+  """
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    image = image.astype(np.float32) / 255.0
+  size = config.crop_pad_size
+  top, left = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
+  image = image[top:top + size, left:left + size].astype(np.float32)
+  gt = augment_and_crop(image, tf.constant([seed, 0], tf.int64), _no_flip(config))
+  source = ops.usm_sharp(gt) if config.gt_usm else gt
+  fn = tf.function(lambda s: degrade(source, s, config, scale))
+  tiles = [tf.image.resize(gt, [size // scale] * 2, "bicubic").numpy().clip(0, 1)]
+  tiles += [fn(tf.constant([seed, i], tf.int64)).numpy() for i in range(1, num)]
+  t = zoom * (size // scale)
+  rows = -(-num // columns)
+  grid = np.ones((rows * (t + 2) - 2, columns * (t + 2) - 2, 3), np.float32)
+  for i, tile in enumerate(tiles):
+    r, c = divmod(i, columns)
+    grid[r * (t + 2):r * (t + 2) + t, c * (t + 2):c * (t + 2) + t] = np.repeat(
+        np.repeat(tile, zoom, axis=0), zoom, axis=1)
+  return grid
+
+
+def _no_flip(config):
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.use_hflip = config.use_rot = False
+  return config

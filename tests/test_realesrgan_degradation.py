@@ -162,3 +162,15 @@ def test_benchmark_reports_throughput():
   row = rd.benchmark_degradation_pipeline(batch_size=2, num_batches=2, warmup_batches=1,
                                           degradation_config=_small(queue_size=4))
   assert row["images_per_s"] > 0 and row["batch_size"] == 2 and row["gt_size"] == 32
+
+
+def test_degradation_grid_layout():
+  config = _small(crop_pad_size=32, gt_size=32)
+  grid = rd.degradation_grid(_photo(48), 3, 2, 0, config, 4, zoom=2)
+  # 2 rows × 2 columns of 16² tiles (8² LR × zoom 2) with 2-pixel white gutters.
+  assert grid.shape == (34, 34, 3) and grid.dtype == np.float32
+  np.testing.assert_array_equal(grid[16:18], 1.0)
+  np.testing.assert_array_equal(grid[18:, 18:], 1.0)  # the unused 4th cell
+  reference = tf.image.resize(_photo(48)[8:40, 8:40] / np.float32(255), [8, 8], "bicubic")
+  np.testing.assert_allclose(grid[0:16:2, 0:16:2], np.clip(reference, 0, 1), atol=1e-6)
+  assert not np.array_equal(grid[0:16, 18:34], grid[18:34, 0:16])
