@@ -7,11 +7,14 @@ RGB in [0, 1]. Differences from BasicSR, all deliberate:
 * Randomness: every random function takes `rng`, a `numpy.random.Generator` or a seed (None =
   fresh entropy), instead of the global `random`/`np.random` state, so results are reproducible.
   The same distributions are drawn, not the same stream.
-* Channel order: BasicSR's numpy pipeline holds BGR images (cv2). Here images are RGB. For the
-  same picture the results are the same: `jpeg_compress` gives the RGB-ordered pixels of BasicSR's
-  `add_jpg_compression` on the BGR-ordered picture (both encode through libjpeg with the same
-  luma/chroma conversion, quantisation tables and 4:2:0 subsampling); gray Poisson noise uses
-  the luma weights on R, G, B as cv2's BGR2GRAY does on its B, G, R input.
+* Channel order: BasicSR's numpy pipeline holds BGR images (cv2). Here images are RGB, except in
+  `add_jpg_compression` / `random_add_jpg_compression`, which keep BasicSR's BGR contract. For
+  the same picture the results are the same: `jpeg_compress` gives the RGB-ordered pixels of
+  BasicSR's `add_jpg_compression` on the BGR-ordered picture (both encode through libjpeg with
+  the same luma/chroma conversion, quantisation tables and 4:2:0 subsampling, and decode with
+  the accurate integer IDCT and fancy upsampling; the colour conversion is not symmetric in R
+  and B, so the order matters); gray Poisson noise uses the luma weights on R, G, B as cv2's
+  BGR2GRAY does on its B, G, R input.
 * `circular_lowpass_kernel` uses its own Bessel J1 (no scipy) and does not change numpy's global
   error state (BasicSR calls `np.seterr` at import).
 * Names: the issue's lower-case `bivariate_gaussian` / `bivariate_generalized_gaussian`, with
@@ -454,12 +457,13 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
 
 
 def add_jpg_compression(img: np.ndarray, quality: int = 90) -> np.ndarray:
-  """BasicSR's name for `jpeg_compress` (RGB here; see the module docstring)."""
-  return jpeg_compress(img, quality)
+  """BasicSR's add_jpg_compression, on a BGR image as there (cv2 order): `jpeg_compress` of the
+  channel-reversed image, reversed back."""
+  return jpeg_compress(np.asarray(img)[..., ::-1], quality)[..., ::-1]
 
 
 def random_add_jpg_compression(img: np.ndarray, quality_range=(90, 100),
                                rng: RngLike = None) -> np.ndarray:
-  """`jpeg_compress` with quality ~ U(quality_range) truncated to an integer."""
+  """BasicSR's random_add_jpg_compression (BGR): quality ~ U(quality_range), truncated."""
   quality = int(_rng(rng).uniform(quality_range[0], quality_range[1]))
-  return jpeg_compress(img, quality)
+  return add_jpg_compression(img, quality)

@@ -220,6 +220,11 @@ def test_jpeg_compress():
     ref = tf.io.decode_jpeg(tf.io.encode_jpeg(pixels, quality=q, chroma_downsampling=True),
                             dct_method="INTEGER_ACCURATE").numpy()
     np.testing.assert_array_equal(dg.jpeg_compress(img, q), ref / np.float32(255))
+  # BasicSR's name keeps its BGR contract; R and B are not interchangeable in JPEG's YCbCr.
+  bgr = img[..., ::-1]
+  np.testing.assert_array_equal(dg.add_jpg_compression(bgr, 30),
+                                dg.jpeg_compress(img, 30)[..., ::-1])
+  assert not np.array_equal(dg.add_jpg_compression(img, 30), dg.jpeg_compress(img, 30))
   with pytest.raises(ValueError, match=r"integer in \[1, 100\]"):
     dg.jpeg_compress(img, 101)
   with pytest.raises(ValueError, match="HWC RGB"):
