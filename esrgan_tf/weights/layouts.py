@@ -145,8 +145,8 @@ def to_basicsr(state: dict) -> tuple[dict, str]:
     return dict(state), "BasicSR"
   if "body.0.weight" in state and all(_COMPACT.fullmatch(k) for k in keys):
     return dict(state), COMPACT_LAYOUT
-  raise CheckpointError(f"not a recognised state dict (RRDBNet: ESRGAN old/new arch, BasicSR/"
-                        f"Real-ESRGAN; Real-ESRGAN SRVGGNetCompact); found {_key_summary(keys)}")
+  raise CheckpointError(f"not a recognised RRDBNet state dict (ESRGAN old/new arch, BasicSR/"
+                        f"Real-ESRGAN) nor SRVGGNetCompact one; found {_key_summary(keys)}")
 
 
 def _shape(state: dict, key: str) -> tuple:
