@@ -185,7 +185,7 @@ def test_invalid_arguments(kwargs, message):
 
 
 def test_blend_is_interpolate():
-  # Real-ESRGAN's -dn: W·A + (1 − W)·B == interpolate(B, A, W).
+  # Real-ESRGAN's -dn: W·A + (1 − W)·B == interpolate(B, A, W) == interpolate(A, B, 1 − W).
   a, b = (build_generator(dict(arch="srvgg", num_feat=4, num_conv=1, upscale=2)) for _ in "ab")
   for m, seed in ((a, 1), (b, 2)):
     m.set_weights([np.random.default_rng(seed).normal(size=w.shape) for w in m.get_weights()])

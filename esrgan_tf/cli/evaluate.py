@@ -5,7 +5,8 @@ r"""esrgan-eval: PSNR/SSIM of a model against HR images, with a MATLAB-bicubic b
 
 Without --lr, each LR image is the MATLAB-exact bicubic ×1/scale of the HR (cropped to a
 multiple of the scale), rounded to 8 bits, as benchmark LR sets are made. Metrics follow
-BasicSR's conventions (esrgan_tf.metrics).
+BasicSR's conventions (esrgan_tf.metrics), at the model's native scale (there is no
+--outscale here: a resized output would not be the model's prediction).
 """
 
 import sys
@@ -13,6 +14,7 @@ import sys
 from absl import app
 from absl import flags
 
+from esrgan_tf import blending
 from esrgan_tf import cli
 from esrgan_tf import data
 from esrgan_tf import metrics
@@ -27,6 +29,10 @@ _Y = flags.DEFINE_bool("y_channel", False, "Measure on the BT.601 Y channel.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 _TILE = flags.DEFINE_integer("tile", 0, "Tile size in LR pixels; 0 = whole image at once.")
 _OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in LR pixels.")
+_BLEND_WITH = flags.DEFINE_string(
+    "blend_with", None, "Generator blended into --model (same architecture): evaluates "
+    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
+_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
@@ -35,9 +41,16 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _MODEL.value or not _HR.value:
     raise app.UsageError("--model and --hr are required")
+  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
+    raise app.UsageError("--blend_with and --blend_weight go together")
   try:
     data.list_image_files(_HR.value)  # a bad folder fails before the model loads
-    model = upscaler_lib.load_upscaler(_MODEL.value)
+    if _BLEND_WITH.value:
+      model = upscaler_lib.keras_upscaler(
+          blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
+          name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value))
+    else:
+      model = upscaler_lib.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
       raise ValueError(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
@@ -50,6 +63,8 @@ def main(argv):
   except (upscaler_lib.ModelError, data.DataError, ValueError) as e:
     sys.exit(f"esrgan-eval: {e}")
   result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  if _BLEND_WITH.value:
+    result.update(blend_with=_BLEND_WITH.value, blend_weight=_BLEND_WEIGHT.value)
   print(metrics.format_table(result))
   if _JSON.value:
     metrics.save_json(_JSON.value, result)

@@ -186,7 +186,8 @@ def interpolate(model_a, model_b, alpha: float):
     model_b: The alpha = 1 generator (GAN); same architecture.
     alpha: Weight of `model_b`, in [0, 1].
 
-  Real-ESRGAN's denoise strength (`-dn`, W·A + (1 − W)·B) is `interpolate(B, A, W)`.
+  Real-ESRGAN's denoise strength (`-dn`, W·A + (1 − W)·B) is `interpolate(A, B, 1 − W)`
+  (`esrgan_tf.blending`).
 
   Returns:
     A new built generator of the same class with the interpolated weights.
