@@ -14,7 +14,8 @@ What `esrgan-upscale` runs (the CLI only parses flags):
     inference_realesrgan.py (`--suffix out`, saved as `{name}_{suffix}.{ext}`); "{scale}" in the
     suffix is replaced by the model's scale.
   * `upscale_files`: per file read (`imaging.read_image`) → tiled model (`tiling.upscale_array`)
-    → optional `outscale` resize (`resize_output`) → atomic write (`imaging.write_image`). A failing file is reported and the batch goes on.
+    → optional `outscale` resize (`resize_output`) → atomic write (`imaging.write_image`).
+    A failing file is reported and the batch goes on.
     An existing output is skipped with a message unless `overwrite` (Real-ESRGAN silently
     overwrites); skips are not failures, so re-running an interrupted batch finishes it.
 """

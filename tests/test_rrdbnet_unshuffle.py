@@ -128,3 +128,19 @@ def test_shuffle_permutation_matches_tf():
   torch_order = _np_pixel_unshuffle(x, 2)
   tf_order = tf.nn.space_to_depth(x[None], 2).numpy()[0]
   np.testing.assert_array_equal(tf_order, torch_order[..., layouts.shuffle_permutation(3, 2)])
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_tiled_upscaling_of_odd_sizes(scale):
+  # Tiles of 6 px are not multiples of the factor either: each is padded inside the model.
+  from esrgan_tf import tiling, upscaler
+  model = RRDBNet(scale=scale, upsampler="nearest", input_unshuffle={1: 4, 2: 2}[scale], **TINY)
+  model.build()
+  runner = upscaler.keras_upscaler(model)
+  image = np.random.default_rng(0).random((13, 11, 3)).astype(np.float32)
+  tiled = tiling.upscale_array(image, runner, tile=6, overlap=2)
+  whole = runner(image[None])[0]
+  assert tiled.shape == whole.shape == (13 * scale, 11 * scale, 3)
+  assert np.all(np.isfinite(tiled))
+  # One tile covering the image is the whole-image result, padding and crop included.
+  np.testing.assert_array_equal(tiling.upscale_array(image, runner, tile=16, overlap=2), whole)
