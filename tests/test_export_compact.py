@@ -107,3 +107,17 @@ def test_keras_upscaler_bfloat16_compact():
   got = up(x)
   assert got.shape == (1, 15, 18, 3) and got.dtype == np.float32
   np.testing.assert_allclose(got, model(x).numpy(), atol=0.1)  # bf16: 8 mantissa bits
+
+
+def test_unshuffle_tflite_from_saved_model_export_passes_gpu_check(tmp_path):
+  # From an export the pad is traced with dynamic sizes (tf.cond between MIRROR_PAD and a
+  # gather); the static conversion must fold it to MIRROR_PAD, as the GPU delegate has no GATHER.
+  model = _unshuffle(2)
+  version = export.export_saved_model(model, str(tmp_path / "export"))
+  path = tflite.convert(version, str(tmp_path / "x2plus.tflite"), input_size=SIZE)
+  with open(path, "rb") as f:
+    data = f.read()
+  assert "GATHER" not in _ops(data) and "MIRROR_PAD" in _ops(data)
+  assert tflite.check_gpu_compatibility(data) == []
+  x = _image(*SIZE)
+  np.testing.assert_allclose(tflite.load_tflite_upscaler(path)(x), model(x).numpy(), atol=1e-4)

@@ -274,10 +274,11 @@ def reflect_pad_to_multiple(x, factor: int):
   """Reflect-pads NHWC `x` at the bottom/right to multiples of `factor` in height and width.
 
   Real-ESRGAN pads with F.pad(mode="reflect") (`RealESRGANer.pre_process`); numpy's "reflect"
-  is the same (edge sample not repeated). With static sizes no op is added when nothing is
-  padded, and a plain MIRROR_PAD is used (what the TFLite GPU delegate runs); with dynamic sizes
-  the reflection is an index gather, which also works when the pad is not smaller than the
-  image (a 1-pixel-wide input: torch and tf.pad refuse it; periodic reflection repeats the edge).
+  is the same (edge sample not repeated), and so is tf.pad(mode="REFLECT") = MIRROR_PAD, which
+  the TFLite GPU delegate runs. That needs pad < side; a smaller input (a 1-pixel-wide image, where
+  torch and tf.pad refuse) takes a periodic reflection by index gather instead, chosen at run time
+  by a tf.cond that a static-shape conversion folds away. With static sizes nothing is added when
+  nothing is padded.
 
   Args:
     x: [N, H, W, C] tensor.
@@ -293,14 +294,25 @@ def reflect_pad_to_multiple(x, factor: int):
       return x, static, False
     if all(p < n for p, n in zip(pads, static)):
       return tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"), static, True
+    return _gather_reflect(x, factor), static, True
   size = tf.shape(x)[1], tf.shape(x)[2]
-  for axis, n in ((1, size[0]), (2, size[1])):
+  pads = [(-n) % factor for n in size]
+  fits = tf.logical_and(pads[0] < size[0], pads[1] < size[1])
+  padded = tf.cond(
+      fits, lambda: tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"),
+      lambda: _gather_reflect(x, factor))
+  return padded, size, True
+
+
+def _gather_reflect(x, factor: int):
+  """Periodic reflection (numpy "reflect" for any pad length) by index gather along H and W."""
+  for axis in (1, 2):
+    n = tf.shape(x)[axis]
     index = tf.range(n + (-n) % factor)
     period = tf.maximum(2 * (n - 1), 1)
     index = index % period
-    index = tf.where(index < n, index, period - index)
-    x = tf.gather(x, index, axis=axis)
-  return x, size, True
+    x = tf.gather(x, tf.where(index < n, index, period - index), axis=axis)
+  return x
 
 
 def with_dtype(model, dtype: str):
