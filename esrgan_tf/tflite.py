@@ -56,7 +56,8 @@ def _static_saved_model(model, directory: str, input_size: Sequence[int]) -> str
       raise ModelError(f"{version_dir}: TFLite conversion needs a float32 export, this one is "
                        f"{facts.get('precision')}")
     module.loaded = tf.saved_model.load(version_dir)
-    channels = int(facts.get("arch", {}).get("in_channels", 3))
+    arch = facts.get("arch", {})  # RRDBNet: in_channels; SRVGGNetCompact: num_in_ch
+    channels = int(arch.get("in_channels", arch.get("num_in_ch", 3)))
     upscale_float = module.loaded.signatures["upscale_float"]
 
     def call(images):

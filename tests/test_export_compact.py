@@ -52,6 +52,7 @@ def test_saved_model_matches_eager_on_odd_sizes(tmp_path, make):
   path = export.export_saved_model(model, str(tmp_path))
   facts = export.read_model_facts(path)
   assert facts["arch"] == model.arch_config() and facts["scale"] == model.scale
+  assert facts["generator"] == type(model).__name__
   loaded = export.load_saved_model_upscaler(path)
   for h, w in ((7, 9), (8, 8), (2, 3)):
     x = _image(h, w)
