@@ -261,6 +261,7 @@ def model_facts(generator, *, precision: str, max_pixels: int, source: str,
       "format_version": FORMAT_VERSION,
       "scale": int(generator.scale),
       "arch": generator.arch_config() if hasattr(generator, "arch_config") else {},
+      "generator": type(generator).__name__,  # RRDBNet / SRVGGNetCompact: how to read "arch"
       "precision": precision,
       "max_pixels": int(max_pixels),
       "source": source,

@@ -14,7 +14,8 @@ What `esrgan-upscale` runs (the CLI only parses flags):
     inference_realesrgan.py (`--suffix out`, saved as `{name}_{suffix}.{ext}`); "{scale}" in the
     suffix is replaced by the model's scale.
   * `upscale_files`: per file read (`imaging.read_image`) → tiled model (`tiling.upscale_array`)
-    → atomic write (`imaging.write_image`). A failing file is reported and the batch goes on.
+    → optional `outscale` resize (`resize_output`) → atomic write (`imaging.write_image`).
+    A failing file is reported and the batch goes on.
     An existing output is skipped with a message unless `overwrite` (Real-ESRGAN silently
     overwrites); skips are not failures, so re-running an interrupted batch finishes it.
 """
@@ -25,6 +26,9 @@ import dataclasses
 import glob
 import os
 from typing import Callable, Optional
+
+import numpy as np
+from PIL import Image
 
 from esrgan_tf import imaging
 from esrgan_tf import tiling
@@ -207,6 +211,33 @@ class Options:
   multi_frame: str = "error"
   overwrite: bool = False
   format: Optional[str] = None
+  # Final size (int(w·F), int(h·F)) of a w×h input, resized from the model's output with
+  # Lanczos; None or the model's scale: no resize.
+  outscale: Optional[float] = None
+
+
+def resize_output(img: imaging.LoadedImage, size: tuple[int, int]) -> imaging.LoadedImage:
+  """Resizes colour and alpha to `size` (width, height) with Lanczos, in float32.
+
+  Real-ESRGAN's `--outscale` (RealESRGANer.enhance) resizes the model output with cv2's
+  INTER_LANCZOS4 to (int(w·outscale), int(h·outscale)); Pillow's LANCZOS (a = 3) on each plane in
+  mode "F" keeps 16-bit precision and resizes alpha the same way. Results are clipped to [0, 1].
+
+  Raises:
+    ValueError: An empty target size.
+  """
+  width, height = size
+  if width < 1 or height < 1:
+    raise ValueError(f"{img.path}: --outscale gives an empty {width}x{height} output")
+
+  def plane(values):
+    resized = Image.fromarray(np.ascontiguousarray(values, np.float32)).resize(
+        (width, height), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
+
+  color = np.stack([plane(img.color[..., c]) for c in range(img.color.shape[-1])], axis=-1)
+  alpha = None if img.alpha is None else plane(img.alpha)
+  return dataclasses.replace(img, color=color, alpha=alpha)
 
 
 def upscale_file(src: str, dst: str, upscaler, options: Options,
@@ -234,6 +265,10 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
                                 batch=options.batch, progress=progress)
 
   result = imaging.upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
+  if options.outscale and options.outscale != upscaler.scale:
+    height, width = img.color.shape[:2]
+    result = resize_output(result, (int(width * options.outscale),
+                                    int(height * options.outscale)))
   return imaging.write_image(dst, result, overwrite=options.overwrite, format=options.format)
 
 
@@ -282,7 +317,8 @@ def upscale_files(jobs: list[Job], upscaler, options: Options, *,
 
 def load_model(*, model: Optional[str] = None, server: Optional[str] = None,
                model_name: str = "esrgan", precision: str = "float32",
-               num_threads: Optional[int] = None) -> upscaler_lib.Upscaler:
+               num_threads: Optional[int] = None, blend_with: Optional[str] = None,
+               blend_weight: float = 1.0) -> upscaler_lib.Upscaler:
   """The model for `--model` (any `load_upscaler` spec) or `--server` (TF Serving HOST:PORT).
 
   Args:
@@ -291,12 +327,15 @@ def load_model(*, model: Optional[str] = None, server: Optional[str] = None,
     model_name: The model name on the server.
     precision: "float32" or "bfloat16".
     num_threads: CPU threads for TF (intra-op) and TFLite; None: their defaults.
+    blend_with: Another generator of the same architecture: run the blend
+      blend_weight·model + (1 − blend_weight)·blend_with (`esrgan_tf.blending`).
+    blend_weight: The weight of `model` in the blend, in [0, 1].
 
   Returns:
     An `Upscaler`.
 
   Raises:
-    ModelError: The model cannot be found, loaded or reached.
+    ModelError: The model cannot be found, loaded or reached, or cannot be blended.
   """
   if num_threads:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -304,6 +343,11 @@ def load_model(*, model: Optional[str] = None, server: Optional[str] = None,
   if not model:
     from esrgan_tf.serving import client  # pylint: disable=g-import-not-at-top
     return client.remote_upscaler(server, model_name=model_name)
+  if blend_with:
+    from esrgan_tf import blending  # pylint: disable=g-import-not-at-top
+    generator = blending.blend_generators(model, blend_with, blend_weight)
+    return upscaler_lib.keras_upscaler(
+        generator, name=blending.blend_name(model, blend_with, blend_weight), precision=precision)
   return loading.load_upscaler(model, precision=precision, num_threads=num_threads)
 
 

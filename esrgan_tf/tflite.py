@@ -56,7 +56,8 @@ def _static_saved_model(model, directory: str, input_size: Sequence[int]) -> str
       raise ModelError(f"{version_dir}: TFLite conversion needs a float32 export, this one is "
                        f"{facts.get('precision')}")
     module.loaded = tf.saved_model.load(version_dir)
-    channels = int(facts.get("arch", {}).get("in_channels", 3))
+    arch = facts.get("arch", {})  # RRDBNet: in_channels; SRVGGNetCompact: num_in_ch
+    channels = int(arch.get("in_channels", arch.get("num_in_ch", 3)))
     upscale_float = module.loaded.signatures["upscale_float"]
 
     def call(images):
@@ -348,6 +349,32 @@ def _check_strided_slice(op: _Op) -> Optional[str]:
   return None
 
 
+def _check_prelu(op: _Op) -> Optional[str]:
+  """PRELU: TFLite's gpu/common/model_builder.cc PReLUOperationParser reads alpha as a CONSTANT
+  tensor, either "linear" (every dimension but the last is 1: [C], [1, 1, C]) with C equal to the
+  input's channels, or an [1, H, W, C] tensor equal to the input's H, W, C; one runtime input
+  and one output (gpu_compatibility.cc). Keras' PReLU(shared_axes=[1, 2]) gives [1, 1, C]."""
+  if len(op.inputs) != 2 or op.inputs[1] is None:
+    return "expected an input and an alpha tensor"
+  problem = _io_problem(op, 1)
+  if problem:
+    return problem
+  alpha = op.inputs[1]
+  if not op.is_const(alpha):
+    return f"alpha {_tensor_name(alpha)!r} is not constant"
+  shape = [int(d) for d in (alpha.shape if alpha.shape is not None else [])]
+  data = [int(d) for d in (op.inputs[0].shape if op.inputs[0].shape is not None else [])]
+  if len(data) != 4:
+    return f"input must be 4-D NHWC, got {data}"
+  linear = len(shape) >= 1 and all(d == 1 for d in shape[:-1])
+  if linear and shape[-1] == data[3]:
+    return None
+  if len(shape) == 4 and shape[0] == 1 and shape[1:] == data[1:]:
+    return None
+  return (f"alpha shape {shape} is neither [.., 1, C={data[3]}] nor the input's "
+          f"[1, {data[1]}, {data[2]}, {data[3]}]")
+
+
 def _check_pool(op: _Op) -> Optional[str]:
   problem = _io_problem(op, 1)
   if problem:
@@ -381,7 +408,7 @@ _GPU_CHECKS = {
     "MUL": _check_mul,
     "SUB": _check_binary, "DIV": _check_binary, "MAXIMUM": _check_binary,
     "MINIMUM": _check_binary, "POW": _check_binary, "SQUARED_DIFFERENCE": _check_binary,
-    "LEAKY_RELU": _always_ok, "RELU": _always_ok, "RELU6": _always_ok, "PRELU": _always_ok,
+    "LEAKY_RELU": _always_ok, "RELU": _always_ok, "RELU6": _always_ok, "PRELU": _check_prelu,
     "RELU_N1_TO_1": _always_ok,
     "LOGISTIC": _check_unary, "TANH": _check_unary, "ABS": _check_unary, "EXP": _check_unary,
     "SQRT": _check_unary, "RSQRT": _check_unary, "SQUARE": _check_unary, "ELU": _check_unary,

@@ -56,8 +56,10 @@ def test_output_shapes_odd_sizes(scale, upsampler):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(scale=3), "scale must be one of (2, 4, 8)"),
-    (dict(scale=16), "scale must be one of (2, 4, 8)"),
+    (dict(scale=3), "scale must be one of (1, 2, 4, 8)"),
+    (dict(scale=16), "scale must be one of (1, 2, 4, 8)"),
+    (dict(scale=1), "needs a trunk upscaling ×1; it must be 2, 4 or 8"),
+    (dict(scale=2, input_unshuffle=3), "input_unshuffle must be one of (1, 2, 4)"),
     (dict(upsampler="bilinear"), "upsampler must be one of"),
     (dict(num_blocks=0), "num_blocks must be a positive integer"),
 ])

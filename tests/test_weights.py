@@ -266,13 +266,12 @@ def _byteswap(storage):
   return np.frombuffer(storage.data, f"<u{itemsize}").byteswap().tobytes()
 
 
-def test_pixel_unshuffle_x2plus_refused(tmp_path):
+def test_pixel_unshuffle_x2plus_loads(tmp_path):
   state = random_state(in_ch=12)  # Real-ESRGAN x2plus: pixel-unshuffle ×2 before conv_first
   path = tmp_path / "RealESRGAN_x2plus.pth"
   wf.write_zip(path, {"params_ema": wf.state_dict(state)})
-  with pytest.raises(weights.CheckpointError,
-                     match=r"RealESRGAN_x2plus.pth.*Real-ESRGAN x2plus layout \(pixel-unshuffle"):
-    weights.load_checkpoint(str(path))
+  model = weights.load_checkpoint(str(path))  # numerics: tests/test_rrdbnet_unshuffle.py
+  assert (model.scale, model.input_unshuffle, model.in_channels) == (2, 2, 3)
 
 
 def test_unrecognised_layout_lists_keys(tmp_path):

@@ -9,7 +9,8 @@ HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.report).
 
 Without --lr, each LR image is the MATLAB-exact bicubic ×1/scale of the HR (cropped to a
 multiple of the scale), rounded to 8 bits, as benchmark LR sets are made. Metrics follow
-BasicSR's conventions (esrgan_tf.metrics).
+BasicSR's conventions (esrgan_tf.metrics), at the model's native scale (there is no
+--outscale here: a resized output would not be the model's prediction).
 """
 
 import sys
@@ -17,6 +18,7 @@ import sys
 from absl import app
 from absl import flags
 
+from esrgan_tf import blending
 from esrgan_tf import cli
 from esrgan_tf import data
 from esrgan_tf import metrics
@@ -36,6 +38,10 @@ _OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in LR pixels."
 _REPORT = flags.DEFINE_string("report", None, "Also write an HTML report (crops, table PNG) to "
                               "this new directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --report directory.")
+_BLEND_WITH = flags.DEFINE_string(
+    "blend_with", None, "Generator blended into --model (same architecture): evaluates "
+    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
+_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
@@ -44,12 +50,19 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _MODEL.value or not _HR.value:
     raise app.UsageError("--model and --hr are required")
+  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
+    raise app.UsageError("--blend_with and --blend_weight go together")
   writer = None
   try:
     data.list_image_files(_HR.value)  # a bad folder fails before the model loads
     if _REPORT.value:
       writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
-    model = loading.load_upscaler(_MODEL.value)
+    if _BLEND_WITH.value:
+      model = upscaler_lib.keras_upscaler(
+          blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
+          name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value))
+    else:
+      model = loading.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
       raise ValueError(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
@@ -68,6 +81,8 @@ def main(argv):
       writer.abort()  # No partial report.
     raise
   result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  if _BLEND_WITH.value:
+    result.update(blend_with=_BLEND_WITH.value, blend_weight=_BLEND_WEIGHT.value)
   if writer is not None:
     print(f"report: {writer.finish(result)}")
   print(metrics.format_table(result))

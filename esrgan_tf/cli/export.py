@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from esrgan_tf import blending
 from esrgan_tf import cli
 from esrgan_tf import export
 from esrgan_tf import tflite
@@ -34,6 +35,10 @@ _PRECISION = flags.DEFINE_enum("precision", "float32", list(export.PRECISIONS),
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
+_BLEND_WITH = flags.DEFINE_string(
+    "blend_with", None, "Generator blended into --model (same architecture): exports "
+    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
+_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
 _GPU_CHECK = flags.DEFINE_bool("gpu_check", True,
                                "Refuse a .tflite the TFLite GPU delegate could not run fully.")
 
@@ -57,8 +62,15 @@ def main(argv):
   size = parse_size(_INPUT_SIZE.value)
   if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
     raise app.UsageError("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
+  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
+    raise app.UsageError("--blend_with and --blend_weight go together")
+  source = os.path.abspath(_MODEL.value)
   try:
-    generator = loading.load_generator(_MODEL.value)
+    if _BLEND_WITH.value:
+      generator = blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value)
+      source = blending.blend_name(source, os.path.abspath(_BLEND_WITH.value), _BLEND_WEIGHT.value)
+    else:
+      generator = loading.load_generator(_MODEL.value)
   except upscaler.ModelError as e:
     raise app.UsageError(str(e))
   with_tflite = _FORMAT.value in ("tflite", "both")
@@ -66,7 +78,7 @@ def main(argv):
     if _FORMAT.value in ("saved_model", "both"):
       path = export.export_saved_model(
           generator, _EXPORT_DIR.value, version=_VERSION.value, precision=_PRECISION.value,
-          max_pixels=_MAX_PIXELS.value, source=os.path.abspath(_MODEL.value),
+          max_pixels=_MAX_PIXELS.value, source=source,
           tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)
       print(f"SavedModel: {path}")
     if with_tflite:

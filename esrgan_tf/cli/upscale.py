@@ -2,6 +2,8 @@ r"""esrgan-upscale: upscale image files with any supported model, tiled with ble
 
   esrgan-upscale --model=generator.keras --input=photos/,extra/*.jpg --output=results/
   esrgan-upscale --server=localhost:8500 --input=cat.png --output=cat_x4.png
+  esrgan-upscale --model=realesr-general-x4v3.pth --blend_with=realesr-general-wdn-x4v3.pth \
+      --blend_weight=0.5 --outscale=3.5 --input=photo.jpg --output=out/
 
 Outputs are `<stem>_out.<ext>` in the --output directory (or --output itself for one input
 file). Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.
@@ -44,6 +46,13 @@ _SUFFIX = flags.DEFINE_string("suffix", pipeline.DEFAULT_SUFFIX,
                               "Appended to output names ('{scale}' = the model's scale).")
 _FORMAT = flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
                             "Output format (default: the input's).")
+_BLEND_WITH = flags.DEFINE_string(
+    "blend_with", None, "Generator to blend into --model (same architecture): runs "
+    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
+_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1], the weight of --model "
+                                   "in the blend (needs --blend_with).")
+_OUTSCALE = flags.DEFINE_float("outscale", None, "Final scale F: the model output is resized "
+                               "with Lanczos to (int(w·F), int(h·F)); default the model's scale.")
 _MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(imaging.MULTI_FRAME_MODES),
                                  "Animated/multi-page inputs: fail, or upscale the first frame.")
 
@@ -64,6 +73,12 @@ def main(argv):
   if _TILE.value and _OVERLAP.value >= _TILE.value:
     raise app.UsageError(f"--tile_overlap={_OVERLAP.value} must be smaller than "
                          f"--tile={_TILE.value}")
+  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
+    raise app.UsageError("--blend_with and --blend_weight go together")
+  if _BLEND_WITH.value and not _MODEL.value:
+    raise app.UsageError("--blend_with needs --model (weights are blended locally)")
+  if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
+    raise app.UsageError(f"--outscale must be positive, got {_OUTSCALE.value}")
   sources, problems = pipeline.expand_inputs(_INPUT.value, recursive=_RECURSIVE.value)
   for spec, problem in problems:
     _err(f"FAILED {spec}: {problem}")
@@ -74,15 +89,17 @@ def main(argv):
     model = pipeline.load_model(model=_MODEL.value, server=_SERVER.value,
                                 model_name=_MODEL_NAME.value,
                                 precision=precision_lib.resolve_precision(_PRECISION.value),
-                                num_threads=_THREADS.value)
+                                num_threads=_THREADS.value, blend_with=_BLEND_WITH.value,
+                                blend_weight=_BLEND_WEIGHT.value)
   except upscaler_lib.ModelError as e:
     _err(f"error: cannot load the model: {e}")
     return 1
   options = pipeline.Options(
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
       max_pixels=_MAX_PIXELS.value, multi_frame=_MULTI_FRAME.value,
-      overwrite=_OVERWRITE.value, format=_FORMAT.value)
-  jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=model.scale, suffix=_SUFFIX.value,
+      overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
+  scale = f"{_OUTSCALE.value:g}" if _OUTSCALE.value else model.scale
+  jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
                                format=_FORMAT.value)
   summary = pipeline.upscale_files(
       tqdm(jobs, desc="files", unit="file", disable=None), model, options, report=_err,

@@ -12,8 +12,12 @@ import math
 import keras
 import tensorflow as tf
 
-SCALES = (2, 4, 8)
+SCALES = (1, 2, 4, 8)
 UPSAMPLERS = ("depth_to_space", "nearest")
+# Pixel-unshuffle factors of the input: 1 (none), or BasicSR's RRDBNet for scale 2 (factor 2) and
+# scale 1 (factor 4): basicsr/archs/rrdbnet_arch.py folds the image into 4× or 16× channels, then
+# runs the ×4 trunk (Real-ESRGAN's RealESRGAN_x2plus).
+INPUT_UNSHUFFLES = (1, 2, 4)
 
 # Residual scaling β = 0.2 inside each dense block and again around each RRDB (paper §3.1,
 # "empirically"; BasicSR rrdbnet_arch.py uses the same constant).
@@ -121,21 +125,33 @@ class RRDBNet(keras.Model):
     num_features: Trunk width (nf).
     num_blocks: Number of RRDBs (nb).
     growth_channels: Dense-block growth (gc).
-    scale: Upscaling factor, one of 2, 4, 8 (one ×2 stage each).
+    scale: Upscaling factor: 2, 4, 8 (one ×2 stage each), or with `input_unshuffle` f, the
+      trunk upscales by scale·f (2, 4 or 8) from an input folded by f: x2 with f=2 and x1 with
+      f=4 are BasicSR's layouts (RealESRGAN_x2plus and the x1 community models).
     upsampler: "depth_to_space" (conv nf→4·nf, depth_to_space(2), LeakyReLU per stage: sub-pixel
       convolution) or "nearest" (nearest ×2, conv nf→nf, LeakyReLU per stage: the layout of the
       official ESRGAN and Real-ESRGAN weights).
+    input_unshuffle: 1, or 2/4: `space_to_depth` of the input by this factor before conv_first
+      (which then takes in_channels·f² channels). Inputs whose height or width is not a multiple
+      of f are reflect-padded at the bottom/right and the output cropped back, inside `call` so
+      that every runner gets it (Real-ESRGAN's `RealESRGANer.pre_process` mod_pad).
     **kwargs: Passed to `keras.Model` (name, dtype policy).
 
   Raises:
-    ValueError: On a scale or upsampler outside the allowed values.
+    ValueError: On a scale, upsampler or unshuffle factor outside the allowed values.
   """
 
   def __init__(self, in_channels: int = 3, out_channels: int = 3, num_features: int = 64,
                num_blocks: int = 23, growth_channels: int = 32, scale: int = 4,
-               upsampler: str = "depth_to_space", **kwargs):
+               upsampler: str = "depth_to_space", input_unshuffle: int = 1, **kwargs):
     if scale not in SCALES:
       raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if input_unshuffle not in INPUT_UNSHUFFLES:
+      raise ValueError(f"input_unshuffle must be one of {INPUT_UNSHUFFLES}, got "
+                       f"{input_unshuffle!r}")
+    if scale * input_unshuffle not in (2, 4, 8):
+      raise ValueError(f"scale {scale} with input_unshuffle {input_unshuffle} needs a trunk "
+                       f"upscaling ×{scale * input_unshuffle}; it must be 2, 4 or 8")
     if upsampler not in UPSAMPLERS:
       raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -152,6 +168,7 @@ class RRDBNet(keras.Model):
     self.growth_channels = growth_channels
     self.scale = scale
     self.upsampler = upsampler
+    self.input_unshuffle = input_unshuffle
 
     # Sublayers share the model's dtype policy, so RRDBNet(dtype="bfloat16") computes in bf16
     # throughout (inference) and "mixed_bfloat16"/"mixed_float16" give mixed precision.
@@ -162,7 +179,7 @@ class RRDBNet(keras.Model):
     self.conv_body = _conv(nf, "conv_body", _HE_INIT, dtype)
     up_filters = 4 * nf if upsampler == "depth_to_space" else nf
     self.conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT, dtype)
-                     for i in range(1, int(math.log2(scale)) + 1)]
+                     for i in range(1, int(math.log2(scale * input_unshuffle)) + 1)]
     self.conv_hr = _conv(nf, "conv_hr", _HE_INIT, dtype)
     self.conv_last = _conv(out_channels, "conv_last", _HE_INIT, dtype)
     _track_items(self, "_body_", self.body)
@@ -171,7 +188,7 @@ class RRDBNet(keras.Model):
   def build(self, input_shape=(None, None, None, 3)):
     nf = self.num_features
     feature_shape = (None, None, None, nf)
-    self.conv_first.build((None, None, None, self.in_channels))
+    self.conv_first.build((None, None, None, self.in_channels * self.input_unshuffle**2))
     for block in self.body:
       block.build(feature_shape)
     self.conv_body.build(feature_shape)
@@ -192,6 +209,16 @@ class RRDBNet(keras.Model):
     return _lrelu(conv(x))
 
   def call(self, inputs):
+    factor = self.input_unshuffle
+    if factor == 1:
+      return self._trunk(inputs)
+    padded, (height, width), cropped = reflect_pad_to_multiple(inputs, factor)
+    out = self._trunk(tf.nn.space_to_depth(padded, factor))
+    if not cropped:
+      return out
+    return out[:, :height * self.scale, :width * self.scale, :]
+
+  def _trunk(self, inputs):
     feat = self.conv_first(inputs)
     body = feat
     for block in self.body:
@@ -225,6 +252,8 @@ class RRDBNet(keras.Model):
               "num_features": self.num_features, "num_blocks": self.num_blocks,
               "growth_channels": self.growth_channels, "scale": self.scale,
               "upsampler": self.upsampler, "name": self.name}
+    if self.input_unshuffle != 1:  # absent = 1: configs and .keras files written before it load
+      config["input_unshuffle"] = self.input_unshuffle
     if self.dtype_policy.name != "float32":
       config["dtype"] = self.dtype_policy.name
     return config
@@ -241,9 +270,55 @@ class RRDBNet(keras.Model):
     return config
 
 
-def with_dtype(model: RRDBNet, dtype: str) -> RRDBNet:
-  """A copy of `model` under another dtype policy (e.g. "bfloat16"), weights cast."""
-  clone = RRDBNet(**model.arch_config(), dtype=dtype)
+def reflect_pad_to_multiple(x, factor: int):
+  """Reflect-pads NHWC `x` at the bottom/right to multiples of `factor` in height and width.
+
+  Real-ESRGAN pads with F.pad(mode="reflect") (`RealESRGANer.pre_process`); numpy's "reflect"
+  is the same (edge sample not repeated), and so is tf.pad(mode="REFLECT") = MIRROR_PAD, which
+  the TFLite GPU delegate runs. That needs pad < side; a smaller input (a 1-pixel-wide image, where
+  torch and tf.pad refuse) takes a periodic reflection by index gather instead, chosen at run time
+  by a tf.cond that a static-shape conversion folds away. With static sizes nothing is added when
+  nothing is padded.
+
+  Args:
+    x: [N, H, W, C] tensor.
+    factor: The multiple.
+
+  Returns:
+    (padded x, (H, W) as ints or scalar tensors, whether anything may have been padded).
+  """
+  static = x.shape[1], x.shape[2]
+  if all(isinstance(n, int) for n in static):
+    pads = [(-n) % factor for n in static]
+    if not any(pads):
+      return x, static, False
+    if all(p < n for p, n in zip(pads, static)):
+      return tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"), static, True
+    return _gather_reflect(x, factor), static, True
+  size = tf.shape(x)[1], tf.shape(x)[2]
+  pads = [(-n) % factor for n in size]
+  fits = tf.logical_and(pads[0] < size[0], pads[1] < size[1])
+  padded = tf.cond(
+      fits, lambda: tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"),
+      lambda: _gather_reflect(x, factor))
+  return padded, size, True
+
+
+def _gather_reflect(x, factor: int):
+  """Periodic reflection (numpy "reflect" for any pad length) by index gather along H and W."""
+  for axis in (1, 2):
+    n = tf.shape(x)[axis]
+    index = tf.range(n + (-n) % factor)
+    period = tf.maximum(2 * (n - 1), 1)
+    index = index % period
+    x = tf.gather(x, tf.where(index < n, index, period - index), axis=axis)
+  return x
+
+
+def with_dtype(model, dtype: str):
+  """A copy of a generator (`RRDBNet`, `SRVGGNetCompact`) under another dtype policy (e.g.
+  "bfloat16"), weights cast."""
+  clone = type(model)(**model.arch_config(), dtype=dtype)
   clone.build()
   for target, source in zip(clone.weights, model.weights):
     target.assign(tf.cast(source, target.dtype))

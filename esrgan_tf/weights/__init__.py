@@ -1,10 +1,11 @@
-"""Checkpoint interop without PyTorch: read published RRDBNet weights, write BasicSR files.
+"""Checkpoint interop without PyTorch: read published generator weights, write BasicSR files.
 
 Readers (never executing a pickle; see `torch_pickle`): PyTorch zip and legacy `.pth`/`.pt`,
-`.safetensors`, ncnn `.param` + `.bin`. Layouts (`layouts`): ESRGAN old/new arch, BasicSR and
-Real-ESRGAN (`params_ema` preferred over `params`, `module.` prefixes stripped). Writers: BasicSR
-layout `.pth` (`{"params_ema", "params"}`, readable by `torch.load(weights_only=True)`) and
-`.safetensors`, for `upsampler="nearest"` generators.
+`.safetensors`, ncnn `.param` + `.bin`. Layouts (`layouts`): RRDBNet as ESRGAN old/new arch,
+BasicSR and Real-ESRGAN (x4/x8, and the pixel-unshuffle x2plus/x1), Real-ESRGAN's
+SRVGGNetCompact (`params_ema` preferred over `params`, `module.` prefixes stripped). Writers:
+BasicSR layout `.pth` (`{"params_ema", "params"}`, readable by `torch.load(weights_only=True)`)
+and `.safetensors`, for `upsampler="nearest"` RRDBNets and SRVGGNetCompact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from esrgan_tf.weights import discriminator
 from esrgan_tf.weights import layouts
 from esrgan_tf.weights import ncnn
+from esrgan_tf.weights import ncnn_srvgg
 from esrgan_tf.weights import safetensors_io
 from esrgan_tf.weights import torch_pickle
 from esrgan_tf.weights import vgg
@@ -80,45 +82,50 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   if suffix == ".safetensors":
     return safetensors_io.read_safetensors(path)
   if suffix in NCNN_SUFFIXES:
+    if ncnn_srvgg.is_compact_graph(path):
+      return ncnn_srvgg.read_compact(path)
     return ncnn.read_ncnn(path)
   raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; expected .pth/.pt, "
                         ".safetensors or an ncnn .param/.bin")
 
 
 def load_checkpoint(path: str):
-  """Loads a published RRDBNet checkpoint as a Keras `RRDBNet` (upsampler="nearest").
+  """Loads a published generator checkpoint as a Keras model.
 
   Args:
     path: .pth/.pt, .safetensors, or ncnn .param/.bin.
 
   Returns:
-    A built `esrgan_tf.models.RRDBNet` holding the weights (float32).
+    A built, float32 `esrgan_tf.models.RRDBNet` (upsampler="nearest"; input_unshuffle 2/4 for
+    the x2plus/x1 layouts) or `esrgan_tf.models.SRVGGNetCompact`, holding the weights.
 
   Raises:
     CheckpointError: Unreadable/refused file, unrecognised layout, inconsistent shapes.
   """
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.models import RRDBNet, SRVGGNetCompact  # pylint: disable=g-import-not-at-top
 
   path = os.fspath(path)
   state = read_state_dict(path)
   try:
-    state, _ = layouts.to_basicsr(state)
-    arch = layouts.infer_arch(state)
-    model = RRDBNet(**arch)
-    model.build((None, None, None, arch["in_channels"]))
+    state, layout = layouts.to_basicsr(state)
+    if layout == layouts.COMPACT_LAYOUT:
+      model = SRVGGNetCompact(**layouts.infer_compact_arch(state))
+    else:
+      model = RRDBNet(**layouts.infer_arch(state))
+    model.build((None, None, None, model.in_channels))
     layouts.assign_state(model, state)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
-  except ValueError as e:  # RRDBNet rejecting the inferred arguments
+  except ValueError as e:  # the model class rejecting the inferred arguments
     raise CheckpointError(f"{path}: {e}") from None
   return model
 
 
 def save_checkpoint(model, path: str, *, overwrite: bool = False):
-  """Writes an RRDBNet in the BasicSR layout as .pth (torch zip) or .safetensors, atomically.
+  """Writes a generator in the BasicSR layout as .pth (torch zip) or .safetensors, atomically.
 
   Args:
-    model: An `RRDBNet` with upsampler="nearest".
+    model: An `RRDBNet` with upsampler="nearest", or an `SRVGGNetCompact`.
     path: Ends with .pth or .safetensors.
     overwrite: Replace an existing file.
 
@@ -219,7 +226,7 @@ def save_model(model, path: str, *, overwrite: bool = False):
   """Saves a generator by suffix: .keras (native), .pth or .safetensors (BasicSR layout).
 
   Args:
-    model: An `RRDBNet`.
+    model: An `RRDBNet` or `SRVGGNetCompact`.
     path: Target file.
     overwrite: Replace an existing file.
 
@@ -252,26 +259,31 @@ def interpolate(model_a, model_b, alpha: float):
     model_b: The alpha = 1 generator (GAN); same architecture.
     alpha: Weight of `model_b`, in [0, 1].
 
+  Real-ESRGAN's denoise strength (`-dn`, W·A + (1 − W)·B) is `interpolate(A, B, 1 − W)`
+  (`esrgan_tf.blending`).
+
   Returns:
-    A new built `RRDBNet` with the interpolated weights.
+    A new built generator of the same class with the interpolated weights.
 
   Raises:
     ValueError: alpha outside [0, 1] or different architectures.
   """
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
-
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"alpha must be in [0, 1], got {alpha}")
   configs = [getattr(m, "arch_config", lambda: None)() for m in (model_a, model_b)]
   if None in configs:
-    raise ValueError("can only interpolate RRDBNet generators")
-  differences = [f"{k}: {configs[0][k]} vs {configs[1].get(k)}" for k in configs[0]
-                 if configs[0][k] != configs[1].get(k)]
+    raise ValueError("can only interpolate esrgan_tf generators (RRDBNet, SRVGGNetCompact)")
+  if type(model_a) is not type(model_b):
+    raise ValueError(f"cannot interpolate different architectures (a is "
+                     f"{type(model_a).__name__}, b is {type(model_b).__name__})")
+  keys = sorted(set(configs[0]) | set(configs[1]))
+  differences = [f"{k}: {configs[0].get(k)} vs {configs[1].get(k)}" for k in keys
+                 if configs[0].get(k) != configs[1].get(k)]
   if differences:
     raise ValueError(f"cannot interpolate different architectures (a vs b: "
                      f"{', '.join(differences)})")
-  model = RRDBNet(**configs[0])
-  model.build((None, None, None, configs[0]["in_channels"]))
+  model = type(model_a)(**configs[0])
+  model.build((None, None, None, model.in_channels))
   model.set_weights([
       ((1.0 - alpha) * np.asarray(a, np.float64) + alpha * np.asarray(b, np.float64)
        ).astype(np.float32)

@@ -10,6 +10,18 @@ Three layouts exist (key examples from the released files):
     (Upsample, conv, LeakyReLU) the conv at `model.3`, `model.6`, ...; then HRconv and conv_last
     two indices apart (x4: `model.8`, `model.10`; x8: `model.11`, `model.13`).
 All convs are 3×3 with bias; torch weights are (out, in, kh, kw).
+
+BasicSR's RRDBNet for scale 2 and 1 (RealESRGAN_x2plus, x1 community models) has the BasicSR
+keys with a conv_first taking in·4 or in·16 channels (pixel-unshuffle by 2 or 4): inferred from
+those channels, mapped to `RRDBNet(input_unshuffle=f)`.
+
+Real-ESRGAN's SRVGGNetCompact (realesrgan/archs/srvgg_arch.py) has only `body.N.weight/bias`:
+convs at even N, (out, in, 3, 3) with bias; PReLU slopes (num_feat,) at odd N (ReLU/LeakyReLU
+have no parameters); the last conv has num_out_ch·upscale² outputs.
+
+Channel orders: torch's pixel_unshuffle / PixelShuffle put channel c of sub-pixel (i, j) at
+c·r² + i·r + j, TF's space_to_depth / depth_to_space at (i·r + j)·C + c; `shuffle_permutation`
+maps one onto the other (conv_first's inputs, Compact's last conv outputs).
 """
 
 from __future__ import annotations
@@ -104,6 +116,10 @@ def _from_old_arch(state: dict) -> dict:
   return out
 
 
+_COMPACT = re.compile(r"body\.(\d+)\.(weight|bias)")
+COMPACT_LAYOUT = "Real-ESRGAN SRVGGNetCompact"
+
+
 def to_basicsr(state: dict) -> tuple[dict, str]:
   """Detects the layout and renames every key to the BasicSR convention.
 
@@ -127,8 +143,10 @@ def to_basicsr(state: dict) -> tuple[dict, str]:
     if unknown:
       raise CheckpointError(f"BasicSR layout with unexpected {_key_summary(unknown)}")
     return dict(state), "BasicSR"
+  if "body.0.weight" in state and all(_COMPACT.fullmatch(k) for k in keys):
+    return dict(state), COMPACT_LAYOUT
   raise CheckpointError(f"not a recognised RRDBNet state dict (ESRGAN old/new arch, BasicSR/"
-                        f"Real-ESRGAN); found {_key_summary(keys)}")
+                        f"Real-ESRGAN) nor SRVGGNetCompact one; found {_key_summary(keys)}")
 
 
 def _shape(state: dict, key: str) -> tuple:
@@ -144,11 +162,12 @@ def infer_arch(state: dict) -> dict:
     state: BasicSR-named state dict.
 
   Returns:
-    RRDBNet kwargs with upsampler="nearest" (the layout of every published RRDBNet).
+    RRDBNet kwargs with upsampler="nearest" (the layout of every published RRDBNet), and
+    input_unshuffle 2 or 4 when conv_first takes 4× or 16× the output channels (Real-ESRGAN
+    x2plus / x1: scale = 2^ups / factor).
 
   Raises:
-    CheckpointError: Inconsistent block numbering, an unsupported scale, or a pixel-unshuffle
-      (Real-ESRGAN x2plus / x1) input.
+    CheckpointError: Inconsistent block numbering or an unsupported scale.
   """
   first, last = _shape(state, "conv_first.weight"), _shape(state, "conv_last.weight")
   if len(first) != 4 or len(last) != 4:
@@ -161,17 +180,72 @@ def infer_arch(state: dict) -> dict:
     raise CheckpointError(f"up convs must be numbered 1..n, found conv_up{ups}")
   growth = _shape(state, "body.0.rdb1.conv1.weight")[0]
   in_channels, out_channels = first[1], last[0]
-  scale = 2 ** len(ups)
-  if len(ups) == 2 and in_channels in (4 * out_channels, 16 * out_channels):
-    factor = int(math.isqrt(in_channels // out_channels))
-    raise CheckpointError(
-        f"Real-ESRGAN x{4 // factor}plus layout (pixel-unshuffle ×{factor} input, "
-        f"{in_channels} channels) is not supported yet")
-  if scale not in (2, 4, 8):
-    raise CheckpointError(f"{len(ups)} up convs give scale {scale}; supported: 2, 4, 8")
-  return {"in_channels": in_channels, "out_channels": out_channels, "num_features": first[0],
-          "num_blocks": len(blocks), "growth_channels": growth, "scale": scale,
+  trunk_scale = 2 ** len(ups)
+  if trunk_scale not in (2, 4, 8):
+    raise CheckpointError(f"{len(ups)} up convs give scale {trunk_scale}; supported: 2, 4, 8")
+  arch = {"in_channels": in_channels, "out_channels": out_channels, "num_features": first[0],
+          "num_blocks": len(blocks), "growth_channels": growth, "scale": trunk_scale,
           "upsampler": "nearest"}
+  for factor in (2, 4):
+    if in_channels == factor**2 * out_channels and trunk_scale >= factor:
+      arch.update(in_channels=out_channels, scale=trunk_scale // factor, input_unshuffle=factor)
+  return arch
+
+
+def infer_compact_arch(state: dict) -> dict:
+  """Infers `SRVGGNetCompact` arguments from its state dict.
+
+  num_out_ch is taken equal to num_in_ch (forward() adds the upsampled input to the output), so
+  the last conv's out channels give upscale².
+
+  Raises:
+    CheckpointError: Gaps in the numbering, non-conv shapes, no PReLU slopes (ReLU and
+      LeakyReLU cannot be told apart from the weights), or an unsupported scale.
+  """
+  indices = sorted({int(_COMPACT.fullmatch(k)[1]) for k in state})
+  convs = [i for i in indices if len(state[f"body.{i}.weight"].shape) == 4]
+  prelus = [i for i in indices if i not in convs]
+  if convs != list(range(0, 2 * len(convs), 2)) or len(convs) < 2:
+    raise CheckpointError(f"SRVGGNetCompact convs must sit at body.0, body.2, ...; found "
+                          f"4-D weights at body.{convs[:10]}")
+  if not prelus:
+    raise CheckpointError("SRVGGNetCompact without PReLU slopes: act_type relu or leakyrelu "
+                          "cannot be inferred from the weights (every published model is prelu)")
+  if prelus != list(range(1, 2 * len(convs) - 2, 2)):
+    raise CheckpointError(f"SRVGGNetCompact PReLU slopes must follow every conv but the last; "
+                          f"found them at body.{prelus[:10]}")
+  first = tuple(state["body.0.weight"].shape)
+  last = tuple(state[f"body.{convs[-1]}.weight"].shape)
+  in_ch = first[1]
+  square = last[0] // in_ch
+  upscale = math.isqrt(square)
+  if last[0] % in_ch or upscale**2 != square or upscale not in (1, 2, 3, 4):
+    raise CheckpointError(f"SRVGGNetCompact last conv has {last[0]} outputs: not "
+                          f"{in_ch}·upscale² for an upscale in 1..4")
+  return {"num_in_ch": in_ch, "num_out_ch": in_ch, "num_feat": first[0],
+          "num_conv": len(convs) - 2, "upscale": upscale, "act_type": "prelu"}
+
+
+def shuffle_permutation(channels: int, factor: int) -> np.ndarray:
+  """TF→torch channel index for depth_to_space/space_to_depth by `factor` on `channels` planes.
+
+  Returns:
+    p with p[(i·r + j)·C + c] = c·r² + i·r + j, i.e. keras_channels = torch_channels[p].
+  """
+  return np.arange(channels * factor**2).reshape(channels, factor**2).T.reshape(-1)
+
+
+def _permutations(model) -> dict[str, tuple[int, np.ndarray]]:
+  """{conv prefix: (torch axis, permutation)} of the convs next to a pixel (un)shuffle."""
+  if hasattr(model, "input_unshuffle"):
+    factor = model.input_unshuffle
+    if factor == 1:
+      return {}
+    return {"conv_first": (1, shuffle_permutation(model.in_channels, factor))}
+  if model.scale == 1:
+    return {}
+  last = list(model.named_convs())[-1]
+  return {last: (0, shuffle_permutation(model.out_channels, model.scale))}
 
 
 def to_float32(name: str, array: np.ndarray) -> np.ndarray:
@@ -185,17 +259,20 @@ def to_float32(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def assign_state(model, state: dict):
-  """Copies a BasicSR-named state dict (torch layout) into a built `RRDBNet`.
+  """Copies a BasicSR-named state dict (torch layout) into a built `RRDBNet`/`SRVGGNetCompact`.
 
   Args:
-    model: A built RRDBNet whose architecture matches.
+    model: A built generator whose architecture matches.
     state: name -> array.
 
   Raises:
     CheckpointError: Missing/unexpected keys or shape mismatches.
   """
   convs = model.named_convs()
+  prelus = getattr(model, "named_prelus", dict)()
+  perms = _permutations(model)
   expected = {f"{p}.{k}" for p in convs for k in ("weight", "bias")}
+  expected |= {f"{p}.weight" for p in prelus}
   missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
   if missing or unexpected:
     raise CheckpointError(f"state dict does not match {model.arch_config()}: missing "
@@ -207,25 +284,45 @@ def assign_state(model, state: dict):
     if weight.shape != (cout, cin, kh, kw) or bias.shape != (cout,):
       raise CheckpointError(f"{prefix}: weight {weight.shape} / bias {bias.shape}, expected "
                             f"{(cout, cin, kh, kw)} / {(cout,)}")
+    if prefix in perms:
+      axis, perm = perms[prefix]
+      weight = np.take(weight, perm, axis=axis)
+      bias = bias[perm] if axis == 0 else bias
     conv.kernel.assign(weight.transpose(2, 3, 1, 0))
     conv.bias.assign(bias)
+  for prefix, prelu in prelus.items():
+    slopes = to_float32(f"{prefix}.weight", state[f"{prefix}.weight"])
+    channels = prelu.alpha.shape[-1]
+    if slopes.shape != (channels,):
+      raise CheckpointError(f"{prefix}: PReLU weight {slopes.shape}, expected {(channels,)}")
+    prelu.alpha.assign(slopes.reshape(prelu.alpha.shape))
 
 
 def model_state(model) -> dict[str, np.ndarray]:
-  """The BasicSR-named state dict (torch OIHW layout, float32) of an `RRDBNet`.
+  """The BasicSR-named state dict (torch OIHW layout, float32) of an `RRDBNet` or
+  `SRVGGNetCompact` (the Real-ESRGAN layout).
 
   Raises:
     CheckpointError: For depth_to_space generators (no counterpart in the BasicSR layout, whose
       RRDBNet upsamples by nearest interpolation).
   """
-  if model.upsampler != "nearest":
+  if getattr(model, "upsampler", "nearest") != "nearest":
     raise CheckpointError(
         f"upsampler={model.upsampler!r} has no PyTorch counterpart in the BasicSR/Real-ESRGAN "
         "layout (nearest ×2 + conv per stage); only upsampler='nearest' generators can be "
         "exported to .pth/.safetensors")
   state = {}
+  perms = _permutations(model)
   for prefix, conv in model.named_convs().items():
-    state[f"{prefix}.weight"] = np.ascontiguousarray(
-        np.asarray(conv.kernel, np.float32).transpose(3, 2, 0, 1))
-    state[f"{prefix}.bias"] = np.asarray(conv.bias, np.float32)
+    weight = np.asarray(conv.kernel, np.float32).transpose(3, 2, 0, 1)
+    bias = np.asarray(conv.bias, np.float32)
+    if prefix in perms:  # keras = torch[perm] → torch = keras[argsort(perm)]
+      axis, perm = perms[prefix]
+      inverse = np.argsort(perm)
+      weight = np.take(weight, inverse, axis=axis)
+      bias = bias[inverse] if axis == 0 else bias
+    state[f"{prefix}.weight"] = np.ascontiguousarray(weight)
+    state[f"{prefix}.bias"] = bias
+  for prefix, prelu in getattr(model, "named_prelus", dict)().items():
+    state[f"{prefix}.weight"] = np.asarray(prelu.alpha, np.float32).reshape(-1)
   return state
