@@ -42,7 +42,7 @@ MIRROR_ENV = "ESRGAN_TF_MODEL_MIRROR"
 # Architectures esrgan_tf can build today. `pixel_unshuffle_rrdbnet` (Real-ESRGAN's x2plus: an
 # RRDBNet on a pixel-unshuffled input) and `srvgg_compact` (SRVGGNetCompact) are added by other
 # issues; add their names here when they land and those models resolve.
-SUPPORTED_ARCHITECTURES = frozenset({"rrdbnet"})
+SUPPORTED_ARCHITECTURES = frozenset({"rrdbnet", "pixel_unshuffle_rrdbnet", "srvgg_compact"})
 ARCHITECTURES = {
     "rrdbnet": "RRDBNet (ESRGAN's generator)",
     "pixel_unshuffle_rrdbnet": "RRDBNet on a pixel-unshuffled input (Real-ESRGAN x2plus)",

@@ -174,6 +174,9 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
   server, base = http_base
   before = len(server.requests)
   monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path))
+  # Every listed architecture is supported today; a future entry may not be.
+  assert {e.architecture for e in hub.REGISTRY.values()} <= hub.SUPPORTED_ARCHITECTURES
+  monkeypatch.setattr(hub, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet"}))
   for name in ("RealESRGAN_x2plus", "realesr-general-x4v3"):
     with pytest.raises(upscaler.ModelError, match=f"{name}: its architecture, .* is not "
                        "supported"):
