@@ -147,11 +147,21 @@ def create_models(config) -> Models:
 
 
 def _lr_schedule(base_lr: float, milestones, gamma: float):
+  """Step-wise decay: base·γ^k after the k-th milestone, with BasicSR's step convention.
+
+  BasicSR (`MultiStepRestartLR`, stepped by `update_learning_rate` before each iteration) runs
+  iterations 1..m at the old rate and iteration m + 1 at the decayed one. A Keras optimizer
+  evaluates the schedule at its `iterations` count, i.e. 0 for the first update, so update m + 1
+  sees iterations = m; `PiecewiseConstantDecay` keeps values[i] for x <= boundaries[i], hence the
+  boundaries are the milestones minus one.
+  """
   milestones = [int(m) for m in milestones]
   if not milestones:
     return base_lr
+  if milestones[0] < 1 or any(b <= a for a, b in zip(milestones, milestones[1:])):
+    raise ValueError(f"optim.milestones must be increasing positive steps, got {milestones}")
   values = [base_lr * gamma ** i for i in range(len(milestones) + 1)]
-  return keras.optimizers.schedules.PiecewiseConstantDecay(milestones, values)
+  return keras.optimizers.schedules.PiecewiseConstantDecay([m - 1 for m in milestones], values)
 
 
 def create_optimizers(config, models: Models):

@@ -154,8 +154,9 @@ def test_lr_schedule_and_optimizer_built_before_first_step(data_dirs):
   g_opt, d_opt = train.create_optimizers(c, models)
   assert d_opt is None and g_opt.built
   assert len(g_opt.variables) > 2  # iterations, lr + Adam slots exist before any step.
-  # PiecewiseConstantDecay: lr for iteration ≤ 2 is 1, ≤ 4 is 0.5, after that 0.25.
-  for iterations, expected in ((0, 1.0), (2, 1.0), (3, 0.5), (5, 0.25)):
+  # BasicSR convention: updates 1..2 use 1, updates 3..4 use 0.5, later ones 0.25; update k
+  # runs with iterations = k - 1.
+  for iterations, expected in ((0, 1.0), (1, 1.0), (2, 0.5), (3, 0.5), (4, 0.25), (9, 0.25)):
     g_opt.iterations.assign(iterations)
     assert train.learning_rate(g_opt) == expected
 
