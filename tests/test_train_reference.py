@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import train
+from esrgan_tf import train, train_state, train_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, GT, SCALE = 3, 16, 4
@@ -42,14 +42,14 @@ class _Run:
   def __init__(self, config, lr, hr, vgg_layers=None):
     self.config = config
     strategy = tf.distribute.get_strategy()
-    with train._precision_policy(config.train.precision):  # pylint: disable=protected-access
-      self.models = train.create_models(config)
-      if vgg_layers:  # A random-init VGG19 (weights=None): no download, features checked below.
-        from esrgan_tf.models.vgg import VGGFeatureExtractor  # pylint: disable=g-import-not-at-top
-        self.models.vgg = VGGFeatureExtractor(vgg_layers, weights=None)
-      self.g_opt, self.d_opt = train.create_optimizers(config, self.models)
-      self._steps = train.make_train_step(config, strategy, self.models, self.g_opt, self.d_opt,
-                                          BATCH)
+    self.state = train_state.create_train_state(config)
+    if vgg_layers:  # A random-init VGG19 (weights=None): no download; weights are set below.
+      from esrgan_tf.models.vgg import VGGFeatureExtractor  # pylint: disable=g-import-not-at-top
+      with train_state.precision_policy(config.train.precision):
+        self.state.models.vgg = VGGFeatureExtractor(vgg_layers, weights=None)
+    self.models = self.state.models
+    self.g_opt, self.d_opt = self.state.g_optimizer, self.state.d_optimizer
+    self._steps = train_steps.make_train_step(config, strategy, self.state, BATCH)
     dataset = tf.data.Dataset.from_tensors((lr, hr)).repeat()
     self._iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
@@ -79,7 +79,7 @@ class _Run:
   def learning_rate_of_step(optimizer, step: int) -> float:
     """The learning rate the `step`-th (1-based) update of `optimizer` uses."""
     optimizer.iterations.assign(step - 1)
-    return train.learning_rate(optimizer)
+    return train_state.learning_rate(optimizer)
 
   @staticmethod
   def train_and_evaluate(config, workdir, lr, hr):

@@ -15,6 +15,7 @@ from absl import flags
 
 from esrgan_tf import cli
 from esrgan_tf import data
+from esrgan_tf import image_files
 from esrgan_tf import metrics
 from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
@@ -37,7 +38,7 @@ def main(argv):
   if not _MODEL.value or not _HR.value:
     raise app.UsageError("--model and --hr are required")
   try:
-    data.list_image_files(_HR.value)  # a bad folder fails before the model loads
+    image_files.list_image_files(_HR.value)  # a bad folder fails before the model loads
     model = loading.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
