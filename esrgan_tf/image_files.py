@@ -84,7 +84,7 @@ def scan_images(directory: str) -> tuple[list[ImageFile], list[tuple[str, str]]]
   for path in list_image_files(directory):
     try:
       height, width, fmt = _check_image(path)
-    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+    except Exception as e:  # noqa: BLE001  (Pillow raises many types)
       reason = f"{type(e).__name__}: {e}"
       logging.warning("Skipping unreadable image %s (%s)", path, reason)
       bad.append((path, reason))
