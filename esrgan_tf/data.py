@@ -11,7 +11,7 @@ Training pipeline (`make_train_dataset`):
 * Paired folders (`train_dir` + `train_lr_dir`): matched by relative path without extension
   (an LR stem may carry DIV2K's `x{scale}` suffix); the LR crop is taken at a random (x, y) and
   the HR crop at (s·x, s·y).
-* TFRecords (`tfrecords`, a glob of shards written by `write_tfrecords` /
+* TFRecords (`tfrecords`, a glob of shards written by `esrgan_tf.tfrecords.write_tfrecords` /
   `scripts/make_tfrecords.py`): read with `TFRecordDataset` (tf.io.gfile underneath), so gs://
   paths work; LR made on the fly.
 
@@ -35,191 +35,40 @@ Randomness is stateless: each element gets the seed (pipeline seed, element inde
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import os
 import random
 import sys
-import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-from absl import logging
 import numpy as np
-from PIL import Image
 import tensorflow as tf
+from absl import logging
 
+from esrgan_tf import image_files, tfrecords
 from esrgan_tf import imresize as imresize_lib
+from esrgan_tf.image_files import (
+  DataError,
+  ImageFile,
+  drop_small,
+  pair_images,
+  read_image_array,
+  scan_images,
+)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-# Pillow format names that tf.io.decode_image decodes in-graph (checked on TF 2.21).
-_TF_DECODABLE = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"})
-# Shuffle buffer (elements) when config.data.shuffle_buffer is 0/unset; capped by the image count.
+# Shuffle buffer (elements) when config.data.shuffle_buffer is 0; capped by the image count.
 _DEFAULT_SHUFFLE_BUFFER = 1000
-# Feature keys of the TFRecord examples.
-_FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),  # PNG bytes, RGB 8-bit
-    "name": tf.io.FixedLenFeature([], tf.string),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
-}
+# The `config.data` fields (schema: configs/psnr_x4.py) each entry point reads; no defaults here.
+TRAIN_FIELDS = ("train_dir", "train_lr_dir", "tfrecords", "gt_size", "augment", "cache",
+                "shuffle_buffer")
+VALIDATION_FIELDS = ("val_dir", "val_lr_dir", "val_max_images")
 
 
-class DataError(ValueError):
-  """A dataset that cannot be used; the message names the path and the problem."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageFile:
-  """A readable image found by `scan_images`."""
-  path: str
-  key: str  # path relative to the root, without extension (pairing key and display name)
-  height: int
-  width: int
-  tf_decodable: bool
-
-
-def _cfg(config, key, default=None):
-  value = config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
-  return default if value is None else value
-
-
-# --- listing and checking files --------------------------------------------------------------
-
-def list_image_files(directory: str) -> list[str]:
-  """Image files under `directory` (recursive, extension allowlist), sorted.
-
-  Args:
-    directory: A local or tf.io.gfile (e.g. gs://) directory.
-
-  Returns:
-    Sorted full paths.
-
-  Raises:
-    DataError: The directory does not exist.
-  """
-  if not directory or not tf.io.gfile.isdir(directory):
-    raise DataError(f"{directory!r}: image directory does not exist")
-  paths = []
-  for root, _, files in tf.io.gfile.walk(directory):
-    for name in files:
-      if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-        paths.append(os.path.join(root, name))
-  return sorted(paths)
-
-
-def _check_image(path: str) -> tuple[int, int, str]:
-  with tf.io.gfile.GFile(path, "rb") as f:
-    with Image.open(f) as img:
-      width, height = img.size
-      fmt = img.format or ""
-      img.verify()  # structure/CRC check without decoding the pixels
-  if width <= 0 or height <= 0:
-    raise ValueError("empty image")
-  return height, width, fmt
-
-
-def scan_images(directory: str) -> tuple[list[ImageFile], list[tuple[str, str]]]:
-  """Lists and checks the images under `directory`, logging and skipping unreadable ones.
-
-  Args:
-    directory: Root directory (recursive).
-
-  Returns:
-    (readable `ImageFile`s sorted by path, [(path, reason)] of the unreadable ones).
-
-  Raises:
-    DataError: The directory does not exist.
-  """
-  good, bad = [], []
-  for path in list_image_files(directory):
-    try:
-      height, width, fmt = _check_image(path)
-    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
-      reason = f"{type(e).__name__}: {e}"
-      logging.warning("Skipping unreadable image %s (%s)", path, reason)
-      bad.append((path, reason))
-      continue
-    key = os.path.splitext(os.path.relpath(path, directory))[0].replace(os.sep, "/")
-    good.append(ImageFile(path, key, height, width, fmt.upper() in _TF_DECODABLE))
-  if bad:
-    logging.warning("%s: skipped %d unreadable image(s) of %d", directory, len(bad),
-                    len(bad) + len(good))
-  return good, bad
-
-
-def _drop_small(files: list[ImageFile], min_size: int, directory: str) -> list[ImageFile]:
-  kept = [f for f in files if min(f.height, f.width) >= min_size]
-  for f in files:
-    if min(f.height, f.width) < min_size:
-      logging.warning("Skipping %s: %dx%d is smaller than the %d crop", f.path, f.width,
-                      f.height, min_size)
-  if len(kept) < len(files):
-    logging.warning("%s: skipped %d image(s) smaller than %d", directory, len(files) - len(kept),
-                    min_size)
-  return kept
-
-
-def _mod_crop_size(size: int, scale: int) -> int:
-  return size - size % scale
-
-
-def pair_images(hr_files: Sequence[ImageFile], lr_files: Sequence[ImageFile], scale: int
-                ) -> list[tuple[ImageFile, ImageFile]]:
-  """Matches LR to HR images by key and checks HR == scale × LR.
-
-  The HR size is compared after cropping it to a multiple of the scale (BasicSR's `mod_crop`),
-  so LR made by MATLAB from a mod-cropped HR pairs with the uncropped HR. An LR key may end with
-  `x{scale}` (DIV2K: 0001x4.png pairs with 0001.png). Unmatched files are logged and skipped.
-
-  Args:
-    hr_files: From `scan_images` on the HR folder.
-    lr_files: From `scan_images` on the LR folder.
-    scale: The upscaling factor.
-
-  Returns:
-    [(lr, hr)] in HR order.
-
-  Raises:
-    DataError: Size mismatches (all are listed) or no pair at all.
-  """
-  suffix = f"x{scale}"
-  lr_by_key = {}
-  for f in lr_files:
-    key = f.key[:-len(suffix)] if f.key.endswith(suffix) and f.key[:-len(suffix)] else f.key
-    lr_by_key[key] = f
-  pairs, mismatches, unmatched = [], [], []
-  for hr in hr_files:
-    lr = lr_by_key.pop(hr.key, None)
-    if lr is None:
-      unmatched.append(hr.path)
-      continue
-    expected = (scale * lr.height, scale * lr.width)
-    if (_mod_crop_size(hr.height, scale), _mod_crop_size(hr.width, scale)) != expected:
-      mismatches.append(f"{hr.path} is {hr.width}x{hr.height} but {lr.path} is "
-                        f"{lr.width}x{lr.height} (expected HR {expected[1]}x{expected[0]} at "
-                        f"scale {scale})")
-      continue
-    pairs.append((lr, hr))
-  unmatched += [f.path for f in lr_by_key.values()]
-  for path in unmatched:
-    logging.warning("Skipping %s: no image with the same name in the other folder", path)
-  if mismatches:
-    raise DataError(f"{len(mismatches)} LR/HR pair(s) with mismatched sizes:\n  " +
-                    "\n  ".join(mismatches))
-  if not pairs:
-    raise DataError(f"no LR/HR pairs: none of {len(hr_files)} HR and {len(lr_files)} LR image "
-                    "names match")
-  return pairs
+def _check_fields(data_config, fields) -> None:
+  missing = [k for k in fields if k not in data_config]
+  if missing:
+    raise DataError(f"config.data lacks {missing} (schema: configs/psnr_x4.py)")
 
 
 # --- decoding ------------------------------------------------------------------------------------
-
-def _pil_decode(path) -> np.ndarray:
-  path = path.decode() if isinstance(path, bytes) else path
-  with tf.io.gfile.GFile(path, "rb") as f:
-    with Image.open(f) as img:
-      return np.asarray(img.convert("RGB"), np.uint8)
-
 
 def _make_decoder(files: Sequence[ImageFile]):
   """path, tf_decodable → uint8 [H, W, 3]; in-graph unless some files need Pillow."""
@@ -237,7 +86,7 @@ def _make_decoder(files: Sequence[ImageFile]):
                                    expand_animations=False))
 
   def pil_decode(path):
-    return tf.numpy_function(_pil_decode, [path], tf.uint8, stateful=False)
+    return tf.numpy_function(image_files.pil_decode, [path], tf.uint8, stateful=False)
 
   def decode(path, tf_decodable):
     if need_tf and need_pil:
@@ -250,18 +99,6 @@ def _make_decoder(files: Sequence[ImageFile]):
     return image
 
   return decode
-
-
-def read_image_array(path: str) -> np.ndarray:
-  """Decodes an image file (any Pillow format, local or gs://) to uint8 [H, W, 3] RGB.
-
-  Raises:
-    DataError: The file cannot be read or decoded.
-  """
-  try:
-    return _pil_decode(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
 
 
 # --- augmentation and cropping ----------------------------------------------------------------
@@ -353,10 +190,10 @@ def _shard(items: list, input_context, what: str) -> list:
   return shard
 
 
-def _folder_source(data_config, scale: int, gt_size: int, input_context):
+def folder_source(data_config, scale: int, gt_size: int, input_context):
   """(dataset of source elements, decode fn → dict, count)."""
-  train_dir = _cfg(data_config, "train_dir", "")
-  lr_dir = _cfg(data_config, "train_lr_dir", "")
+  train_dir = data_config["train_dir"]
+  lr_dir = data_config["train_lr_dir"]
   hr_files, _ = scan_images(train_dir)
   if lr_dir:
     lr_files, _ = scan_images(lr_dir)
@@ -378,7 +215,7 @@ def _folder_source(data_config, scale: int, gt_size: int, input_context):
 
     return elements, decode_pair, len(kept)
 
-  files = _drop_small(hr_files, gt_size, train_dir)
+  files = drop_small(hr_files, gt_size, train_dir)
   if not files:
     raise DataError(f"{train_dir}: no readable image of at least {gt_size}x{gt_size}")
   files = _shard(files, input_context, train_dir)
@@ -388,7 +225,7 @@ def _folder_source(data_config, scale: int, gt_size: int, input_context):
   return elements, lambda path, native: {"hr": decode(path, native)}, len(files)
 
 
-def _tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, seed: int):
+def tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, seed: int):
   """Records of the shards matching `pattern`, without counting them (no pass over the data).
 
   With `stream` (no cache) the shard files are shuffled every epoch and interleaved, and the
@@ -413,7 +250,7 @@ def _tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, se
       records = tf.data.TFRecordDataset(files)
 
   def big_enough(serialized):
-    ex = tf.io.parse_single_example(serialized, _FEATURES)
+    ex = tf.io.parse_single_example(serialized, tfrecords.FEATURES)
     ok = tf.logical_and(ex["height"] >= gt_size, ex["width"] >= gt_size)
     if tf.logical_not(ok):  # autograph turns this into a tf.cond: warn about each skipped record
       tf.print("WARNING: skipping TFRecord image", ex["name"], "smaller than", gt_size,
@@ -421,7 +258,7 @@ def _tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, se
     return ok
 
   def decode(serialized):
-    ex = tf.io.parse_single_example(serialized, _FEATURES)
+    ex = tf.io.parse_single_example(serialized, tfrecords.FEATURES)
     image = tf.io.decode_png(ex["image"], channels=3, dtype=tf.uint8)
     return {"hr": tf.ensure_shape(image, [None, None, 3])}
 
@@ -431,7 +268,7 @@ def _tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, se
 # --- the training dataset --------------------------------------------------------------------
 
 def make_train_dataset(data_config, scale: int, batch_size: int, input_context=None,
-                       seed: Optional[int] = None) -> tf.data.Dataset:
+                       seed: int | None = None) -> tf.data.Dataset:
   """The training `tf.data.Dataset` of (lr, hr) float32 batches in [0, 1].
 
   Args:
@@ -450,7 +287,8 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
   Raises:
     DataError: Bad gt_size/scale, missing or empty sources, paired size mismatches.
   """
-  gt_size = int(_cfg(data_config, "gt_size", 128))
+  _check_fields(data_config, TRAIN_FIELDS)
+  gt_size = int(data_config["gt_size"])
   scale = int(scale)
   if scale < 1 or gt_size <= 0 or gt_size % scale:
     raise DataError(f"gt_size ({gt_size}) must be a positive multiple of the scale ({scale})")
@@ -459,15 +297,15 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
   if seed is None:
     seed = random.randrange(2 ** 31)
   pipeline_id = input_context.input_pipeline_id if input_context else 0
-  pattern = _cfg(data_config, "tfrecords", "")
-  cache = bool(_cfg(data_config, "cache", True))
+  pattern = data_config["tfrecords"]
+  cache = bool(data_config["cache"])
   if pattern:
-    elements, decode, count = _tfrecord_source(pattern, gt_size, input_context, not cache, seed)
+    elements, decode, count = tfrecord_source(pattern, gt_size, input_context, not cache, seed)
   else:
-    elements, decode, count = _folder_source(data_config, scale, gt_size, input_context)
+    elements, decode, count = folder_source(data_config, scale, gt_size, input_context)
     logging.info("Training data: %d image(s) for input pipeline %d", count, pipeline_id)
 
-  buffer = int(_cfg(data_config, "shuffle_buffer", 0)) or _DEFAULT_SHUFFLE_BUFFER
+  buffer = int(data_config["shuffle_buffer"]) or _DEFAULT_SHUFFLE_BUFFER
   buffer = max(1, min(buffer, count) if count else buffer)
   autotune = tf.data.AUTOTUNE
 
@@ -481,7 +319,7 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
     ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
     ds = ds.ignore_errors(log_warning=True)
 
-  augment = bool(_cfg(data_config, "augment", True))
+  augment = bool(data_config["augment"])
   pipeline_seed = tf.constant(seed * 1000 + pipeline_id, tf.int64)
 
   def make_example(index, example):
@@ -527,9 +365,10 @@ def load_validation_set(data_config, scale: int
   Raises:
     DataError: Missing folder, no readable image, paired size mismatches.
   """
-  val_dir = _cfg(data_config, "val_dir", "")
-  lr_dir = _cfg(data_config, "val_lr_dir", "")
-  limit = int(_cfg(data_config, "val_max_images", 0))
+  _check_fields(data_config, VALIDATION_FIELDS)
+  val_dir = data_config["val_dir"]
+  lr_dir = data_config["val_lr_dir"]
+  limit = int(data_config["val_max_images"])
   hr_files, _ = scan_images(val_dir)
   if not hr_files:
     raise DataError(f"{val_dir}: no readable validation image")
@@ -551,130 +390,3 @@ def load_validation_set(data_config, scale: int
       hr = hr[:scale * lr.shape[0], :scale * lr.shape[1]]
     result.append((name, lr, hr))
   return result
-
-
-# --- TFRecords -----------------------------------------------------------------------------------
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int_feature(value: int) -> tf.train.Feature:
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def encode_example(name: str, image: np.ndarray) -> bytes:
-  """A serialized tf.train.Example with the PNG bytes of a uint8 [H, W, 3] image."""
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, format="PNG")
-  example = tf.train.Example(features=tf.train.Features(feature={
-      "image": _bytes_feature(buf.getvalue()),
-      "name": _bytes_feature(name.encode()),
-      "height": _int_feature(image.shape[0]),
-      "width": _int_feature(image.shape[1]),
-  }))
-  return example.SerializeToString()
-
-
-def shard_paths(output_pattern: str, num_shards: int) -> list[str]:
-  """Shard file names: PREFIX-00000-of-00004.tfrecord, ... for output_pattern PREFIX."""
-  return [f"{output_pattern}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
-
-
-def write_tfrecords(input_dir: str, output_pattern: str, num_shards: int) -> list[str]:
-  """Writes the readable images under `input_dir` into `num_shards` TFRecord files.
-
-  Images are assigned round-robin in sorted order and re-encoded as lossless RGB PNG. Shards are
-  written to temporary names and renamed at the end, so a failure leaves no partial shard.
-
-  Args:
-    input_dir: Folder of images (recursive; unreadable ones are logged and skipped).
-    output_pattern: Path prefix (local or gs://); see `shard_paths`. Read them back with
-      `config.data.tfrecords = PREFIX + "-*.tfrecord"`.
-    num_shards: Number of files, 1 ≤ num_shards ≤ number of images.
-
-  Returns:
-    The shard paths.
-
-  Raises:
-    DataError: No readable image, bad num_shards, or an unwritable output location.
-  """
-  files, _ = scan_images(input_dir)
-  if not files:
-    raise DataError(f"{input_dir}: no readable image to write")
-  if not 1 <= num_shards <= len(files):
-    raise DataError(f"num_shards must be between 1 and the number of images ({len(files)}), "
-                    f"got {num_shards}")
-  parent = os.path.dirname(output_pattern)
-  if parent and not tf.io.gfile.isdir(parent):
-    raise DataError(f"{parent}: output directory does not exist")
-  paths = shard_paths(output_pattern, num_shards)
-  tmp_paths = [p + ".tmp" for p in paths]
-  writers = [tf.io.TFRecordWriter(p) for p in tmp_paths]
-  try:
-    for i, f in enumerate(files):
-      writers[i % num_shards].write(encode_example(f.key, read_image_array(f.path)))
-    for w in writers:
-      w.close()
-    for tmp, final in zip(tmp_paths, paths):
-      tf.io.gfile.rename(tmp, final, overwrite=True)
-  except BaseException:
-    for w in writers:
-      w.close()
-    for tmp in tmp_paths:
-      if tf.io.gfile.exists(tmp):
-        tf.io.gfile.remove(tmp)
-    raise
-  logging.info("Wrote %d image(s) into %d shard(s): %s", len(files), num_shards, paths[0])
-  return paths
-
-
-def read_tfrecords(pattern: str) -> list[tuple[str, np.ndarray]]:
-  """All (name, uint8 image) of the shards matching `pattern`, in file order (for checks)."""
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise DataError(f"{pattern!r}: no TFRecord files match")
-  out = []
-  for serialized in tf.data.TFRecordDataset(files):
-    ex = tf.io.parse_single_example(serialized, _FEATURES)
-    out.append((ex["name"].numpy().decode(), tf.io.decode_png(ex["image"], channels=3).numpy()))
-  return out
-
-
-# --- benchmark -----------------------------------------------------------------------------------
-
-def benchmark_data_pipeline(train_dir: Optional[str] = None, scale: int = 4, gt_size: int = 128,
-                            batch_size: int = 16, num_batches: int = 30,
-                            caches: Sequence[bool] = (True, False)) -> list[dict]:
-  """Images/s of `make_train_dataset` (for scripts/benchmark.py; no assertions).
-
-  Args:
-    train_dir: HR folder; default the bundled training samples.
-    scale: Upscaling factor.
-    gt_size: HR crop size.
-    batch_size: Batch size.
-    num_batches: Batches timed after 3 warm-up batches.
-    caches: The `cache` settings to measure.
-
-  Returns:
-    One dict per setting: {"name", "cache", "images_per_s", "batches", "batch_size", "gt_size",
-    "scale"}.
-  """
-  if train_dir is None:
-    from esrgan_tf import SAMPLES_DIR  # pylint: disable=g-import-not-at-top
-    train_dir = os.path.join(SAMPLES_DIR, "train")
-  rows = []
-  for cache in caches:
-    config = dict(train_dir=train_dir, train_lr_dir="", tfrecords="", gt_size=gt_size,
-                  augment=True, cache=cache, shuffle_buffer=64)
-    iterator = iter(make_train_dataset(config, scale, batch_size, seed=0))
-    for _ in range(3):
-      next(iterator)
-    start = time.perf_counter()
-    for _ in range(num_batches):
-      next(iterator)
-    elapsed = time.perf_counter() - start
-    rows.append({"name": f"data x{scale} gt{gt_size} b{batch_size} cache={cache}", "cache": cache,
-                 "images_per_s": num_batches * batch_size / elapsed, "batches": num_batches,
-                 "batch_size": batch_size, "gt_size": gt_size, "scale": scale})
-  return rows

@@ -236,18 +236,18 @@ def degrade_example(image: tf.Tensor, seed, config, scale: int) -> dict[str, tf.
 
 def _source(data_config, scale: int, gt_size: int, input_context, seed: int):
   """(dataset of {"hr": uint8}, count or None), the sources of esrgan_tf.data (HR only)."""
-  if data_lib._cfg(data_config, "train_lr_dir", ""):  # pylint: disable=protected-access
+  if data_config.get("train_lr_dir", ""):
     raise data_lib.DataError("the degradation pipeline makes its own LR: train_lr_dir must be "
-                             f"empty, got {data_lib._cfg(data_config, 'train_lr_dir')!r}")  # pylint: disable=protected-access
-  pattern = data_lib._cfg(data_config, "tfrecords", "")  # pylint: disable=protected-access
-  cache = bool(data_lib._cfg(data_config, "cache", True))  # pylint: disable=protected-access
+                             f"empty, got {data_config.get('train_lr_dir')!r}")
+  pattern = data_config.get("tfrecords", "")
+  cache = bool(data_config.get("cache", True))
   if pattern:
-    elements, decode, count = data_lib._tfrecord_source(  # pylint: disable=protected-access
+    elements, decode, count = data_lib.tfrecord_source(
         pattern, gt_size, input_context, not cache, seed)
   else:
-    elements, decode, count = data_lib._folder_source(  # pylint: disable=protected-access
+    elements, decode, count = data_lib.folder_source(
         data_config, scale, gt_size, input_context)
-  buffer = int(data_lib._cfg(data_config, "shuffle_buffer", 0)) or 1000  # pylint: disable=protected-access
+  buffer = int(data_config.get("shuffle_buffer", 0)) or 1000
   buffer = max(1, min(buffer, count) if count else buffer)
   autotune = tf.data.AUTOTUNE
   if cache:
@@ -288,10 +288,10 @@ def make_degraded_train_dataset(data_config, scale: int, batch_size: int, input_
   """
   config = degradation_config
   if config is None:
-    config = data_lib._cfg(data_config, "degradation", None) or default_degradation_config()  # pylint: disable=protected-access
+    config = data_config.get("degradation", None) or default_degradation_config()
   scale = int(scale)
   validate_config(config, scale)
-  data_gt = data_lib._cfg(data_config, "gt_size", None)  # pylint: disable=protected-access
+  data_gt = data_config.get("gt_size", None)
   if data_gt is not None and int(data_gt) != config.gt_size:
     raise data_lib.DataError(f"data gt_size ({data_gt}) differs from the degradation gt_size "
                              f"({config.gt_size})")

@@ -99,3 +99,62 @@ def model_variables(model: keras.Model) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(**named)
 
 
+
+
+class WorkdirMismatchError(ValueError):
+  """A restart whose config cannot resume the workdir's checkpoints; names the fields."""
+
+
+def _flatten(value, prefix: str) -> dict:
+  if isinstance(value, dict):
+    flat = {}
+    for key, item in value.items():
+      flat.update(_flatten(item, f"{prefix}.{key}"))
+    return flat
+  return {prefix: value}
+
+
+def _resume_fields(config: dict) -> dict:
+  """The fields that decide what a checkpoint holds: phase, G architecture, D (gan phase)."""
+  fields = {"phase": config.get("phase")}
+  fields.update(_flatten(config.get("model", {}), "model"))
+  if config.get("phase") == "gan":
+    fields.update(_flatten(config.get("discriminator", {}), "discriminator"))
+  return fields
+
+
+def config_differences(config, workdir: str) -> list[str]:
+  """The resume-relevant fields where `config` differs from the workdir's config.json.
+
+  Args:
+    config: The new run's ConfigDict.
+    workdir: A workdir with config.json.
+
+  Returns:
+    ["model.num_features: workdir 8, config 12", ...], sorted; empty if they agree.
+  """
+  saved = _resume_fields(read_config(workdir))
+  # Through JSON, as config.json was written: tuples compare equal to the lists read back.
+  current = _resume_fields(json.loads(config.to_json()))
+  absent = "(absent)"
+  return [f"{key}: workdir {saved.get(key, absent)!r}, config {current.get(key, absent)!r}"
+          for key in sorted(set(saved) | set(current))
+          if saved.get(key, absent) != current.get(key, absent)]
+
+
+def check_resumable(config, workdir: str) -> None:
+  """Refuses to resume `workdir` with a config of another phase or architecture.
+
+  A workdir without config.json (written by an older version) is not checked.
+
+  Raises:
+    WorkdirMismatchError: Naming every differing field; nothing in the workdir is changed.
+  """
+  if not tf.io.gfile.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  differences = config_differences(config, workdir)
+  if differences:
+    raise WorkdirMismatchError(
+        f"{workdir}: cannot resume: its checkpoints were trained with another config ("
+        + "; ".join(differences) + "). Use a new --workdir, or set these fields back "
+        "(config.train.init_from=WORKDIR starts a new run from its weights).")

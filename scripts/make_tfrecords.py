@@ -10,10 +10,9 @@ images are logged and skipped.
 
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from esrgan_tf import data
+from esrgan_tf import image_files, tfrecords
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of images (recursive).")
 _OUTPUT_PATTERN = flags.DEFINE_string(
@@ -25,8 +24,8 @@ flags.mark_flags_as_required(["input_dir", "output_pattern"])
 def main(argv):
   del argv
   try:
-    paths = data.write_tfrecords(_INPUT_DIR.value, _OUTPUT_PATTERN.value, _NUM_SHARDS.value)
-  except data.DataError as e:
+    paths = tfrecords.write_tfrecords(_INPUT_DIR.value, _OUTPUT_PATTERN.value, _NUM_SHARDS.value)
+  except image_files.DataError as e:
     sys.exit(f"make_tfrecords: {e}")
   print(f"Wrote {len(paths)} shard(s); train with "
         f"--config.data.tfrecords='{_OUTPUT_PATTERN.value}-*.tfrecord'")

@@ -6,13 +6,11 @@ import sys
 
 import ml_collections
 import numpy as np
-from PIL import Image
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from esrgan_tf import SAMPLES_DIR
-from esrgan_tf import data
-from esrgan_tf import imresize
+from esrgan_tf import SAMPLES_DIR, data, image_files, imresize, tfrecords
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -201,7 +199,7 @@ def test_unreadable_and_small_files_are_skipped(tmp_path, caplog):
   (tmp_path / "truncated.jpg").write_bytes(good.read_bytes()[:40])
   _save(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3)))
   (tmp_path / "notes.txt").write_text("ignored: not an image extension")
-  files, bad = data.scan_images(str(tmp_path))
+  files, bad = image_files.scan_images(str(tmp_path))
   assert sorted(os.path.basename(p) for p, _ in bad) == ["garbage.png", "truncated.jpg"]
   assert {f.key for f in files} == {"img050", "img090", "sub/img200", "tiny"}
   ds = data.make_train_dataset(_config(train_dir=str(tmp_path)), 4, 3, seed=1)
@@ -220,6 +218,13 @@ def test_bad_configs(tmp_path):
   _save(str(tmp_path / "small.png"), np.zeros((8, 8, 3)))
   with pytest.raises(data.DataError, match="no readable image of at least 16x16"):
     data.make_train_dataset(_config(train_dir=str(tmp_path)), 4, 2)
+  # No second set of defaults: every field of the config.data schema must be given.
+  partial = _config(train_dir=str(tmp_path))
+  del partial["cache"], partial["augment"]
+  with pytest.raises(data.DataError, match=r"config.data lacks \['augment', 'cache'\]"):
+    data.make_train_dataset(partial, 4, 2)
+  with pytest.raises(data.DataError, match=r"config.data lacks \['val_max_images'\]"):
+    data.load_validation_set({"val_dir": str(tmp_path), "val_lr_dir": ""}, 4)
 
 
 # --- TFRecords -----------------------------------------------------------------------------------
@@ -230,11 +235,11 @@ def test_tfrecord_round_trip(tmp_path):
   for name, image in images.items():
     _save(str(tmp_path / "in" / f"{name}.png"), image)
   os.makedirs(tmp_path / "out")
-  paths = data.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "train"), 2)
+  paths = tfrecords.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "train"), 2)
   assert [os.path.basename(p) for p in paths] == ["train-00000-of-00002.tfrecord",
                                                   "train-00001-of-00002.tfrecord"]
   assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(p) for p in paths)
-  back = dict(data.read_tfrecords(str(tmp_path / "out" / "train-*.tfrecord")))
+  back = dict(tfrecords.read_tfrecords(str(tmp_path / "out" / "train-*.tfrecord")))
   assert back.keys() == images.keys()
   for name, image in images.items():
     np.testing.assert_array_equal(back[name], image)
@@ -245,7 +250,7 @@ def test_tfrecord_training_source_and_sharding(tmp_path, num_shards, cache):
   _solid_images(str(tmp_path / "in"), [20, 60, 100, 140])
   _save(str(tmp_path / "in" / "small.png"), np.full((10, 10, 3), 250))
   os.makedirs(tmp_path / "out")
-  data.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "t"), num_shards)
+  tfrecords.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "t"), num_shards)
   pattern = str(tmp_path / "out" / "t-*.tfrecord")
   seen = []
   # One shard file, two pipelines → records are sharded; two files → files are sharded
@@ -270,12 +275,12 @@ def test_make_tfrecords_script(tmp_path):
                        f"--output_pattern={tmp_path / 'p'}", "--num_shards=2"],
                       capture_output=True, text=True, env=env, timeout=120)
   assert ok.returncode == 0, ok.stderr
-  assert len(data.read_tfrecords(str(tmp_path / "p-*.tfrecord"))) == 2
+  assert len(tfrecords.read_tfrecords(str(tmp_path / "p-*.tfrecord"))) == 2
   with pytest.raises(data.DataError,
                      match=r"num_shards must be between 1 and the number of images \(2\)"):
-    data.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "q"), 3)
+    tfrecords.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "q"), 3)
   with pytest.raises(data.DataError, match="output directory does not exist"):
-    data.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "missing" / "q"), 1)
+    tfrecords.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "missing" / "q"), 1)
   assert not list(tmp_path.glob("q*"))
 
 
@@ -308,7 +313,7 @@ def test_validation_set_paired(tmp_path):
 
 def test_write_failure_leaves_no_partial_shard(tmp_path, monkeypatch):
   _solid_images(str(tmp_path / "in"), [1, 2, 3])
-  real = data.read_image_array
+  real = image_files.read_image_array
   calls = []
 
   def flaky(path):
@@ -317,10 +322,10 @@ def test_write_failure_leaves_no_partial_shard(tmp_path, monkeypatch):
       raise data.DataError(f"{path}: cannot decode image (simulated)")
     return real(path)
 
-  monkeypatch.setattr(data, "read_image_array", flaky)
+  monkeypatch.setattr(image_files, "read_image_array", flaky)
   os.makedirs(tmp_path / "out")
   with pytest.raises(data.DataError, match="simulated"):
-    data.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "x"), 2)
+    tfrecords.write_tfrecords(str(tmp_path / "in"), str(tmp_path / "out" / "x"), 2)
   assert os.listdir(tmp_path / "out") == []
 
 
@@ -339,7 +344,7 @@ def test_file_that_passes_the_check_but_fails_to_decode_is_dropped(tmp_path):
                                      _png_chunk(b"IDAT", b"garbage!" * 8) +
                                      _png_chunk(b"IEND", b""))
   _solid_images(str(tmp_path), [33])
-  files, bad = data.scan_images(str(tmp_path))
+  files, bad = image_files.scan_images(str(tmp_path))
   assert len(files) == 2 and not bad
   for cache in (True, False):
     ds = data.make_train_dataset(_config(train_dir=str(tmp_path), cache=cache), 4, 2, seed=0)
@@ -367,4 +372,4 @@ def test_jpeg_pixels_match_pillow(tmp_path):
   config = _config(train_dir=str(tmp_path), gt_size=32, augment=False)
   _, hr = next(iter(data.make_train_dataset(config, 4, 1, seed=0)))
   np.testing.assert_array_equal(np.round(hr[0].numpy() * 255).astype(np.uint8),
-                                data.read_image_array(str(tmp_path / "c.jpg")))
+                                image_files.read_image_array(str(tmp_path / "c.jpg")))

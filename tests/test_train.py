@@ -5,12 +5,11 @@ import os
 
 import keras
 import numpy as np
-from PIL import Image
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from esrgan_tf import train
-from esrgan_tf import loading
+from esrgan_tf import loading, train, train_state
 from esrgan_tf import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,14 +149,15 @@ def test_tracing_count_stays_one_across_uneven_inner_loops(data_dirs, tmp_path):
 def test_lr_schedule_and_optimizer_built_before_first_step(data_dirs):
   c = tiny_config(data_dirs)
   c.optim.update(g_lr=1.0, milestones=(2, 4), gamma=0.5)
-  models = train.create_models(c)
-  g_opt, d_opt = train.create_optimizers(c, models)
+  models = train_state.create_models(c)
+  g_opt, d_opt = train_state.create_optimizers(c, models)
   assert d_opt is None and g_opt.built
   assert len(g_opt.variables) > 2  # iterations, lr + Adam slots exist before any step.
-  # PiecewiseConstantDecay: lr for iteration ≤ 2 is 1, ≤ 4 is 0.5, after that 0.25.
-  for iterations, expected in ((0, 1.0), (2, 1.0), (3, 0.5), (5, 0.25)):
+  # BasicSR convention: updates 1..2 use 1, updates 3..4 use 0.5, later ones 0.25; update k
+  # runs with iterations = k - 1.
+  for iterations, expected in ((0, 1.0), (1, 1.0), (2, 0.5), (3, 0.5), (4, 0.25), (9, 0.25)):
     g_opt.iterations.assign(iterations)
-    assert train.learning_rate(g_opt) == expected
+    assert train_state.learning_rate(g_opt) == expected
 
 
 def test_mixed_precision_step_runs_and_restores_policy(data_dirs, tmp_path):
@@ -187,9 +187,41 @@ def test_bad_configs(data_dirs, tmp_path):
     workdir_lib.load_generator_from_workdir(str(tmp_path))
 
 
-def test_benchmark_step_time(data_dirs):
-  out = train.benchmark_step_time(tiny_config(data_dirs, "gan"), steps=2, warmup=1)
-  assert out["phase"] == "gan" and out["step_time_s"] > 0 and out["images_per_s"] > 0
+def test_restart_with_another_architecture_is_refused_and_workdir_stays_usable(data_dirs,
+                                                                                tmp_path):
+  workdir = str(tmp_path / "w")
+  first = train.train_and_evaluate(tiny_config(data_dirs, eval_every=0), workdir)
+  config_path = os.path.join(workdir, "config.json")
+  with open(config_path) as f:
+    saved = f.read()
+  c = tiny_config(data_dirs, eval_every=0, steps=2)
+  c.model.update(num_features=12, upsampler="depth_to_space")
+  with pytest.raises(workdir_lib.WorkdirMismatchError,
+                     match=r"model\.num_features: workdir 8, config 12; "
+                           r"model\.upsampler: workdir 'nearest', config 'depth_to_space'"):
+    train.train_and_evaluate(c, workdir)
+  gan = tiny_config(data_dirs, "gan", eval_every=0, steps=2)
+  with pytest.raises(workdir_lib.WorkdirMismatchError, match=r"phase: workdir 'psnr', config 'gan'"):
+    train.train_and_evaluate(gan, workdir)
+  # Nothing changed: config.json, the checkpoint, and --model=WORKDIR still loads.
+  with open(config_path) as f:
+    assert f.read() == saved
+  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-1")
+  loaded = loading.load_generator(workdir)
+  for a, b in zip(loaded.get_weights(), first["models"].ema_generator.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  # Fields that do not change the checkpoint's contents (steps, learning rate) resume.
+  c = tiny_config(data_dirs, eval_every=0, steps=2)
+  c.optim.g_lr = 1e-5
+  assert train.train_and_evaluate(c, workdir)["history"]["step"] == [2]
+
+
+def test_config_json_is_written_only_after_a_successful_restore(data_dirs, tmp_path):
+  workdir = str(tmp_path / "w")
+  c = tiny_config(data_dirs, eval_every=0, resume=str(tmp_path / "nothing_here"))
+  with pytest.raises(FileNotFoundError, match="train.resume .*nothing_here.*no checkpoint"):
+    train.train_and_evaluate(c, workdir)
+  assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
 def _cli(*args):

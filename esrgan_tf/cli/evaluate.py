@@ -21,6 +21,7 @@ from absl import flags
 from esrgan_tf import blending
 from esrgan_tf import cli
 from esrgan_tf import data
+from esrgan_tf import image_files
 from esrgan_tf import metrics
 from esrgan_tf import loading
 from esrgan_tf import report as report_lib
@@ -54,7 +55,7 @@ def main(argv):
     raise app.UsageError("--blend_with and --blend_weight go together")
   writer = None
   try:
-    data.list_image_files(_HR.value)  # a bad folder fails before the model loads
+    image_files.list_image_files(_HR.value)  # a bad folder fails before the model loads
     if _REPORT.value:
       writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
     if _BLEND_WITH.value:
