@@ -38,7 +38,7 @@ from esrgan_tf.models.rrdbnet import RRDBNet
 
 PHASES = ("psnr", "gan")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -431,8 +431,8 @@ def comparison_grid(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarra
 
 @contextlib.contextmanager
 def _precision_policy(precision: str):
-  if precision not in PRECISIONS:
-    raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+  if precision not in POLICIES:
+    raise ValueError(f"train.precision must be one of {POLICIES}, got {precision!r}")
   previous = keras.mixed_precision.global_policy().name
   keras.mixed_precision.set_global_policy(precision)
   try:

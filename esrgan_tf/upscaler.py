@@ -56,9 +56,9 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
     An `Upscaler`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.precision import PRECISIONS  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.precision import INFERENCE_PRECISIONS  # pylint: disable=g-import-not-at-top
 
-  if precision not in PRECISIONS:
+  if precision not in INFERENCE_PRECISIONS:
     raise ModelError(f"{name}: precision must be float32 or bfloat16, got {precision!r}")
   channels = getattr(model, "in_channels", 3)
 
