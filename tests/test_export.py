@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import export
-from esrgan_tf import tflite
+from esrgan_tf import tflite_gpu
 from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.cli import export as export_cli
@@ -231,7 +231,7 @@ def test_cli_exports_both_formats_then_next_version(tmp_path):
   loaded = tf.saved_model.load(os.path.join(out, "1"))
   static = loaded.signatures["upscale_static"].structured_input_signature[1]["images"]
   assert static.shape.as_list() == [1, 16, 12, 3]
-  assert tflite.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
+  assert tflite_gpu.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
 
   with flagsaver.flagsaver(model=keras_path, export_dir=out):  # next free version.
     export_cli.main(["esrgan-export"])

@@ -50,13 +50,14 @@ def usage(message: str) -> app.UsageError:
   return app.UsageError(message, exitcode=2)
 
 
-def fail(what, path: Optional[str] = None) -> NoReturn:
+def fail(what, path: Optional[str] = None, *, context: str = "") -> NoReturn:
   """Reports a runtime failure as `error: <what> (<file>)` on stderr and exits with status 1.
 
   Args:
     what: The problem (an exception or text). Our exceptions start with the file name
       ("model.keras: no such file"); when that is `path`, it moves to the end in parentheses.
     path: The file concerned, if any.
+    context: What was being done ("cannot load the model"), put before `what`.
 
   Raises:
     SystemExit: Always, with status 1.
@@ -67,6 +68,8 @@ def fail(what, path: Optional[str] = None) -> NoReturn:
     if text.startswith(f"{path}: "):
       text = text[len(path) + 2:]
     text = f"{text} ({path})"
+  if context:
+    text = f"{context}: {text}"
   print(f"error: {text}", file=sys.stderr, flush=True)
   raise SystemExit(1)
 

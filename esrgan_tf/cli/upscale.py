@@ -75,7 +75,7 @@ def main(argv):
                                 precision=precision_lib.resolve_precision(_PRECISION.value),
                                 num_threads=_THREADS.value)
   except upscaler_lib.ModelError as e:
-    cli.fail(f"cannot load the model: {e}", _MODEL.value or _SERVER.value)
+    cli.fail(e, _MODEL.value or _SERVER.value, context="cannot load the model")
   options = pipeline.Options(
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
       max_pixels=_MAX_PIXELS.value, multi_frame=_MULTI_FRAME.value,
