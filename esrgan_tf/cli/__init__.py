@@ -14,6 +14,7 @@ can set the log level before TensorFlow is loaded.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import NoReturn, Optional
@@ -28,21 +29,37 @@ from absl import flags
 QUIET_TF_LOG_LEVEL = "3"
 
 
+class _DropLibraryInfo(logging.Filter):
+  """Drops INFO (and lower) records logged from inside TensorFlow's or Keras's own files."""
+
+  _DIRS = (f"{os.sep}tensorflow{os.sep}", f"{os.sep}keras{os.sep}")
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(d in record.pathname for d in self._DIRS)
+
+
 def quiet_tensorflow(argv: list[str], environ=os.environ) -> None:
   """Sets TF_CPP_MIN_LOG_LEVEL for a console script, before TensorFlow is imported.
 
   Left alone when the user set it already, or passed absl's `--verbosity`/`-v` (e.g.
-  `--verbosity=1`) to see more. Only the console scripts call this, never library code.
+  `--verbosity=1`) to see more; `--verbosity` also keeps TF's Python INFO logs. Only the console
+  scripts (and scripts/quickstart.py) call this, never library code.
 
   Args:
     argv: The command line.
     environ: The environment to change (for tests).
   """
-  if "TF_CPP_MIN_LOG_LEVEL" in environ:
-    return
   if any(a.startswith(("--verbosity", "-v=")) or a == "-v" for a in argv[1:]):
     return
-  environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
+  # TF's Python INFO lines too (e.g. the checkpoint saver's "Sharding callback duration"): TF logs
+  # through the "tensorflow" logger and, in places, absl's; both are created by name, so this
+  # works before TensorFlow is imported. Our own absl INFO lines (progress) stay.
+  logging.getLogger("tensorflow").setLevel(logging.WARNING)
+  absl_logger = logging.getLogger("absl")
+  if not any(isinstance(f, _DropLibraryInfo) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropLibraryInfo())
+  if "TF_CPP_MIN_LOG_LEVEL" not in environ:
+    environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
 
 
 def usage(message: str) -> app.UsageError:
