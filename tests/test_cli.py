@@ -65,14 +65,9 @@ def test_command_modules_do_not_import_tensorflow():
     assert out.strip() == "[]", command
 
 
-def test_upscale_console_is_clean_by_default(tmp_path):
+def test_upscale_console_is_clean_by_default(tmp_path, tiny_generator):
   """No TF C++ notices (cuInit, CPU-feature rebuild hint) on a real run without any setting."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
-  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
-  model.build((None, None, None, 3))
-  model.save(tmp_path / "m.keras")
-  keras.backend.clear_session()
+  tiny_generator().save(tmp_path / "m.keras")
   Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "a.png")
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   run = subprocess.run(

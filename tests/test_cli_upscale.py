@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from esrgan_tf import pipeline
-from imaging_fixtures import header_only_png, raw_png
 
 SCALE = 2
 
@@ -65,7 +64,7 @@ def _jpeg_bytes(image, **kwargs):
   return buffer.getvalue()
 
 
-def test_bad_input_matrix_end_to_end(tmp_path, model_path):
+def test_bad_input_matrix_end_to_end(tmp_path, model_path, image_files):
   d = tmp_path / "mixed"
   d.mkdir()
   png = io.BytesIO()
@@ -76,10 +75,10 @@ def test_bad_input_matrix_end_to_end(tmp_path, model_path):
   _touch(d / "truncated.jpg", _jpeg_bytes(_rgb(64, 64))[:400])
   _touch(d / "empty.png")
   _touch(d / "text.png", b"hello, I am not an image\n")
-  _touch(d / "bomb.png", header_only_png(30000, 30000))
+  _touch(d / "bomb.png", image_files.header_only_png(30000, 30000))
   _touch(d / "notes.txt", b"skipped: not an image extension")
   deep = np.random.default_rng(1).integers(0, 65536, (6, 7, 3), dtype=np.uint16)
-  _touch(d / "deep16.png", raw_png(deep))
+  _touch(d / "deep16.png", image_files.raw_png(deep))
   Image.new("CMYK", (8, 6), (0, 255, 128, 30)).save(d / "cmyk.jpg")
   palette = Image.new("P", (7, 5), 1)
   palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
@@ -171,7 +170,8 @@ def test_exit_codes_without_work(tmp_path, model_path):
   _rgb(4, 4).save(src)
   run = _cli("--model=/nonexistent/model.keras", f"--input={src}", f"--output={tmp_path / 'o'}")
   assert run.returncode == 1  # a runtime failure: one `error: <what> (<file>)` line
-  assert "error: cannot load the model: no such file or directory (/nonexistent/model.keras)\n" in run.stderr
+  assert ("error: cannot load the model: no such file or directory (/nonexistent/model.keras)\n"
+          in run.stderr)
   assert "Traceback" not in run.stderr
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
              "--tile=8", "--tile_overlap=8")

@@ -1,6 +1,5 @@
 """Tests for esrgan_tf.imaging: every fixture image is generated in tmp_path."""
 
-import io
 import logging
 import os
 import struct

@@ -8,7 +8,6 @@ from PIL import Image
 
 from esrgan_tf import imaging
 from esrgan_tf import pipeline
-from imaging_fixtures import header_only_png, raw_png
 
 SCALE = 2
 

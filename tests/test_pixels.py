@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.pixels: the one float → integer rule, numpy = TF, SavedModel = esrgan-upscale."""
+"""Tests of esrgan_tf.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from esrgan_tf import export
 from esrgan_tf import pipeline
 from esrgan_tf import pixels
 from esrgan_tf import upscaler as upscaler_lib
-from esrgan_tf.models import RRDBNet
 
 
 def _exact_halves(levels):
@@ -64,14 +63,10 @@ def test_numpy_and_tf_agree_everywhere():
                                   pixels.from_float_tf(tf.constant(x), depth).numpy())
 
 
-def _tiny_model(bias=None):
-  import keras  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(3)
-  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
-  model.build((None, None, None, 3))
-  if bias is not None:  # a constant output: conv_last has zero kernel and this bias.
-    kernel, _ = model.conv_last.get_weights()
-    model.conv_last.set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32)])
+def _constant_output(model, bias):
+  """Makes `model` output `bias` everywhere: conv_last gets a zero kernel and this bias."""
+  kernel, _ = model.conv_last.get_weights()
+  model.conv_last.set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32)])
   return model
 
 
@@ -88,19 +83,19 @@ def _savedmodel_vs_png(tmp_path, model, image):
     return served, np.asarray(written)
 
 
-def test_savedmodel_uint8_equals_upscale_png_bit_for_bit(tmp_path):
+def test_savedmodel_uint8_equals_upscale_png_bit_for_bit(tmp_path, tiny_generator):
   image = np.random.default_rng(1).integers(0, 256, (11, 9, 3), np.uint8)
-  served, written = _savedmodel_vs_png(tmp_path, _tiny_model(), image)
+  served, written = _savedmodel_vs_png(tmp_path, tiny_generator(seed=3), image)
   assert served.dtype == np.uint8 and served.shape == (22, 18, 3)
   np.testing.assert_array_equal(served, written)
 
 
-def test_savedmodel_and_png_round_exact_halves_to_even(tmp_path):
+def test_savedmodel_and_png_round_exact_halves_to_even(tmp_path, tiny_generator):
   halves = _exact_halves([2, 3, 100, 101, 253, 254])
   ks = [k for k in (3, 101, 254, 2, 100, 253) if k in halves][:3]
   assert len(ks) == 3, halves
   served, written = _savedmodel_vs_png(
-      tmp_path, _tiny_model(bias=[halves[k] for k in ks]),
+      tmp_path, _constant_output(tiny_generator(), [halves[k] for k in ks]),
       np.random.default_rng(2).integers(0, 256, (5, 4, 3), np.uint8))
   expected = np.broadcast_to(np.array([k + (k % 2) for k in ks], np.uint8), (10, 8, 3))
   np.testing.assert_array_equal(served, expected)
