@@ -6,6 +6,7 @@ import os
 import struct
 import zlib
 
+from absl import app
 from absl import flags
 from absl.testing import flagsaver
 import numpy as np
@@ -216,7 +217,7 @@ def test_bfloat16_export(tmp_path):
   assert set(dtypes.values()) == {tf.bfloat16}  # half the size of the float32 export.
 
 
-def test_cli_exports_both_formats_then_next_version(tmp_path):
+def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
   model = _tiny("depth_to_space", scale=2)
   keras_path = str(tmp_path / "g.keras")
   model.save(keras_path)
@@ -236,12 +237,17 @@ def test_cli_exports_both_formats_then_next_version(tmp_path):
   with flagsaver.flagsaver(model=keras_path, export_dir=out):  # next free version.
     export_cli.main(["esrgan-export"])
   assert sorted(os.listdir(out)) == ["1", "2", tflite_name]  # and no temp dirs.
+  capsys.readouterr()
   with flagsaver.flagsaver(model=keras_path, export_dir=out, version=1):
-    with pytest.raises(Exception, match="version 1 already exists"):
+    with pytest.raises(SystemExit) as exit_info:  # a runtime failure: error line, status 1
       export_cli.main(["esrgan-export"])
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "version 1 already exists" in err and "--overwrite" in err
   with flagsaver.flagsaver(model=keras_path, export_dir=out, tflite_input_size="16"):
-    with pytest.raises(Exception, match="HxW"):
+    with pytest.raises(app.UsageError, match="HxW") as usage:  # a usage error: status 2
       export_cli.main(["esrgan-export"])
+  assert usage.value.exitcode == 2
 
   up = loading.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
   assert up.name == os.path.join(out, "2") and up.scale == 2

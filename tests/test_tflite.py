@@ -146,7 +146,7 @@ def test_gpu_check_names_dynamic_shapes_and_shape_op():
 def test_convert_refuses_incompatible_and_writes_nothing(tmp_path, monkeypatch):
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build()
-  monkeypatch.setattr(tflite, "check_gpu_compatibility",
+  monkeypatch.setattr(tflite_gpu, "check_gpu_compatibility",
                       lambda data: ["subgraph 0: op #3 FAKE: injected"])
   with pytest.raises(tflite.GpuIncompatibleError, match="op #3 FAKE"):
     tflite.convert(model, str(tmp_path / "m.tflite"), input_size=(8, 8))
