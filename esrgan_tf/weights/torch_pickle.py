@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import os
 import pickle
 import pickletools
 import re
