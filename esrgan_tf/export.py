@@ -24,16 +24,15 @@ Directory layout (TF Serving's): `export_base/<integer version>/` with `saved_mo
 source, signatures, esrgan_tf and TF versions). `assets.extra/` is TF Serving's directory for
 files that are not part of the graph (e.g. its warm-up requests), and it is copied verbatim with
 the version, which is what we want for metadata. The version directory appears atomically: the
-SavedModel is written to `export_base/.tmp-<version>-<pid>` (a name TF Serving ignores, it only
-loads integer names) and renamed into place, because TF Serving happily loads a half-written
-version directory (tensorflow/serving#1086, #631).
+SavedModel is written to a hidden temporary name in `export_base` (`fileio.atomic_path`; TF
+Serving only loads integer names) and renamed into place, because TF Serving happily loads a
+half-written version directory (tensorflow/serving#1086, #631).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from typing import Optional, Sequence
 
@@ -42,6 +41,9 @@ import numpy as np
 import tensorflow as tf
 
 import esrgan_tf
+from esrgan_tf import export_layout
+from esrgan_tf import fileio
+from esrgan_tf import pixels
 from esrgan_tf import precision as precision_lib
 from esrgan_tf.models import rrdbnet
 from esrgan_tf.upscaler import ModelError, Upscaler
@@ -50,10 +52,7 @@ ASSET_DIR = "assets.extra"
 ASSET_NAME = "esrgan_tf.json"
 FORMAT_NAME = "esrgan_tf.saved_model"
 FORMAT_VERSION = 1
-PRECISIONS = precision_lib.PRECISIONS
-# Per-image input pixel limit of the exported signatures: 2048² input pixels is a 8192² output at
-# ×4, already several GB of activations for the full network on a server.
-DEFAULT_MAX_PIXELS = 2048 * 2048
+DEFAULT_MAX_PIXELS = export_layout.DEFAULT_MAX_PIXELS
 
 SIGNATURES = {
     "serving_default": {"inputs": {"images": "uint8 [N, H, W, 3]"},
@@ -156,8 +155,8 @@ def _check_batch(images, max_pixels: int):
 
 
 def _to_uint8(x):
-  """float [0, 1] (unclipped) → uint8: clip, ×255, round half to even (= numpy's np.round)."""
-  return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+  """float [0, 1] (unclipped) → uint8 by the package's one rule (`esrgan_tf.pixels`)."""
+  return pixels.from_float_tf(x, 8)
 
 
 # --- the exported module ------------------------------------------------------------------------
@@ -169,8 +168,9 @@ class ExportModule(tf.Module):
                max_pixels: int = DEFAULT_MAX_PIXELS,
                tflite_input_size: Optional[Sequence[int]] = None):
     super().__init__(name="esrgan_tf_export")
-    if precision not in PRECISIONS:
-      raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in precision_lib.INFERENCE_PRECISIONS:
+      raise ValueError(f"precision must be one of {precision_lib.INFERENCE_PRECISIONS}, "
+                     f"got {precision!r}")
     self.precision = precision
     self.generator = (rrdbnet.with_dtype(generator, "bfloat16") if precision == "bfloat16"
                       else generator)
@@ -241,13 +241,6 @@ class ExportModule(tf.Module):
 
 # --- writing ------------------------------------------------------------------------------------
 
-def _versions(export_base: str) -> list[int]:
-  if not os.path.isdir(export_base):
-    return []
-  return sorted(int(name) for name in os.listdir(export_base)
-                if name.isdigit() and os.path.isdir(os.path.join(export_base, name)))
-
-
 def model_facts(generator, *, precision: str, max_pixels: int, source: str,
                 tflite_input_size=None) -> dict:
   """The JSON written to `assets.extra/esrgan_tf.json`."""
@@ -296,17 +289,18 @@ def export_saved_model(generator, export_base: str, *, version: Optional[int] = 
     ValueError: Bad version, precision, max_pixels or input size.
     FileExistsError: The version exists and `overwrite` is False.
   """
-  if precision not in PRECISIONS:
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  if precision not in precision_lib.INFERENCE_PRECISIONS:
+    raise ValueError(f"precision must be one of {precision_lib.INFERENCE_PRECISIONS}, "
+                     f"got {precision!r}")
   if not isinstance(max_pixels, int) or max_pixels < 1:
     raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
   if tflite_input_size is not None and (
       len(tflite_input_size) != 2 or any(int(s) < 1 for s in tflite_input_size)):
     raise ValueError(f"tflite_input_size must be (height, width), got {tflite_input_size!r}")
   export_base = os.fspath(export_base)
-  existing = _versions(export_base)
+  existing = export_layout.version_dirs(export_base, require_saved_model=False)
   if version is None:
-    version = (existing[-1] + 1) if existing else 1
+    version = max(existing, default=0) + 1
   if not isinstance(version, int) or isinstance(version, bool) or version < 0:
     raise ValueError(f"version must be a non-negative integer, got {version!r}")
   final = os.path.join(export_base, str(version))
@@ -316,26 +310,21 @@ def export_saved_model(generator, export_base: str, *, version: Optional[int] = 
   _warn_if_emulated_bf16(precision)
 
   os.makedirs(export_base, exist_ok=True)
-  tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
-  shutil.rmtree(tmp, ignore_errors=True)
-  try:
-    module = ExportModule(generator, precision=precision, max_pixels=max_pixels,
-                          tflite_input_size=tflite_input_size)
-    tf.saved_model.save(module, tmp, signatures=module.signatures())
-    facts = model_facts(generator, precision=precision, max_pixels=max_pixels, source=source,
+  module = ExportModule(generator, precision=precision, max_pixels=max_pixels,
                         tflite_input_size=tflite_input_size)
-    os.makedirs(os.path.join(tmp, ASSET_DIR), exist_ok=True)
-    with open(os.path.join(tmp, ASSET_DIR, ASSET_NAME), "w", encoding="utf-8") as f:
-      json.dump(facts, f, indent=2, sort_keys=True)
-    if os.path.exists(final):  # overwrite: move the old one aside first, drop it after.
-      old = os.path.join(export_base, f".old-{version}-{os.getpid()}")
-      os.rename(final, old)
-      os.rename(tmp, final)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, final)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+  facts = model_facts(generator, precision=precision, max_pixels=max_pixels, source=source,
+                      tflite_input_size=tflite_input_size)
+  # Written under a hidden non-integer name (TF Serving only loads integer names) and renamed
+  # into place; with `overwrite` the old version is moved aside first and removed after.
+  try:
+    with fileio.atomic_path(final, overwrite=overwrite) as tmp:
+      tf.saved_model.save(module, tmp, signatures=module.signatures())
+      os.makedirs(os.path.join(tmp, ASSET_DIR), exist_ok=True)
+      with open(os.path.join(tmp, ASSET_DIR, ASSET_NAME), "w", encoding="utf-8") as f:
+        json.dump(facts, f, indent=2, sort_keys=True)
+  except FileExistsError:  # appeared while we wrote
+    raise FileExistsError(f"{final}: version {version} already exists (pass overwrite=True, "
+                          "or --overwrite, to replace it)") from None
   logging.info("Exported %s (precision %s) to %s", source or "generator", precision, final)
   return final
 
@@ -349,14 +338,13 @@ def resolve_version_dir(path: str) -> str:
     ModelError: Neither.
   """
   path = os.fspath(path)
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+  if export_layout.is_saved_model_dir(path):
     return path
-  versions = [v for v in _versions(path)
-              if os.path.isfile(os.path.join(path, str(v), "saved_model.pb"))]
-  if not versions:
+  latest = export_layout.latest_version_dir(path)
+  if latest is None:
     raise ModelError(f"{path}: not a SavedModel directory (no saved_model.pb) nor an export base "
                      "with integer version directories")
-  return os.path.join(path, str(versions[-1]))
+  return latest
 
 
 def read_model_facts(version_dir: str) -> dict:

@@ -15,7 +15,9 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from esrgan_tf import imaging
+
+IMAGE_EXTENSIONS = imaging.IMAGE_EXTENSIONS  # the one list (imaging.EXTENSION_FORMATS)
 # Pillow format names that tf.io.decode_image decodes in-graph (checked on TF 2.21).
 _TF_DECODABLE = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"})
 

@@ -36,18 +36,20 @@ an existing file is never replaced unless `overwrite=True`.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import io
 import logging
 import os
 import struct
 import sys
-import tempfile
 import zlib
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps
+
+from esrgan_tf import fileio
+from esrgan_tf import imaging_codecs as codecs
+from esrgan_tf import pixels
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,11 @@ _DISPLAY_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "T
 # Pillow plugin formats accepted for each allowed format (a JPEG with MP data opens as "MPO").
 _OPEN_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP", "BMP": "BMP",
                  "TIFF": "TIFF"}
-_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-               ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+# File extensions → format; `IMAGE_EXTENSIONS` are the names looked for in directories.
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG",
+                     ".jfif": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                     ".tiff": "TIFF"}
+IMAGE_EXTENSIONS = tuple(EXTENSION_FORMATS)
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
 # Output formats that can store an alpha channel (Pillow reads RGBA BMP back as RGB) and 16 bits.
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
@@ -118,57 +123,9 @@ class LoadedImage:
     return self.color.shape[1], self.color.shape[0]
 
 
-# ----------------------------------------------------------------------------- conversions
-
-
-def to_float(array: np.ndarray) -> np.ndarray:
-  """uint8 or uint16 array -> float32 in [0, 1] (divided by 255 or 65535).
-
-  Raises:
-    TypeError: for other dtypes.
-  """
-  array = np.asarray(array)
-  if array.dtype == np.uint8:
-    return array.astype(np.float32) / np.float32(255)
-  if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # includes big-endian >u2
-    return array.astype(np.float32) / np.float32(65535)
-  raise TypeError(f"to_float expects uint8 or uint16, got {array.dtype}")
-
-
-# Elements converted per step in `from_float` (4M float64 = 32 MB of temporaries).
-_CONVERT_CHUNK = 1 << 22
-
-
-def from_float(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
-  """float in [0, 1] -> uint8/uint16: clip, scale by 255/65535, round half up.
-
-  Args:
-    x: Float array (any range; NaN becomes 0).
-    bit_depth: 8 or 16.
-
-  Returns:
-    uint8 (bit_depth 8) or uint16 (bit_depth 16) array of the same shape.
-
-  Raises:
-    ValueError: for another bit depth.
-  """
-  if bit_depth not in (8, 16):
-    raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-  peak = 255.0 if bit_depth == 8 else 65535.0
-  x = np.asarray(x)
-  out = np.empty(x.shape, np.uint8 if bit_depth == 8 else np.uint16)
-  # In chunks of rows, so that the float64 temporaries stay small next to the image: an 8192²
-  # RGB output is 805 MB in float32 and would need 1.6 GB per float64 temporary.
-  flat_in = x.reshape(x.shape[0], -1) if x.ndim else x.reshape(1, 1)
-  flat_out = out.reshape(flat_in.shape)
-  rows = max(1, _CONVERT_CHUNK // max(1, flat_in.shape[1]))
-  for start in range(0, flat_in.shape[0], rows):
-    chunk = np.nan_to_num(flat_in[start:start + rows].astype(np.float64), nan=0.0)
-    np.clip(chunk, 0.0, 1.0, out=chunk)
-    chunk *= peak
-    chunk += 0.5
-    flat_out[start:start + rows] = np.floor(chunk, out=chunk)
-  return out
+# Integer ↔ float conversions (one rounding rule for the whole package) live in `pixels`.
+to_float = pixels.to_float
+from_float = pixels.from_float
 
 
 # ----------------------------------------------------------------------------- reading
@@ -435,139 +392,7 @@ def decode_image_bytes(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_P
   return _read(io.BytesIO(bytes(data)), name, max_pixels, multi_frame)
 
 
-# ----------------------------------------------------------------------------- upscaling
-
-
-def upscale_loaded(img: LoadedImage, color_fn: Callable[[np.ndarray], np.ndarray], scale: int,
-                   alpha: str = "bicubic") -> LoadedImage:
-  """Upscales colour with `color_fn` and the alpha channel separately.
-
-  Args:
-    img: The image from `read_image`.
-    color_fn: float32 HxWx3 in [0, 1] -> float32 (scale·H)x(scale·W)x3 (may be unclipped).
-    scale: The upscaling factor of `color_fn`.
-    alpha: "bicubic" (Pillow bicubic resize of the alpha plane in float32) or "model" (alpha
-      replicated to 3 channels, through `color_fn`, channel mean).
-
-  Returns:
-    A new `LoadedImage`, clipped to [0, 1], keeping the source mode, depth and profile.
-
-  Raises:
-    ValueError: bad `alpha` value or `color_fn` output shape.
-  """
-  if alpha not in ALPHA_MODES:
-    raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-  height, width = img.color.shape[:2]
-  want = (height * scale, width * scale, 3)
-
-  def run(x):
-    y = np.asarray(color_fn(x), dtype=np.float32)
-    if y.shape != want:
-      raise ValueError(f"{img.path}: color_fn returned shape {y.shape}, expected {want} "
-                       f"(scale {scale})")
-    # In place when we may (color_fn returns a fresh array): at 8192² a clipped copy is 805 MB.
-    return np.clip(y, 0.0, 1.0, out=y if y.flags.writeable else None)
-
-  color = run(img.color)
-  new_alpha = None
-  if img.alpha is not None:
-    if alpha == "model":
-      new_alpha = run(np.repeat(img.alpha[..., None], 3, axis=-1)).mean(axis=-1)
-    else:
-      plane = Image.fromarray(img.alpha.astype(np.float32))  # mode "F"
-      plane = plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
-      new_alpha = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
-  return dataclasses.replace(img, color=color, alpha=new_alpha)
-
-
 # ----------------------------------------------------------------------------- encoding
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def encode_png(array: np.ndarray, *, icc_profile: Optional[bytes] = None,
-               compress_level: int = 6) -> bytes:
-  """Encodes uint8/uint16 HxW or HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as PNG.
-
-  Pillow cannot write 16-bit colour PNGs, so this writes the PNG itself (PNG spec, ISO/IEC
-  15948: IHDR, optional iCCP, IDAT with filter type 2 "Up" on every row, IEND).
-
-  Args:
-    array: The pixels.
-    icc_profile: Optional ICC profile to embed.
-    compress_level: zlib level.
-
-  Returns:
-    The PNG file bytes.
-
-  Raises:
-    ValueError: unsupported shape or dtype.
-  """
-  array = np.asarray(array)
-  if array.ndim == 2:
-    array = array[..., None]
-  if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or 0 in array.shape:
-    raise ValueError(f"encode_png expects HxW or HxWxC with C in 1..4, got {array.shape}")
-  if array.dtype == np.uint8:
-    depth, data = 8, array
-  elif array.dtype.kind == "u" and array.dtype.itemsize == 2:
-    depth, data = 16, array.astype(">u2")
-  else:
-    raise ValueError(f"encode_png expects uint8 or uint16, got {array.dtype}")
-  height, width, channels = array.shape
-  color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-  rows = np.ascontiguousarray(data).view(np.uint8).reshape(height, -1)
-  # Filter "Up" (PNG spec §9.2, type 2): byte minus the byte above, modulo 256.
-  up = rows.copy()
-  up[1:] -= rows[:-1]
-  filtered = np.concatenate([np.full((height, 1), 2, np.uint8), up], axis=1)
-  out = [b"\x89PNG\r\n\x1a\n",
-         _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))]
-  if icc_profile:
-    out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
-  out.append(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), compress_level)))
-  out.append(_png_chunk(b"IEND", b""))
-  return b"".join(out)
-
-
-def _encode_tiff16(array: np.ndarray, icc_profile: Optional[bytes]) -> bytes:
-  """Little-endian TIFF 6.0 for uint16 HxWx3/HxWx4: one strip, Adobe Deflate (compression 8).
-
-  Pillow cannot write 16-bit colour TIFFs.
-  """
-  height, width, channels = array.shape
-  pixels = zlib.compress(np.ascontiguousarray(array.astype("<u2")).tobytes(), 6)
-  entries = []  # (tag, type, count, value bytes); types: 3 SHORT, 4 LONG, 7 UNDEFINED.
-  bits = struct.pack(f"<{channels}H", *([16] * channels))
-  entries += [(256, 4, 1, struct.pack("<I", width)), (257, 4, 1, struct.pack("<I", height)),
-              (258, 3, channels, bits), (259, 3, 1, struct.pack("<H", 8)),
-              (262, 3, 1, struct.pack("<H", 2)), (273, 4, 1, None),
-              (277, 3, 1, struct.pack("<H", channels)), (278, 4, 1, struct.pack("<I", height)),
-              (279, 4, 1, struct.pack("<I", len(pixels))), (284, 3, 1, struct.pack("<H", 1))]
-  if channels == 4:
-    entries.append((338, 3, 1, struct.pack("<H", 2)))  # ExtraSamples: unassociated alpha.
-  if icc_profile:
-    entries.append((34675, 7, len(icc_profile), icc_profile))
-  entries.sort(key=lambda e: e[0])
-  ifd_size = 2 + 12 * len(entries) + 4
-  extra_offset = 8 + ifd_size
-  extra = b""
-  offsets = {}
-  for tag, _, _, value in entries:
-    if value is not None and len(value) > 4:
-      offsets[tag] = extra_offset + len(extra)
-      extra += value + (b"\x00" if len(value) % 2 else b"")
-  pixel_offset = extra_offset + len(extra)
-  ifd = struct.pack("<H", len(entries))
-  for tag, kind, count, value in entries:
-    if tag == 273:
-      value = struct.pack("<I", pixel_offset)
-    field = struct.pack("<I", offsets[tag]) if tag in offsets else value.ljust(4, b"\x00")
-    ifd += struct.pack("<HHI", tag, kind, count) + field
-  ifd += struct.pack("<I", 0)
-  return b"II*\x00" + struct.pack("<I", 8) + ifd + extra + pixels
 
 
 def _output_format(path: str, format: Optional[str]) -> str:
@@ -578,10 +403,10 @@ def _output_format(path: str, format: Optional[str]) -> str:
       raise _err(path, f"unsupported output format {format} (allowed: {_allowed_text()})")
     return fmt
   ext = os.path.splitext(path)[1].lower()
-  if ext not in _EXTENSIONS:
+  if ext not in EXTENSION_FORMATS:
     raise _err(path, f"cannot choose an output format from the extension {ext or '(none)'!r} "
                f"(allowed: {_allowed_text()}); pass a format")
-  return _EXTENSIONS[ext]
+  return EXTENSION_FORMATS[ext]
 
 
 def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -> None:
@@ -608,11 +433,11 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
   channels = pixels.shape[-1]
   if depth == 16 and (channels > 1 or fmt == "PNG"):
     if fmt == "PNG":
-      fp.write(encode_png(pixels, icc_profile=icc))
+      fp.write(codecs.encode_png(pixels, icc_profile=icc))
       return
     if channels == 2:  # 16-bit gray+alpha TIFF: stored as 16-bit RGBA.
       pixels = pixels[..., [0, 0, 0, 1]]
-    fp.write(_encode_tiff16(pixels, icc))
+    fp.write(codecs.encode_tiff16(pixels, icc))
     return
   # uint16 HxW -> "I;16"; uint8 HxW, HxWx2, HxWx3, HxWx4 -> "L", "LA", "RGB", "RGBA".
   pil = Image.fromarray(pixels if channels > 1 else pixels[..., 0])
@@ -624,43 +449,6 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
   if fmt == "TIFF":
     options["compression"] = "tiff_deflate"
   pil.save(fp, format=fmt, **options)
-
-
-def _file_mode(path: str) -> int:
-  """Permission bits for a new file: those of the file being replaced, else 0o666 & ~umask."""
-  try:
-    return os.stat(path).st_mode & 0o7777
-  except OSError:
-    pass
-  try:  # Linux ≥ 4.7 reports the umask without the racy os.umask() set-and-restore.
-    with open("/proc/self/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("Umask:"):
-          return 0o666 & ~int(line.split()[1], 8)
-  except (OSError, ValueError):
-    pass
-  return 0o644
-
-
-def _publish(tmp: str, path: str, overwrite: bool) -> None:
-  """Moves the finished temp file to `path`; without `overwrite`, never replaces a file."""
-  if overwrite:
-    os.replace(tmp, path)
-    return
-  try:
-    os.link(tmp, path)  # Atomic no-clobber: fails with EEXIST if `path` appeared meanwhile.
-  except FileExistsError as e:
-    raise _err(path, "exists; pass --overwrite to replace it") from e
-  except OSError as e:
-    if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV,
-                       errno.ENOSYS, errno.EACCES):
-      raise
-    # File systems without hard links (FAT, some network mounts): check, then rename.
-    if os.path.lexists(path):
-      raise _err(path, "exists; pass --overwrite to replace it") from e
-    os.rename(tmp, path)
-    return
-  os.unlink(tmp)
 
 
 def write_image(path: str | os.PathLike, img: LoadedImage, *, overwrite: bool = False,
@@ -675,7 +463,7 @@ def write_image(path: str | os.PathLike, img: LoadedImage, *, overwrite: bool = 
 
   Args:
     path: Destination file.
-    img: The image (e.g. from `upscale_loaded`).
+    img: The image (e.g. from `pipeline.upscale_loaded`).
     overwrite: Replace an existing file.
     format: Output format ("PNG", "JPEG"/"JPG", "WEBP", "BMP", "TIFF"/"TIF"); by default from
       the extension of `path`.
@@ -697,25 +485,15 @@ def write_image(path: str | os.PathLike, img: LoadedImage, *, overwrite: bool = 
   directory = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(directory):
     raise _err(path, f"directory {directory} does not exist")
-  mode = _file_mode(path)
-  tmp = None
   try:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fp:
-      _encode(fp, img, fmt, quality, path)
-      fp.flush()
-      if hasattr(os, "fchmod"):  # mkstemp creates 0o600; give the usual permissions.
-        os.fchmod(fp.fileno(), mode)
-      os.fsync(fp.fileno())
-    _publish(tmp, path, overwrite)
-    tmp = None
+    fileio.atomic_write(path, lambda fp: _encode(fp, img, fmt, quality, path),
+                        overwrite=overwrite)
   except ImageError:
     raise
+  except FileExistsError as e:  # appeared while we encoded
+    raise _err(path, "exists; pass --overwrite to replace it") from e
   except OSError as e:
     raise _err(path, f"cannot write ({e.strerror or e})") from e
   except (ValueError, TypeError, KeyError) as e:
     raise _err(path, f"cannot encode as {_display(fmt)} ({e})") from e
-  finally:
-    if tmp is not None and os.path.lexists(tmp):
-      os.unlink(tmp)
   return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from esrgan_tf import export_layout
 from esrgan_tf.upscaler import ModelError, Upscaler, keras_upscaler
 
 # --- model kinds -------------------------------------------------------------------------------
@@ -61,13 +62,8 @@ def _load_checkpoint(spec: str):
 
 
 def _is_saved_model(spec: str) -> bool:
-  if not os.path.isdir(spec):
-    return False
-  if os.path.exists(os.path.join(spec, "saved_model.pb")):
-    return True
-  # A TF Serving base directory: integer-named version folders.
-  return any(name.isdigit() and os.path.exists(os.path.join(spec, name, "saved_model.pb"))
-             for name in os.listdir(spec))
+  # A version directory itself, or a TF Serving base directory of integer-named versions.
+  return export_layout.is_saved_model_dir(spec) or bool(export_layout.version_dirs(spec))
 
 
 def _load_saved_model(spec: str, **options) -> Upscaler:

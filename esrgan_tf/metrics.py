@@ -19,6 +19,10 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from esrgan_tf import fileio
+from esrgan_tf import pixels
+from esrgan_tf import tiling
+
 # ITU-R BT.601 luma of [0, 255] RGB, studio swing (MATLAB rgb2ycbcr; BasicSR bgr2ycbcr, RGB order).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float64) / 255.0
 _Y_OFFSET = 16.0
@@ -140,23 +144,22 @@ def calculate_ssim(img, ref, crop_border: int = 0, y_channel: bool = False) -> f
 def to_uint8_levels(image: np.ndarray) -> np.ndarray:
   """[0, 1] float image → float64 on [0, 255] rounded to 8-bit levels (as a saved PNG).
 
-  Mirrors BasicSR's `tensor2img` (clamp to [0, 1], ×255, round) so that metrics measure what
-  a user gets in the output file.
+  Mirrors BasicSR's `tensor2img` (clamp to [0, 1], ×255, round) with the package's one rounding
+  rule (`esrgan_tf.pixels`), so that metrics measure what a user gets in the output file.
   """
-  return np.floor(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0 + 0.5)
+  return pixels.from_float(np.asarray(image, np.float32)).astype(np.float64)
 
 
 def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int) -> np.ndarray:
   if tile is None:
     return np.asarray(upscaler(lr[None].astype(np.float32))[0])
-  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
   return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile, overlap=overlap))
 
 
 def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
                       y_channel: bool = False, tile: Optional[int] = None,
-                      overlap: int = 16, bicubic: bool = True,
-                      on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
+                       overlap: int = tiling.DEFAULT_OVERLAP, bicubic: bool = True,
+                       on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
@@ -248,20 +251,9 @@ def format_table(result: dict) -> str:
   return "\n".join(lines)
 
 
-def save_json(path: str, result: dict) -> None:
-  """Writes `result` as JSON atomically (temporary file, then rename: no partial file)."""
+def save_json(path: str, result: dict, *, overwrite: bool = True) -> None:
+  """Writes `result` as JSON atomically (`esrgan_tf.fileio`: no partial file on any failure)."""
   import json  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
 
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(result, f, indent=2, allow_nan=True)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  text = json.dumps(result, indent=2, allow_nan=True) + "\n"
+  fileio.write_bytes(path, text, overwrite=overwrite)

@@ -31,12 +31,12 @@ import numpy as np
 from PIL import Image
 
 from esrgan_tf import imaging
-from esrgan_tf import tiling
 from esrgan_tf import loading
+from esrgan_tf import tiling
 from esrgan_tf import upscaler as upscaler_lib
 
 # Extensions picked up from directories and globs (what `imaging` reads).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = imaging.IMAGE_EXTENSIONS
 # --format value → file extension.
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp",
                      "bmp": ".bmp", "tiff": ".tiff", "tif": ".tiff"}
@@ -204,7 +204,7 @@ class Options:
   """Per-file processing options (the CLI flags)."""
 
   tile: int = tiling.DEFAULT_TILE
-  overlap: int = 16
+  overlap: int = tiling.DEFAULT_OVERLAP
   batch: int = 1
   alpha: str = "bicubic"
   max_pixels: Optional[int] = imaging.DEFAULT_MAX_PIXELS
@@ -240,6 +240,48 @@ def resize_output(img: imaging.LoadedImage, size: tuple[int, int]) -> imaging.Lo
   return dataclasses.replace(img, color=color, alpha=alpha)
 
 
+def upscale_loaded(img: imaging.LoadedImage, color_fn: Callable[[np.ndarray], np.ndarray],
+                   scale: int, alpha: str = "bicubic") -> imaging.LoadedImage:
+  """Upscales colour with `color_fn` and the alpha channel separately.
+
+  Args:
+    img: The image from `imaging.read_image`.
+    color_fn: float32 HxWx3 in [0, 1] -> float32 (scale·H)x(scale·W)x3 (may be unclipped).
+    scale: The upscaling factor of `color_fn`.
+    alpha: "bicubic" (Pillow bicubic resize of the alpha plane in float32) or "model" (alpha
+      replicated to 3 channels, through `color_fn`, channel mean).
+
+  Returns:
+    A new `LoadedImage`, clipped to [0, 1], keeping the source mode, depth and profile.
+
+  Raises:
+    ValueError: bad `alpha` value or `color_fn` output shape.
+  """
+  if alpha not in imaging.ALPHA_MODES:
+    raise ValueError(f"alpha must be one of {imaging.ALPHA_MODES}, got {alpha!r}")
+  height, width = img.color.shape[:2]
+  want = (height * scale, width * scale, 3)
+
+  def run(x):
+    y = np.asarray(color_fn(x), dtype=np.float32)
+    if y.shape != want:
+      raise ValueError(f"{img.path}: color_fn returned shape {y.shape}, expected {want} "
+                       f"(scale {scale})")
+    # In place when we may (color_fn returns a fresh array): at 8192² a clipped copy is 805 MB.
+    return np.clip(y, 0.0, 1.0, out=y if y.flags.writeable else None)
+
+  color = run(img.color)
+  new_alpha = None
+  if img.alpha is not None:
+    if alpha == "model":
+      new_alpha = run(np.repeat(img.alpha[..., None], 3, axis=-1)).mean(axis=-1)
+    else:
+      plane = Image.fromarray(img.alpha.astype(np.float32))  # mode "F"
+      plane = plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
+      new_alpha = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
+  return dataclasses.replace(img, color=color, alpha=new_alpha)
+
+
 def upscale_file(src: str, dst: str, upscaler, options: Options,
                  progress: Optional[Callable[[int, int], None]] = None) -> str:
   """Reads, upscales (tiled) and atomically writes one image.
@@ -264,7 +306,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
     return tiling.upscale_array(x, upscaler, tile=options.tile, overlap=options.overlap,
                                 batch=options.batch, progress=progress)
 
-  result = imaging.upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
+  result = upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
   if options.outscale and options.outscale != upscaler.scale:
     height, width = img.color.shape[:2]
     result = resize_output(result, (int(width * options.outscale),

@@ -1,4 +1,4 @@
-"""Inference precision: which CPUs run bfloat16 natively, and what a `--precision` flag resolves to."""
+"""Inference precision: which CPUs run bfloat16 natively, and what `--precision` resolves to."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import functools
 
 from absl import logging
 
-PRECISIONS = ("float32", "bfloat16")
+# What inference (`esrgan-upscale --precision`, `esrgan-export --precision`) computes in. Not
+# the training policies (`train.POLICIES`).
+INFERENCE_PRECISIONS = ("float32", "bfloat16")
 # x86 flags of native bf16 matmul/conv support (Linux /proc/cpuinfo names): AVX512-BF16 (Cooper
 # Lake, Zen 4+) and AMX-BF16 (Sapphire Rapids). Without them oneDNN emulates bf16 and it is slower
 # than float32.
@@ -41,8 +43,8 @@ def resolve_precision(requested: str, *, cpuinfo_path: str = "/proc/cpuinfo") ->
   Raises:
     ValueError: An unknown precision.
   """
-  if requested not in PRECISIONS:
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+  if requested not in INFERENCE_PRECISIONS:
+    raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {requested!r}")
   if requested == "bfloat16":
     if not cpu_bf16_flags(cpuinfo_path):
       logging.warning("--precision=bfloat16: this CPU has no native bf16 (%s); using float32.",

@@ -9,6 +9,7 @@ imports none of the formats.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -43,6 +44,23 @@ class Upscaler:
     return self.fn(batch)
 
 
+# Keras model → its traced forward function (float32). Weak keys: the entry goes with the model;
+# the function holds only a weak reference back to it.
+_TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _trace(model, channels: int, *, weak: bool):
+  """model(x) cast to float32, as one tf.function for any batch and size (traced once)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model_ref = weakref.ref(model) if weak else (lambda: model)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)])
+  def run(x):
+    return tf.cast(model_ref()(x), tf.float32)
+
+  return run
+
+
 def keras_upscaler(model, name: str = "keras model", precision: str = "float32") -> Upscaler:
   """Wraps a Keras generator in one `tf.function` traced once for any batch and size.
 
@@ -56,22 +74,29 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
     An `Upscaler`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.precision import PRECISIONS  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.precision import INFERENCE_PRECISIONS  # pylint: disable=g-import-not-at-top
 
-  if precision not in PRECISIONS:
+  if precision not in INFERENCE_PRECISIONS:
     raise ModelError(f"{name}: precision must be float32 or bfloat16, got {precision!r}")
   channels = getattr(model, "in_channels", 3)
 
   if precision == "bfloat16":
+    # A bfloat16 copy of the weights as they are now: traced afresh for each call of ours.
     from esrgan_tf.models import rrdbnet  # pylint: disable=g-import-not-at-top
-    model = rrdbnet.with_dtype(model, "bfloat16")
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)])
-  def run(x):
-    return tf.cast(model(x), tf.float32)
+    run = _trace(rrdbnet.with_dtype(model, "bfloat16"), channels, weak=False)
+  else:
+    # One traced function per model, reused by every wrapper of it: evaluation during training
+    # and scripts wrap the same model again and again, and a tf.function created per wrapper
+    # would retrace each time (TF warns after 5). It reads the model's live variables, so it
+    # stays right when training updates them.
+    run = _TRACED.get(model)
+    if run is None:
+      run = _TRACED[model] = _trace(model, channels, weak=True)
 
   def fn(batch):
     return run(tf.convert_to_tensor(batch, tf.float32)).numpy()
+
+  fn.model = model  # the wrapper keeps its model alive (the cache holds it weakly).
 
   info = {"precision": precision}
   if hasattr(model, "arch_config"):

@@ -12,6 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
+from esrgan_tf import fileio
 from esrgan_tf.models.rrdbnet import RRDBNet
 
 CONFIG_FILE = "config.json"
@@ -28,11 +29,8 @@ def is_workdir(path: str) -> bool:
 def write_config(config, workdir: str) -> None:
   """Writes config.json (how `esrgan_tf.loading` recognises a workdir), atomically."""
   tf.io.gfile.makedirs(workdir)
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  fileio.write_gfile(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True),
+                     overwrite=True)
 
 
 def read_config(workdir: str) -> dict:

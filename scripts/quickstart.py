@@ -20,6 +20,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from esrgan_tf import cli
+from esrgan_tf import fileio
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
 _PSNR_STEPS = flags.DEFINE_integer("psnr_steps", None, "Override the PSNR-phase steps.")
@@ -33,11 +36,9 @@ def _config(variant):
 
 
 def _write_png(path, image):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  tmp = path + ".tmp.png"
-  Image.fromarray(np.floor(np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-  os.replace(tmp, path)
+  from esrgan_tf import imaging_codecs, pixels  # pylint: disable=g-import-not-at-top
+  png = imaging_codecs.encode_png(pixels.from_float(image))
+  fileio.write_bytes(path, png, overwrite=True)  # a re-run replaces its own comparison image
 
 
 def main(argv):
@@ -97,9 +98,9 @@ def main(argv):
   print(f"PSNR gain over bicubic on {name}: {gain:+.3f} dB "
         f"(total {time.perf_counter() - start:.0f} s)")
   if gain <= 0:
-    logging.error("The quickstart model did not beat bicubic.")
-    sys.exit(1)
+    cli.fail(f"the quickstart model did not beat bicubic (PSNR gain {gain:+.3f} dB)", name)
 
 
 if __name__ == "__main__":
+  cli.quiet_tensorflow(sys.argv)  # before TensorFlow is imported (in main)
   app.run(main)

@@ -6,6 +6,7 @@ import os
 import struct
 import zlib
 
+from absl import app
 from absl import flags
 from absl.testing import flagsaver
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import export
-from esrgan_tf import tflite
+from esrgan_tf import tflite_gpu
 from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.cli import export as export_cli
@@ -216,7 +217,7 @@ def test_bfloat16_export(tmp_path):
   assert set(dtypes.values()) == {tf.bfloat16}  # half the size of the float32 export.
 
 
-def test_cli_exports_both_formats_then_next_version(tmp_path):
+def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
   model = _tiny("depth_to_space", scale=2)
   keras_path = str(tmp_path / "g.keras")
   model.save(keras_path)
@@ -231,17 +232,22 @@ def test_cli_exports_both_formats_then_next_version(tmp_path):
   loaded = tf.saved_model.load(os.path.join(out, "1"))
   static = loaded.signatures["upscale_static"].structured_input_signature[1]["images"]
   assert static.shape.as_list() == [1, 16, 12, 3]
-  assert tflite.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
+  assert tflite_gpu.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
 
   with flagsaver.flagsaver(model=keras_path, export_dir=out):  # next free version.
     export_cli.main(["esrgan-export"])
   assert sorted(os.listdir(out)) == ["1", "2", tflite_name]  # and no temp dirs.
+  capsys.readouterr()
   with flagsaver.flagsaver(model=keras_path, export_dir=out, version=1):
-    with pytest.raises(Exception, match="version 1 already exists"):
+    with pytest.raises(SystemExit) as exit_info:  # a runtime failure: error line, status 1
       export_cli.main(["esrgan-export"])
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "version 1 already exists" in err and "--overwrite" in err
   with flagsaver.flagsaver(model=keras_path, export_dir=out, tflite_input_size="16"):
-    with pytest.raises(Exception, match="HxW"):
+    with pytest.raises(app.UsageError, match="HxW") as usage:  # a usage error: status 2
       export_cli.main(["esrgan-export"])
+  assert usage.value.exitcode == 2
 
   up = loading.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
   assert up.name == os.path.join(out, "2") and up.scale == 2

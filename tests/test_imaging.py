@@ -1,6 +1,5 @@
 """Tests for esrgan_tf.imaging: every fixture image is generated in tmp_path."""
 
-import io
 import logging
 import os
 import struct
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from esrgan_tf import imaging
+from esrgan_tf import pipeline
 from esrgan_tf.imaging import ImageError
 from imaging_fixtures import header_only_png, pil_bytes, raw_png, tiff16_big_endian
 
@@ -33,7 +33,7 @@ def write(tmp_path, name, data):
 
 def roundtrip(tmp_path, src, out_name, **kwargs):
   img = imaging.read_image(src)
-  out = imaging.upscale_loaded(img, nearest2, 2, **kwargs)
+  out = pipeline.upscale_loaded(img, nearest2, 2, **kwargs)
   dst = str(tmp_path / out_name)
   imaging.write_image(dst, out)
   return img, dst
@@ -41,31 +41,6 @@ def roundtrip(tmp_path, src, out_name, **kwargs):
 
 def listing(tmp_path):
   return sorted(os.listdir(tmp_path))
-
-
-# ----------------------------------------------------------------------------- conversions
-
-
-def test_to_float_and_from_float():
-  np.testing.assert_array_equal(imaging.to_float(np.array([0, 51, 255], np.uint8)),
-                                np.array([0, 0.2, 1], np.float32))
-  np.testing.assert_allclose(imaging.to_float(np.array([0, 13107, 65535], np.uint16)),
-                             [0, 0.2, 1], rtol=0, atol=1e-7)
-  # Round half up: 0.5 * 255 = 127.5 -> 128, 0.5 * 65535 = 32767.5 -> 32768; clip; NaN -> 0.
-  x = np.array([-0.3, 0.0, 0.5, 1.0, 7.0, np.nan])
-  np.testing.assert_array_equal(imaging.from_float(x, 8), [0, 0, 128, 255, 255, 0])
-  np.testing.assert_array_equal(imaging.from_float(x, 16), [0, 0, 32768, 65535, 65535, 0])
-  # Half up, not half to even (np.round would give 2 and 254 here).
-  np.testing.assert_array_equal(imaging.from_float(np.array([2.5, 254.5]) / 255, 8), [3, 255])
-  np.testing.assert_array_equal(imaging.from_float(np.array([2.5]) / 65535, 16), [3])
-  assert imaging.from_float(x, 8).dtype == np.uint8
-  assert imaging.from_float(x, 16).dtype == np.uint16
-  every16 = np.arange(65536, dtype=np.uint16)
-  np.testing.assert_array_equal(imaging.from_float(imaging.to_float(every16), 16), every16)
-  with pytest.raises(TypeError):
-    imaging.to_float(np.zeros(3, np.float32))
-  with pytest.raises(ValueError):
-    imaging.from_float(x, 12)
 
 
 def test_default_limit_is_pillows():
@@ -118,12 +93,12 @@ def test_rgba_alpha_model_and_bicubic(tmp_path):
     assert out.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(out), up2(a))  # nearest 'model' on alpha too.
   img = imaging.read_image(src)
-  bicubic = imaging.upscale_loaded(img, nearest2, 2).alpha
+  bicubic = pipeline.upscale_loaded(img, nearest2, 2).alpha
   ref = Image.fromarray(a[..., 3].astype(np.float32) / 255).resize((10, 8), Image.BICUBIC)
   np.testing.assert_allclose(bicubic, np.clip(np.asarray(ref), 0, 1), atol=1e-6)
   assert bicubic.min() >= 0 and bicubic.max() <= 1
   with pytest.raises(ValueError, match="alpha"):
-    imaging.upscale_loaded(img, nearest2, 2, alpha="nearest")
+    pipeline.upscale_loaded(img, nearest2, 2, alpha="nearest")
 
 
 def test_palette_without_and_with_transparency(tmp_path):
@@ -469,7 +444,7 @@ def test_icc_profile_preserved(tmp_path):
     with Image.open(tmp_path / name) as out:
       assert out.info.get("icc_profile") == icc, name
   # 16-bit colour goes through the package's own PNG/TIFF encoders.
-  deep = imaging.upscale_loaded(dataclass_replace(img, bit_depth=16), nearest2, 2)
+  deep = pipeline.upscale_loaded(dataclass_replace(img, bit_depth=16), nearest2, 2)
   for name in ("d.png", "d.tif"):
     imaging.write_image(tmp_path / name, deep)
     assert imaging.read_image(tmp_path / name).icc_profile == icc
@@ -481,33 +456,6 @@ def dataclass_replace(img, **kw):
 
 
 # ----------------------------------------------------------------------------- in memory
-
-
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_encode_png_roundtrip(dtype, channels):
-  a = RNG.integers(0, np.iinfo(dtype).max + 1, (5, 3, channels)).astype(dtype)
-  data = imaging.encode_png(a)
-  img = imaging.decode_image_bytes(data)
-  assert img.bit_depth == (16 if dtype == np.uint16 else 8)
-  depth = img.bit_depth
-  planes = [img.color[..., :1] if channels <= 2 else img.color]
-  if img.alpha is not None:
-    planes.append(img.alpha[..., None])
-  np.testing.assert_array_equal(imaging.from_float(np.concatenate(planes, -1), depth), a)
-  if dtype == np.uint8 or channels == 1:  # Pillow decodes these exactly by itself.
-    with Image.open(io.BytesIO(data)) as ref:
-      np.testing.assert_array_equal(np.asarray(ref).reshape(a.shape), a)
-  with pytest.raises(ValueError):
-    imaging.encode_png(a.astype(np.float32))
-
-
-def test_upscale_checks_color_fn_shape(tmp_path):
-  img = _small_image(tmp_path)
-  with pytest.raises(ValueError, match="expected"):
-    imaging.upscale_loaded(img, lambda x: x, 2)
-  out = imaging.upscale_loaded(img, lambda x: nearest2(x) * 3 - 1, 2)  # unclipped fn output
-  assert out.color.min() >= 0 and out.color.max() <= 1
 
 
 def test_write_onto_directory_refused(tmp_path):
@@ -552,7 +500,7 @@ def test_real_photo_roundtrip(tmp_path):
   src = os.path.join(SAMPLES_DIR, "val", "chelsea.png")
   img = imaging.read_image(src)
   assert img.size == (256, 256) and img.mode == "RGB"
-  out = imaging.upscale_loaded(img, nearest2, 2)
+  out = pipeline.upscale_loaded(img, nearest2, 2)
   imaging.write_image(tmp_path / "c.png", out)
   with Image.open(src) as ref, Image.open(tmp_path / "c.png") as got:
     np.testing.assert_array_equal(np.asarray(got), up2(np.asarray(ref.convert("RGB"))))

@@ -10,6 +10,7 @@ import tensorflow as tf
 import esrgan_tf
 from esrgan_tf import export
 from esrgan_tf import tflite
+from esrgan_tf import tflite_gpu
 from esrgan_tf import loading
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet
@@ -46,9 +47,9 @@ def converted(request, tmp_path_factory):
 def test_gpu_check_passes_fp32_and_fp16(converted):
   _, paths = converted
   for path in paths.values():
-    assert tflite.check_gpu_compatibility(path) == []
+    assert tflite_gpu.check_gpu_compatibility(path) == []
     with open(path, "rb") as f:
-      assert tflite.check_gpu_compatibility(f.read()) == []
+      assert tflite_gpu.check_gpu_compatibility(f.read()) == []
 
 
 def test_fp32_matches_saved_model_and_fp16_is_close(converted, photo, tmp_path):
@@ -76,7 +77,7 @@ def test_dynamic_range_int8_converts_and_runs(photo, tmp_path):
   model.build()
   path = tflite.convert(model, str(tmp_path / "int8.tflite"), input_size=SIZE,
                         quantize="dynamic")
-  schema = tflite._schema()  # pylint: disable=protected-access
+  schema = tflite_gpu._schema()  # pylint: disable=protected-access
   with open(path, "rb") as f:
     parsed = schema.ModelT.InitFromPackedBuf(f.read(), 0)
   int8 = [t for t in parsed.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
@@ -129,7 +130,7 @@ def test_gpu_check_names_incompatible_ops():
   # gpu_compatibility=True passes this model in TF 2.21: tensorflow#77042).
   data = _convert_fn(lambda x: tf.cast(tf.expand_dims(tf.argmax(x, axis=-1), -1), tf.float32) + x,
                      tf.TensorSpec([1, 8, 8, 3], tf.float32))
-  problems = tflite.check_gpu_compatibility(data)
+  problems = tflite_gpu.check_gpu_compatibility(data)
   assert any("ARG_MAX" in p and "op #" in p for p in problems), problems
   assert any("CAST" in p for p in problems), problems
 
@@ -137,7 +138,7 @@ def test_gpu_check_names_incompatible_ops():
 def test_gpu_check_names_dynamic_shapes_and_shape_op():
   data = _convert_fn(lambda x: x * tf.cast(tf.shape(x)[1], tf.float32),
                      tf.TensorSpec([1, None, None, 3], tf.float32))
-  problems = tflite.check_gpu_compatibility(data)
+  problems = tflite_gpu.check_gpu_compatibility(data)
   assert any("SHAPE: not supported" in p for p in problems), problems
   assert any("dynamic shape [1, -1, -1, 3]" in p for p in problems), problems
 
@@ -145,7 +146,7 @@ def test_gpu_check_names_dynamic_shapes_and_shape_op():
 def test_convert_refuses_incompatible_and_writes_nothing(tmp_path, monkeypatch):
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build()
-  monkeypatch.setattr(tflite, "check_gpu_compatibility",
+  monkeypatch.setattr(tflite_gpu, "check_gpu_compatibility",
                       lambda data: ["subgraph 0: op #3 FAKE: injected"])
   with pytest.raises(tflite.GpuIncompatibleError, match="op #3 FAKE"):
     tflite.convert(model, str(tmp_path / "m.tflite"), input_size=(8, 8))
@@ -156,7 +157,7 @@ def test_bad_inputs(tmp_path):
   bogus = tmp_path / "bogus.tflite"
   bogus.write_bytes(b"not a flatbuffer at all")
   with pytest.raises(upscaler_lib.ModelError, match="not a TFLite flatbuffer"):
-    tflite.check_gpu_compatibility(str(bogus))
+    tflite_gpu.check_gpu_compatibility(str(bogus))
   with pytest.raises(upscaler_lib.ModelError, match="bogus.tflite"):
     tflite.load_tflite_upscaler(str(bogus))
   with pytest.raises(upscaler_lib.ModelError, match="no such file"):

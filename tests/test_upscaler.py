@@ -38,6 +38,28 @@ def test_keras_upscaler_traces_once_for_all_sizes(tiny_keras):
   assert run.experimental_get_tracing_count() == 1
 
 
+def test_wrapping_a_model_again_reuses_its_traced_function(tiny_keras):
+  """The cause of "N out of the last M calls ... triggered retracing": one function per wrapper."""
+  model, _ = tiny_keras
+  x = np.random.default_rng(1).random((1, 6, 5, 3)).astype(np.float32)
+  runs = set()
+  for _ in range(7):  # as training's evaluation and the quickstart wrap the same model
+    up = upscaler_lib.keras_upscaler(model)
+    up(x)
+    runs.add(id(upscaler_lib._TRACED[model]))  # pylint: disable=protected-access
+  assert len(runs) == 1
+  assert upscaler_lib._TRACED[model].experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  # The shared function reads the live variables: a weight update is seen without retracing.
+  before = up(x)
+  kernel, bias = model.conv_last.get_weights()
+  model.conv_last.set_weights([kernel, bias + 0.25])
+  try:
+    np.testing.assert_allclose(upscaler_lib.keras_upscaler(model)(x), before + 0.25, atol=1e-5)
+  finally:
+    model.conv_last.set_weights([kernel, bias])
+  assert upscaler_lib._TRACED[model].experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("missing.keras", None, "no such file"),
     ("weights.h5", b"x", "unrecognised model"),

@@ -13,19 +13,10 @@ BasicSR's conventions (esrgan_tf.metrics), at the model's native scale (there is
 --outscale here: a resized output would not be the model's prediction).
 """
 
-import sys
-
-from absl import app
 from absl import flags
 
-from esrgan_tf import blending
 from esrgan_tf import cli
-from esrgan_tf import data
-from esrgan_tf import image_files
-from esrgan_tf import metrics
-from esrgan_tf import loading
-from esrgan_tf import report as report_lib
-from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf import tiling
 
 _MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
@@ -35,7 +26,8 @@ _CROP = flags.DEFINE_integer("crop_border", None, "Border pixels ignored; defaul
 _Y = flags.DEFINE_bool("y_channel", False, "Measure on the BT.601 Y channel.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 _TILE = flags.DEFINE_integer("tile", 0, "Tile size in LR pixels; 0 = whole image at once.")
-_OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in LR pixels.")
+_OVERLAP = flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
+                                "Tile overlap in LR pixels.")
 _REPORT = flags.DEFINE_string("report", None, "Also write an HTML report (crops, table PNG) to "
                               "this new directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --report directory.")
@@ -48,11 +40,20 @@ _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N i
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _MODEL.value or not _HR.value:
-    raise app.UsageError("--model and --hr are required")
+    raise cli.usage("--model and --hr are required")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
-    raise app.UsageError("--blend_with and --blend_weight go together")
+    raise cli.usage("--blend_with and --blend_weight go together")
+  # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
+  from esrgan_tf import blending
+  from esrgan_tf import data
+  from esrgan_tf import image_files
+  from esrgan_tf import loading
+  from esrgan_tf import metrics
+  from esrgan_tf import report as report_lib
+  from esrgan_tf import upscaler as upscaler_lib
+  # pylint: enable=g-import-not-at-top
   writer = None
   try:
     image_files.list_image_files(_HR.value)  # a bad folder fails before the model loads
@@ -66,20 +67,20 @@ def main(argv):
       model = loading.load_upscaler(_MODEL.value)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
-      raise ValueError(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
+      raise cli.usage(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
     crop = scale if _CROP.value is None else _CROP.value
     pairs = data.load_validation_set(
         {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
         scale)
     result = metrics.evaluate_upscaler(model, pairs, crop_border=crop, y_channel=_Y.value,
                                        tile=_TILE.value, overlap=_OVERLAP.value, on_image=writer)
-  except (upscaler_lib.ModelError, data.DataError, ValueError, FileExistsError) as e:
-    if writer is not None:
-      writer.abort()
-    sys.exit(f"esrgan-eval: {e}")
-  except BaseException:
+  except BaseException as e:
     if writer is not None:
       writer.abort()  # No partial report.
+    if isinstance(e, upscaler_lib.ModelError):
+      cli.fail(e, _MODEL.value)
+    if isinstance(e, (data.DataError, ValueError, FileExistsError)):
+      cli.fail(e)
     raise
   result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)
   if _BLEND_WITH.value:
@@ -88,7 +89,10 @@ def main(argv):
     print(f"report: {writer.finish(result)}")
   print(metrics.format_table(result))
   if _JSON.value:
-    metrics.save_json(_JSON.value, result)
+    try:
+      metrics.save_json(_JSON.value, result)
+    except OSError as e:
+      cli.fail(f"cannot write the results ({e.strerror or e})", _JSON.value)
 
 
 def run():

@@ -10,29 +10,26 @@ files in a model base directory) and must pass the GPU-delegate compatibility ch
 
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
 
-from esrgan_tf import blending
 from esrgan_tf import cli
-from esrgan_tf import export
-from esrgan_tf import tflite
-from esrgan_tf import loading
-from esrgan_tf import upscaler
+from esrgan_tf import export_layout
+from esrgan_tf import precision as precision_lib
+from esrgan_tf import tflite as tflite_modes  # TF-free at import
 
 _MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
 _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both"],
                             "What to write.")
-_QUANTIZE = flags.DEFINE_enum("tflite_quantize", "none", list(tflite.QUANTIZE_MODES),
+_QUANTIZE = flags.DEFINE_enum("tflite_quantize", "none", list(tflite_modes.QUANTIZE_MODES),
                               "TFLite weights: float32, float16, or dynamic-range int8.")
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
                                   "HxW of the static TFLite input (the tile size on device).")
 _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", list(export.PRECISIONS),
+_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
                                "SavedModel compute precision.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS,
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", export_layout.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
 _BLEND_WITH = flags.DEFINE_string(
@@ -48,23 +45,30 @@ def parse_size(text: str) -> tuple[int, int]:
   try:
     h, w = (int(part) for part in text.lower().split("x"))
   except ValueError:
-    raise app.UsageError(f"--tflite_input_size must look like HxW (e.g. 64x64), got {text!r}")
+    raise cli.usage(f"--tflite_input_size must look like HxW (e.g. 64x64), got {text!r}")
   if h < 1 or w < 1:
-    raise app.UsageError(f"--tflite_input_size must be positive, got {text!r}")
+    raise cli.usage(f"--tflite_input_size must be positive, got {text!r}")
   return h, w
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _MODEL.value or not _EXPORT_DIR.value:
-    raise app.UsageError("--model and --export_dir are required")
+    raise cli.usage("--model and --export_dir are required")
   size = parse_size(_INPUT_SIZE.value)
   if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
-    raise app.UsageError("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
+    raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
-    raise app.UsageError("--blend_with and --blend_weight go together")
+    raise cli.usage("--blend_with and --blend_weight go together")
   source = os.path.abspath(_MODEL.value)
+  # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
+  from esrgan_tf import blending
+  from esrgan_tf import export
+  from esrgan_tf import loading
+  from esrgan_tf import tflite
+  from esrgan_tf import upscaler
+  # pylint: enable=g-import-not-at-top
   try:
     if _BLEND_WITH.value:
       generator = blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value)
@@ -72,7 +76,7 @@ def main(argv):
     else:
       generator = loading.load_generator(_MODEL.value)
   except upscaler.ModelError as e:
-    raise app.UsageError(str(e))
+    cli.fail(e, _MODEL.value)
   with_tflite = _FORMAT.value in ("tflite", "both")
   try:
     if _FORMAT.value in ("saved_model", "both"):
@@ -88,8 +92,9 @@ def main(argv):
                             overwrite=_OVERWRITE.value)
       logging.info("GPU-delegate check: %s", "passed" if _GPU_CHECK.value else "skipped")
       print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
-  except (FileExistsError, ValueError) as e:  # GpuIncompatibleError is a ValueError.
-    raise app.UsageError(str(e))
+  except (OSError, ValueError) as e:  # FileExistsError names --overwrite; GpuIncompatibleError
+    # is a ValueError.
+    cli.fail(e)
 
 
 def run():

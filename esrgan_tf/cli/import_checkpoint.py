@@ -9,7 +9,6 @@ in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may al
 .safetensors to convert into the BasicSR layout.
 """
 
-from absl import app
 from absl import flags
 
 from esrgan_tf import cli
@@ -22,14 +21,16 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output f
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _CHECKPOINT.value or not _OUTPUT.value:
-    raise app.UsageError("--checkpoint and --output are required")
+    raise cli.usage("--checkpoint and --output are required")
   try:
     model = weights.load_checkpoint(_CHECKPOINT.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   except weights.CheckpointError as e:
-    raise app.UsageError(str(e))
+    cli.fail(e)
+  except OSError as e:
+    cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)
   print(f"{_OUTPUT.value}: {model.arch_config()}")
 
 

@@ -8,7 +8,6 @@ that yields a generator, with equal architectures; the output format follows its
 (.keras, .pth, .safetensors).
 """
 
-from absl import app
 from absl import flags
 
 from esrgan_tf import cli
@@ -25,16 +24,18 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output f
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not (_A.value and _B.value and _OUTPUT.value):
-    raise app.UsageError("--a, --b and --output are required")
+    raise cli.usage("--a, --b and --output are required")
   try:
     model_a = loading.load_generator(_A.value)
     model_b = loading.load_generator(_B.value)
     model = weights.interpolate(model_a, model_b, _ALPHA.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
-  except (upscaler.ModelError, ValueError) as e:
-    raise app.UsageError(str(e))
+  except (upscaler.ModelError, weights.CheckpointError, ValueError) as e:
+    cli.fail(e)
+  except OSError as e:
+    cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)
   print(f"{_OUTPUT.value}: alpha={_ALPHA.value} {model.arch_config()}")
 
 

@@ -11,14 +11,11 @@ import os
 import signal
 import threading
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from esrgan_tf import cli
-from esrgan_tf.serving import core
-from esrgan_tf.serving import protocol
-from esrgan_tf.serving import server as server_lib
+from esrgan_tf import export_layout
 
 _BASE = flags.DEFINE_string("model_base_path", None,
                             "Directory of integer-named SavedModel versions (esrgan-export).")
@@ -31,9 +28,9 @@ _POLL = flags.DEFINE_float("file_system_poll_wait_seconds", 1.0,
 _MAX_VERSIONS = flags.DEFINE_integer("max_versions", 1, "Latest versions kept loaded.")
 _INFLIGHT = flags.DEFINE_integer("max_inflight", 16,
                                  "Concurrent Predicts; more get RESOURCE_EXHAUSTED (REST 429).")
-_MESSAGE_MB = flags.DEFINE_integer("max_message_mb", protocol.DEFAULT_MAX_MESSAGE_MB,
+_MESSAGE_MB = flags.DEFINE_integer("max_message_mb", export_layout.DEFAULT_MAX_MESSAGE_MB,
                                    "gRPC message and REST body limit in MB.")
-_PIXELS = flags.DEFINE_integer("max_pixels", core.DEFAULT_MAX_PIXELS,
+_PIXELS = flags.DEFINE_integer("max_pixels", export_layout.DEFAULT_MAX_PIXELS,
                                "Pixel limit per request (N·H·W), checked before running.")
 _WEB_UI = flags.DEFINE_bool("web_ui", True,
                             "Serve the web page (upload, before/after comparison) at GET / on "
@@ -44,14 +41,16 @@ _DRAIN = flags.DEFINE_float("drain_seconds", 30.0,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _BASE.value:
-    raise app.UsageError("--model_base_path is required")
-  if not os.path.isdir(_BASE.value):
-    raise app.UsageError(f"--model_base_path={_BASE.value}: no such directory")
+    raise cli.usage("--model_base_path is required")
   for flag in (_MAX_VERSIONS, _INFLIGHT, _MESSAGE_MB, _PIXELS):
     if flag.value < 1:
-      raise app.UsageError(f"--{flag.name} must be ≥ 1, got {flag.value}")
+      raise cli.usage(f"--{flag.name} must be ≥ 1, got {flag.value}")
+  if not os.path.isdir(_BASE.value):
+    cli.fail("no such directory (--model_base_path)", _BASE.value)
+  # TensorFlow after cli.run has set its log level.
+  from esrgan_tf.serving import server as server_lib  # pylint: disable=g-import-not-at-top
   stop = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda num, _: (logging.info("Signal %d: draining", num), stop.set()))

@@ -8,7 +8,6 @@ The config is locked: a misspelt `--config.key` is an error. Re-running the same
 from the workdir's latest checkpoint. All logic lives in `esrgan_tf.train`.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -24,16 +23,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise cli.usage(f"unexpected arguments: {' '.join(argv[1:])}")
   from esrgan_tf import train  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   config = flags.FLAGS.config
   try:
     result = train.train_and_evaluate(config, _WORKDIR.value)
   except train.NonFiniteLossError as e:
     logging.error("%s", e)
-    raise SystemExit(f"esrgan-train: {e}") from None
+    cli.fail(e, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"esrgan-train: {e}") from None
+    cli.fail(e)
   status = "stopped by SIGTERM" if result["stopped"] else "done"
   line = f"esrgan-train: {result['run_name']} {status} at step {result['final_step']}"
   if result["eval"]:

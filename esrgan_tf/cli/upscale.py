@@ -12,7 +12,6 @@ Prints "N upscaled, M failed[, K skipped ...]"; exit 1 if any file failed or not
 
 import sys
 
-from absl import app
 from absl import flags
 from tqdm import tqdm
 
@@ -30,12 +29,13 @@ _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoin
                              "or .tflite (esrgan_tf.loading.load_upscaler).")
 _SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.PRECISIONS),
+_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
                                "Compute precision (where the model kind supports it).")
 _THREADS = flags.DEFINE_integer("num_threads", None, "CPU threads (TF intra-op / TFLite).")
 _TILE = flags.DEFINE_integer("tile", tiling.DEFAULT_TILE,
                              "Tile size in input pixels; 0 = whole image at once.")
-_OVERLAP = flags.DEFINE_integer("tile_overlap", 16, "Tile overlap in input pixels (blended).")
+_OVERLAP = flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
+                                "Tile overlap in input pixels (blended).")
 _BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
 _ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
                            "Alpha channel upscaling: bicubic, or through the model.")
@@ -63,22 +63,21 @@ def _err(line):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _INPUT.value or not _OUTPUT.value:
-    raise app.UsageError("--input and --output are required")
+    raise cli.usage("--input and --output are required")
   if bool(_MODEL.value) == bool(_SERVER.value):
-    raise app.UsageError("give exactly one of --model and --server")
+    raise cli.usage("give exactly one of --model and --server")
   if _TILE.value < 0 or _OVERLAP.value < 0 or _BATCH.value < 1:
-    raise app.UsageError("--tile and --tile_overlap must be ≥ 0 and --tile_batch ≥ 1")
+    raise cli.usage("--tile and --tile_overlap must be ≥ 0 and --tile_batch ≥ 1")
   if _TILE.value and _OVERLAP.value >= _TILE.value:
-    raise app.UsageError(f"--tile_overlap={_OVERLAP.value} must be smaller than "
-                         f"--tile={_TILE.value}")
+    raise cli.usage(f"--tile_overlap={_OVERLAP.value} must be smaller than --tile={_TILE.value}")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
-    raise app.UsageError("--blend_with and --blend_weight go together")
+    raise cli.usage("--blend_with and --blend_weight go together")
   if _BLEND_WITH.value and not _MODEL.value:
-    raise app.UsageError("--blend_with needs --model (weights are blended locally)")
+    raise cli.usage("--blend_with needs --model (weights are blended locally)")
   if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
-    raise app.UsageError(f"--outscale must be positive, got {_OUTSCALE.value}")
+    raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
   sources, problems = pipeline.expand_inputs(_INPUT.value, recursive=_RECURSIVE.value)
   for spec, problem in problems:
     _err(f"FAILED {spec}: {problem}")
@@ -92,8 +91,7 @@ def main(argv):
                                 num_threads=_THREADS.value, blend_with=_BLEND_WITH.value,
                                 blend_weight=_BLEND_WEIGHT.value)
   except upscaler_lib.ModelError as e:
-    _err(f"error: cannot load the model: {e}")
-    return 1
+    cli.fail(e, _MODEL.value or _SERVER.value, context="cannot load the model")
   options = pipeline.Options(
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
       max_pixels=_MAX_PIXELS.value, multi_frame=_MULTI_FRAME.value,

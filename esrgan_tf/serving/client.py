@@ -15,6 +15,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from esrgan_tf import pixels
 from esrgan_tf.serving.protocol import DEFAULT_MAX_MESSAGE_MB, grpc_message_options
 from esrgan_tf.upscaler import ModelError, Upscaler
 
@@ -116,7 +117,7 @@ def remote_upscaler(address: str, model_name: str = "esrgan", *,
     if batch.ndim != 4:
       raise ValueError(f"expected a float32 [N, H, W, C] batch, got shape {batch.shape}")
     if input_dtype == tf.uint8:
-      batch = np.round(np.clip(batch, 0.0, 1.0) * 255.0).astype(np.uint8)
+      batch = pixels.from_float(batch)
     req = predict_pb2.PredictRequest(output_filter=[output_key])
     spec(req.model_spec)
     req.model_spec.signature_name = signature_name

@@ -26,15 +26,15 @@ from absl import logging
 import grpc
 import numpy as np
 
+from esrgan_tf import export_layout
+
 # Servable states of tensorflow_serving/apis/get_model_status.proto (ModelVersionStatus.State).
 STATE_START, STATE_LOADING, STATE_AVAILABLE, STATE_UNLOADING, STATE_END = 10, 20, 30, 40, 50
 STATE_NAMES = {STATE_START: "START", STATE_LOADING: "LOADING", STATE_AVAILABLE: "AVAILABLE",
                STATE_UNLOADING: "UNLOADING", STATE_END: "END"}
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
-# 2048² input pixels per request (N·H·W): a ×4 float32 answer is then 805 MB, above the default
-# message limit; clients tile larger images (esrgan_tf.tiling does).
-DEFAULT_MAX_PIXELS = 2048 * 2048
+DEFAULT_MAX_PIXELS = export_layout.DEFAULT_MAX_PIXELS
 
 _CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -128,18 +128,7 @@ class _Slot:
 
 # --- versions ----------------------------------------------------------------------------------
 
-def _version_dirs(base_path: str) -> dict[int, str]:
-  """Integer-named subdirectories holding a saved_model.pb (temp/hidden names are ignored)."""
-  try:
-    names = os.listdir(base_path)
-  except OSError:
-    return {}
-  found = {}
-  for name in names:
-    path = os.path.join(base_path, name)
-    if name.isascii() and name.isdigit() and os.path.isfile(os.path.join(path, "saved_model.pb")):
-      found[int(name)] = path
-  return found
+_version_dirs = export_layout.version_dirs
 
 
 def _signature_of(path: str):

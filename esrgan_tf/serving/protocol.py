@@ -13,12 +13,11 @@ import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from esrgan_tf import export_layout
 from esrgan_tf.serving import core
 from esrgan_tf.serving.core import ServingError
 
-# 512 MB: a ×4 float32 answer for a 1024² input is 1024²·16·3·4 B ≈ 201 MB, far above gRPC's 4 MB
-# default. (tensorflow_model_server itself sets the maximum, INT32_MAX.)
-DEFAULT_MAX_MESSAGE_MB = 512
+DEFAULT_MAX_MESSAGE_MB = export_layout.DEFAULT_MAX_MESSAGE_MB
 SIGNATURE_DEF_FIELD = "signature_def"
 
 

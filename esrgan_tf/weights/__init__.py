@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from esrgan_tf import fileio
 from esrgan_tf.weights import discriminator
 from esrgan_tf.weights import layouts
 from esrgan_tf.weights import ncnn
@@ -139,9 +140,13 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
   _check_target(path, overwrite)
   state = layouts.model_state(model)
   if suffix == ".pth":
-    torch_pickle.atomic_write(path, lambda f: torch_pickle.write_torch_zip(f, state))
+    write = lambda f: torch_pickle.write_torch_zip(f, state)  # noqa: E731
   else:
-    torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
+    write = lambda f: safetensors_io.write_safetensors(f, state)  # noqa: E731
+  try:
+    fileio.atomic_write(path, write, overwrite=overwrite)
+  except FileExistsError:  # appeared meanwhile
+    raise CheckpointError(f"{path}: exists (pass overwrite to replace it)") from None
 
 
 def load_discriminator(path: str, *, skip_connection: bool = True):
@@ -241,14 +246,11 @@ def save_model(model, path: str, *, overwrite: bool = False):
     save_checkpoint(model, path, overwrite=overwrite)
     return
   _check_target(path, overwrite)
-  directory, name = os.path.split(os.path.abspath(path))
-  tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}.keras")
   try:
-    model.save(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    with fileio.atomic_path(path, overwrite=overwrite, suffix=".keras") as tmp:
+      model.save(tmp)
+  except FileExistsError:  # appeared meanwhile
+    raise CheckpointError(f"{path}: exists (pass overwrite to replace it)") from None
 
 
 def interpolate(model_a, model_b, alpha: float):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import os
 import pickle
 import pickletools
 import re
@@ -566,18 +565,3 @@ def write_torch_zip(file, tensors: dict, wrappers: tuple = ("params_ema", "param
       info = _aligned_info(f"{folder}/{name}", offset)
       archive.writestr(info, payload)
       offset += 30 + len(info.filename.encode("utf-8")) + len(info.extra) + len(payload)
-
-
-def atomic_write(path: str, write: Callable, mode: str = "wb"):
-  """Writes via a temporary file in the same directory and renames; no partial file on error."""
-  directory = os.path.dirname(os.path.abspath(path))
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-  try:
-    with open(tmp, mode) as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-

@@ -1,0 +1,43 @@
+"""Shared test fixtures.
+
+  * `tiny_generator`: builds the tiny RRDBNet (nf=8, nb=1, gc=4) the tests use, seeded.
+  * `image_files`: hand-made image files (tests/imaging_fixtures.py: PNG with filter 1, big-endian
+    16-bit TIFF, header-only PNG bombs), independent of esrgan_tf's own encoders.
+  * `checkpoint_files`: torch-format checkpoints without torch (tests/weights_fixtures.py).
+
+The two helper modules stay importable by name for module-level `pytest.mark.parametrize`
+lists, which cannot take fixtures; inside tests prefer the fixtures.
+"""
+
+import pytest
+
+import imaging_fixtures
+import weights_fixtures
+
+
+@pytest.fixture
+def tiny_generator():
+  """A factory: `tiny_generator(scale=2, upsampler="nearest", seed=0)` → a built RRDBNet."""
+  import keras  # pylint: disable=g-import-not-at-top  # only the tests that ask load Keras.
+  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+
+  def make(scale: int = 2, upsampler: str = "nearest", seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=scale,
+                    upsampler=upsampler)
+    model.build((None, None, None, 3))
+    return model
+
+  return make
+
+
+@pytest.fixture
+def image_files():
+  """tests/imaging_fixtures.py: raw_png, header_only_png, tiff16_big_endian, pil_bytes."""
+  return imaging_fixtures
+
+
+@pytest.fixture
+def checkpoint_files():
+  """tests/weights_fixtures.py: random_state, write_zip, legacy_bytes, write_ncnn, ..."""
+  return weights_fixtures

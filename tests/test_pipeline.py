@@ -1,0 +1,174 @@
+"""Tests of esrgan_tf.pipeline in process: input expansion, output naming, the per-file loop."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from esrgan_tf import imaging
+from esrgan_tf import pipeline
+
+SCALE = 2
+
+
+class NearestUpscaler:
+  """Numpy fake model (nearest repeat), for the pipeline tests without TensorFlow."""
+
+  scale = SCALE
+  input_size = None
+  max_batch = None
+  name = "nearest"
+
+  def __call__(self, batch):
+    return np.repeat(np.repeat(batch, SCALE, axis=1), SCALE, axis=2)
+
+
+def _rgb(height, width, seed=0):
+  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3),
+                                                              dtype=np.uint8))
+
+
+def _touch(path, data=b""):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+  return str(path)
+
+
+def _listing(directory):
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def nearest2(x):
+  return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def _small_image(tmp_path):
+  a = np.random.default_rng(5).integers(0, 256, (3, 3, 3), np.uint8)
+  path = str(tmp_path / "src.png")
+  Image.fromarray(a).save(path)
+  return imaging.read_image(path)
+
+
+def test_expand_inputs(tmp_path):
+  d = tmp_path / "in"
+  for name in ("b.png", "a.JPG", "notes.txt", "sub/c.webp", "sub/deeper/d.bmp"):
+    _touch(d / name, b"x")
+  named = _touch(tmp_path / "named.gif", b"x")
+  sources, problems = pipeline.expand_inputs([str(d), named, str(d / "b.png"),
+                                              str(tmp_path / "missing.png"),
+                                              str(tmp_path / "*.nothing")])
+  # Directory entries sorted and filtered by extension; a named file is always tried; the
+  # duplicate b.png is dropped; missing paths and empty globs are problems.
+  assert [os.path.relpath(s.path, tmp_path) for s in sources] == [
+      "in/a.JPG", "in/b.png", "named.gif"]
+  assert [s.root for s in sources] == [str(d), str(d), None]
+  assert [(os.path.basename(spec), why) for spec, why in problems] == [
+      ("missing.png", "no such file or directory"),
+      ("*.nothing", "pattern matches no image files")]
+  sources, _ = pipeline.expand_inputs([str(d)], recursive=True)
+  assert [os.path.relpath(s.path, d) for s in sources] == [
+      "a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
+  sources, _ = pipeline.expand_inputs([str(d / "*")])
+  assert [os.path.basename(s.path) for s in sources] == ["a.JPG", "b.png"]
+  sources, _ = pipeline.expand_inputs([str(tmp_path / "**" / "*.webp")], recursive=True)
+  assert [os.path.basename(s.path) for s in sources] == ["c.webp"]
+  (tmp_path / "empty").mkdir()
+  _touch(tmp_path / "empty" / "readme.md", b"x")
+  _, problems = pipeline.expand_inputs([str(tmp_path / "empty")])
+  assert len(problems) == 1 and "no image files" in problems[0][1]
+
+
+def test_plan_outputs(tmp_path):
+  src = _touch(tmp_path / "in" / "cat.png", b"x")
+  one = [pipeline.Source(src)]
+  # One named file and an output with an image extension: that is the output file.
+  assert pipeline.plan_outputs(one, str(tmp_path / "x.jpg"), scale=4)[0].dst == str(
+      tmp_path / "x.jpg")
+  # Otherwise a directory of <stem><suffix>.<ext>.
+  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4)
+  assert job.dst == str(tmp_path / "out" / "cat_out.png")
+  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4, suffix="_x{scale}",
+                               format="jpg")
+  assert job.dst == str(tmp_path / "out" / "cat_x4.jpg")
+  # Same stem twice with one format: the second is refused, not silently overwritten.
+  other = _touch(tmp_path / "in" / "cat.bmp", b"x")
+  jobs = pipeline.plan_outputs([pipeline.Source(src), pipeline.Source(other)],
+                               str(tmp_path / "out"), scale=4, format="png")
+  assert jobs[0].dst and jobs[1].dst is None and "cat.png" in jobs[1].problem
+  # An output that is an input.
+  job, = pipeline.plan_outputs(one, str(tmp_path / "in"), scale=4, suffix="")
+  assert job.dst is None and "replace an input" in job.problem
+  job, = pipeline.plan_outputs(one, src, scale=4)
+  assert job.dst is None and "replace the input" in job.problem
+  # Recursive inputs keep their sub-directories.
+  deep = _touch(tmp_path / "in" / "a" / "b.png", b"x")
+  job, = pipeline.plan_outputs([pipeline.Source(deep, str(tmp_path / "in"))],
+                               str(tmp_path / "out"), scale=2)
+  assert job.dst == str(tmp_path / "out" / "a" / "b_out.png")
+
+
+def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
+  good = str(tmp_path / "good.png")
+  _rgb(9, 13).save(good)
+  bad = _touch(tmp_path / "bad.png", b"not a png")
+  out = str(tmp_path / "out")
+  jobs = pipeline.plan_outputs([pipeline.Source(bad), pipeline.Source(good)], out, scale=SCALE)
+  lines = []
+  options = pipeline.Options(tile=4, overlap=1)
+  summary = pipeline.upscale_files(jobs, NearestUpscaler(), options, report=lines.append)
+  assert summary.upscaled == [os.path.join(out, "good_out.png")]
+  assert [src for src, _ in summary.failed] == [bad] and "bad.png" in lines[0]
+  assert summary.line() == "1 upscaled, 1 failed"
+  result = np.asarray(Image.open(summary.upscaled[0]))
+  np.testing.assert_array_equal(result, np.repeat(np.repeat(
+      np.asarray(Image.open(good)), SCALE, 0), SCALE, 1))
+  # Again: the existing output is skipped (not a failure) and left alone.
+  stamp = os.stat(summary.upscaled[0]).st_mtime_ns
+  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  assert (summary.upscaled, summary.failed, summary.skipped) == ([], [], [good])
+  assert summary.line() == "0 upscaled, 0 failed, 1 skipped (output exists; --overwrite to replace)"
+  assert os.stat(jobs[1].dst).st_mtime_ns == stamp
+  options.overwrite = True
+  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  assert len(summary.upscaled) == 1 and not summary.skipped
+  assert _listing(out) == ["good_out.png"]  # No temporary files left.
+
+
+def test_model_errors_are_reported_per_file(tmp_path):
+  good = str(tmp_path / "good.png")
+  _rgb(5, 5).save(good)
+
+  class Broken(NearestUpscaler):
+    def __call__(self, batch):
+      raise RuntimeError("device lost")
+
+  jobs = pipeline.plan_outputs([pipeline.Source(good)], str(tmp_path / "o"), scale=SCALE)
+  summary = pipeline.upscale_files(jobs, Broken(), pipeline.Options(), report=lambda _: None)
+  assert summary.failed == [(good, f"{good}: RuntimeError: device lost")]
+  assert _listing(tmp_path / "o") == []
+
+
+def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
+  from esrgan_tf.serving import client
+  from esrgan_tf import upscaler
+  calls = []
+  monkeypatch.setattr(client, "remote_upscaler",
+                      lambda address, model_name: calls.append((address, model_name)) or "remote")
+  assert pipeline.load_model(server="localhost:8500", model_name="sr") == "remote"
+  assert calls == [("localhost:8500", "sr")]
+  with pytest.raises(upscaler.ModelError, match="no such file"):
+    pipeline.load_model(model=str(tmp_path / "missing.keras"))
+
+
+# ---------------------------------------------------------------- CLI, subprocess
+
+
+
+def test_upscale_checks_color_fn_shape(tmp_path):
+  img = _small_image(tmp_path)
+  with pytest.raises(ValueError, match="expected"):
+    pipeline.upscale_loaded(img, lambda x: x, 2)
+  out = pipeline.upscale_loaded(img, lambda x: nearest2(x) * 3 - 1, 2)  # unclipped fn output
+  assert out.color.min() >= 0 and out.color.max() <= 1
