@@ -12,7 +12,7 @@ from esrgan_tf import export
 from esrgan_tf import tflite
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
-from esrgan_tf.tflite import _op_names, _schema
+from esrgan_tf.tflite_gpu import _op_names, _schema
 
 SIZE = (15, 17)  # odd static TFLite input: not a multiple of the unshuffle factors
 
