@@ -10,6 +10,7 @@ import pytest
 
 from esrgan_tf import export
 from esrgan_tf import tflite
+from esrgan_tf import tflite_gpu
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
 from esrgan_tf.tflite_gpu import _op_names, _schema
@@ -65,7 +66,7 @@ def test_compact_tflite_fp32_passes_gpu_check_and_matches(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   assert "PRELU" in _ops(data)
-  assert tflite.check_gpu_compatibility(data) == []
+  assert tflite_gpu.check_gpu_compatibility(data) == []
   runner = tflite.load_tflite_upscaler(path, num_threads=1)
   assert runner.scale == 4
   x = _image(*SIZE)
@@ -76,7 +77,7 @@ def test_compact_tflite_fp32_passes_gpu_check_and_matches(tmp_path):
 def test_compact_tflite_quantized_pass_gpu_check(quantize):
   data = tflite.convert_to_bytes(_compact(2), input_size=SIZE, quantize=quantize)
   assert "PRELU" in _ops(data)
-  assert tflite.check_gpu_compatibility(data) == []
+  assert tflite_gpu.check_gpu_compatibility(data) == []
 
 
 def test_unshuffle_tflite_pads_in_graph_and_matches(tmp_path):
@@ -96,7 +97,7 @@ def test_gpu_check_refuses_prelu_with_full_alpha():
   # which the delegate reads neither as linear nor as a 4-D HWC tensor.
   model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.PReLU()])
   data = tflite.convert_to_bytes(model, input_size=(8, 8))
-  problems = tflite.check_gpu_compatibility(data)
+  problems = tflite_gpu.check_gpu_compatibility(data)
   assert len(problems) == 1
   assert "PRELU: alpha shape [8, 8, 3] is neither" in problems[0]
 
@@ -119,6 +120,6 @@ def test_unshuffle_tflite_from_saved_model_export_passes_gpu_check(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   assert "GATHER" not in _ops(data) and "MIRROR_PAD" in _ops(data)
-  assert tflite.check_gpu_compatibility(data) == []
+  assert tflite_gpu.check_gpu_compatibility(data) == []
   x = _image(*SIZE)
   np.testing.assert_allclose(tflite.load_tflite_upscaler(path)(x), model(x).numpy(), atol=1e-4)
