@@ -18,6 +18,7 @@ from esrgan_tf import cli
 from esrgan_tf import export
 from esrgan_tf import tflite
 from esrgan_tf import loading
+from esrgan_tf import precision as precision_lib
 from esrgan_tf import upscaler
 
 _MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
@@ -29,8 +30,10 @@ _QUANTIZE = flags.DEFINE_enum("tflite_quantize", "none", list(tflite.QUANTIZE_MO
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
                                   "HxW of the static TFLite input (the tile size on device).")
 _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", list(export.PRECISIONS),
-                               "SavedModel compute precision.")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", list(export.PRECISIONS),
+    "SavedModel compute precision, fixed at export (build it for the server it will run on): "
+    "bfloat16 is fast only on CPUs with native bf16: " + precision_lib.BF16_CPUS + ".")
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
@@ -69,6 +72,11 @@ def main(argv):
           max_pixels=_MAX_PIXELS.value, source=os.path.abspath(_MODEL.value),
           tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)
       print(f"SavedModel: {path}")
+      if _PRECISION.value == "bfloat16":
+        here = precision_lib.cpu_bf16_flags()
+        print(f"bfloat16 export: fast on CPUs with AVX512_BF16 or AMX-BF16 "
+              f"({precision_lib.BF16_CPUS}); elsewhere oneDNN emulates bf16, slower than "
+              f"float32. This machine: {', '.join(here) if here else 'no native bf16'}.")
     if with_tflite:
       name = f"esrgan_x{generator.scale}_{size[0]}x{size[1]}_{_QUANTIZE.value}.tflite"
       path = tflite.convert(generator, os.path.join(_EXPORT_DIR.value, name), input_size=size,
