@@ -9,6 +9,7 @@ import pytest
 
 from esrgan_tf.benchmarking import jobs
 from esrgan_tf.benchmarking import measure
+from esrgan_tf.benchmarking import profile
 from esrgan_tf.benchmarking import training
 from esrgan_tf.models import RRDBNet
 
@@ -177,3 +178,40 @@ def test_train_step_job_tiny_psnr():
       "config": config, "precision": "float32", "jit_compile": False, "batch_size": 2,
       "gt_size": 16, "arch": TINY, "steps": 1, "warmup": 1})
   assert result["phase"] == "psnr" and result["batch_size"] == 2 and result["step_time_s"] > 0
+
+
+def test_parse_onednn_verbose_sums_by_kind():
+  text = "\n".join([
+      "some other line",
+      "onednn_verbose,v1,primitive,create:cache_miss,cpu,convolution,brg,forward,src,,mb1,0.5",
+      "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+      "src:f32::blocked:acdb::f0,attr-scratchpad:user attr-post-ops:eltwise_relu:0.2,alg,mb1,0.25",
+      "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+      "src:f32::blocked:acdb::f0,attr-scratchpad:user attr-post-ops:sum,alg,mb1,0.5",
+      "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:acdb,,,1x2x3x4,0.125"])
+  assert profile.parse_onednn_verbose(text) == {
+      "convolution": {"ms": 0.75, "count": 2, "fused_eltwise": 1, "fused_sum": 1},
+      "reorder": {"ms": 0.125, "count": 1}}
+
+
+def test_categorize_op_types():
+  assert profile.categorize("_MklNativeFusedConv2D").startswith("conv")
+  assert profile.categorize("ConcatV2").startswith("concat")
+  assert profile.categorize("Mul").startswith("residual scaling")
+  assert profile.categorize("ResizeNearestNeighbor") == "nearest upsampling"
+  assert profile.categorize("Foo") == "other (Foo)"
+
+
+def test_profile_job_sees_every_conv_and_its_fusions():
+  result = jobs.run_job({"kind": "profile", "arch": {**TINY, "upsampler": "nearest"},
+                         "weights": "", "size": 16, "repeats": 2},
+                        env={"ONEDNN_VERBOSE": "1"}, timeout=300)
+  conv = result["onednn"]["convolution"]
+  # x4 nearest, nb 1: conv_first, 3 RDBs × 5, conv_body, up1, up2, hr, last = 21 convs. LeakyReLU
+  # follows conv1-4 of each RDB (12), up1, up2 and hr (15); the trunk add follows conv_body (1).
+  assert conv["count"] == 21 and conv["fused_eltwise"] == 15 and conv["fused_sum"] == 1
+  assert conv["ms"] > 0 and result["wall"]["runs"] == 2
+  assert any("Conv2D" in op for op in result["tf_ops"]) and "ConcatV2" in result["tf_ops"]
+  rows = profile.profile_rows(result, "tiny", 1e6)
+  shares = [r["value"] for r in rows if r["unit"] == "%"]
+  assert sum(shares) == pytest.approx(100, abs=0.5)  # Categories below 0.1 % are left out.

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from esrgan_tf.benchmarking import engines
 from esrgan_tf.benchmarking import measure as measure_lib
+from esrgan_tf.benchmarking import profile
 from esrgan_tf.benchmarking import serving as serving_bench
 from esrgan_tf.benchmarking import training
 
@@ -295,4 +296,5 @@ JOBS: dict[str, Callable[[Mapping[str, Any]], dict]] = {
     "train_step": training.job_train_step,
     "data_pipeline": training.job_data_pipeline,
     "serving": serving_bench.job_serving,
+    "profile": profile.job_profile,
 }

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from esrgan_tf import cpu
 from esrgan_tf.benchmarking import jobs
+from esrgan_tf.benchmarking import profile
 from esrgan_tf.benchmarking.measure import ARCH_DEFAULTS
 from esrgan_tf.benchmarking.measure import knee
 from esrgan_tf.benchmarking.measure import rrdbnet_flops_per_pixel
@@ -352,11 +353,27 @@ def section_data(quick: bool) -> list[dict]:
   return rows
 
 
+def section_profile(quick: bool) -> list[dict]:
+  """Where the fp32 time goes: TF op types and oneDNN primitives of one forward pass."""
+  arch = {**(QUICK_ARCH if quick else FULL_ARCH), "upsampler": "nearest"}
+  size = 32 if quick else 64
+  rows = []
+  result = _try_job(rows, "profile fp32", {"kind": "profile", "arch": arch, "weights": "auto",
+                                           "size": size, "repeats": 3},
+                    env={"ONEDNN_VERBOSE": "1"})
+  if result is None:
+    return rows
+  where = (f"{_arch_text(arch)}, {os.path.basename(result['weights'])}, chelsea {size}², "
+           "tf.function (keras_upscaler's graph)")
+  return rows + profile.profile_rows(result, where, rrdbnet_flops_per_pixel(arch) * size * size)
+
+
 SECTIONS = {
     "tiling": section_tiling,
     "data": section_data,
     "inference": section_inference,
     "fp32_path": section_fp32_path,
+    "profile": section_profile,
     "serving": section_serving,
     "train": section_train,
 }
