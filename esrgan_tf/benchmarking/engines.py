@@ -104,7 +104,46 @@ def tf_function_upscaler(model, jit_compile: bool = False):
   return fn
 
 
-def make_engine(name: str, model, tmp: str, size: int):
+def ncnn_upscaler(param_path: str, num_threads: int = 2):
+  """An ncnn model (Tencent's engine, as realesrgan-ncnn-vulkan runs it) on the CPU in float32.
+
+  The Real-ESRGAN ncnn graphs take planar RGB in [0, 1] (input blob "data", output "output", no
+  normalisation layer); fp16 storage/arithmetic and Vulkan are switched off so that it computes
+  in float32 like our fp32 engines.
+
+  Args:
+    param_path: The .param file; the .bin beside it.
+    num_threads: CPU threads.
+
+  Returns:
+    A callable on a float32 [1, H, W, 3] batch → [1, sH, sW, 3].
+  """
+  import ncnn  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  net = ncnn.Net()
+  for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_packed",
+                 "use_fp16_arithmetic", "use_bf16_storage"):
+    setattr(net.opt, option, False)
+  net.opt.num_threads = num_threads
+  stem = os.path.splitext(param_path)[0]
+  if net.load_param(stem + ".param") != 0 or net.load_model(stem + ".bin") != 0:
+    raise ValueError(f"{param_path}: ncnn cannot load it")
+
+  def run(batch):
+    planar = np.ascontiguousarray(batch[0].transpose(2, 0, 1))
+    mat = ncnn.Mat(planar)  # Wraps `planar`'s memory: both stay alive until extract returns.
+    extractor = net.create_extractor()
+    extractor.input("data", mat)
+    status, out = extractor.extract("output")
+    if status != 0:
+      raise RuntimeError(f"{param_path}: ncnn extract failed ({status})")
+    return np.array(out).transpose(1, 2, 0)[None]
+
+  run.net = net  # Keeps the net alive with the callable.
+  return run
+
+
+def make_engine(name: str, model, tmp: str, size: int, weights: str = ""):
   """One inference engine as a callable on a float32 NHWC batch (numpy in, numpy out).
 
   Args:
@@ -112,10 +151,13 @@ def make_engine(name: str, model, tmp: str, size: int):
       (`esrgan_tf.upscaler.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
       jit_compile), "saved_model_fp32" / "saved_model_bf16" (`esrgan_tf.export` round trip,
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.tflite`, static
-      size², LiteRT with XNNPACK, 2 threads).
+      size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" (dynamic-range
+      int8 weights / calibrated int8, `esrgan_tf.tflite`), "ncnn_fp32" (`ncnn_upscaler` on the
+      .param `weights`).
     model: The Keras generator.
     tmp: A scratch directory for exports.
     size: The input size (TFLite models are converted for exactly size²).
+    weights: The weights file `model` came from (ncnn_fp32 needs the ncnn .param).
 
   Returns:
     (callable, info dict).
@@ -136,9 +178,14 @@ def make_engine(name: str, model, tmp: str, size: int):
     path = export.export_saved_model(model, os.path.join(tmp, name), precision=precision)
     seconds = time.perf_counter() - start
     return export.load_saved_model_upscaler(path, precision=None), {"export_s": seconds}
+  if name == "ncnn_fp32":
+    if not weights.endswith(".param"):
+      raise ValueError(f"ncnn_fp32 needs ncnn weights (.param), the model came from {weights!r}")
+    return ncnn_upscaler(weights), {}
   if name.startswith("tflite_"):
     from esrgan_tf import tflite  # pylint: disable=g-import-not-at-top
-    quantize = "fp16" if name.endswith("fp16") else "none"
+    quantize = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_dynamic": "dynamic",
+                "tflite_int8": "int8"}[name]
     path = os.path.join(tmp, f"{name}_{size}.tflite")
     start = time.perf_counter()
     tflite.convert(model, path, input_size=(size, size), quantize=quantize, gpu_check=False,

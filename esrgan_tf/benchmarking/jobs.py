@@ -100,12 +100,13 @@ def job_inference(job: Mapping[str, Any]) -> dict:
 
   Job keys: arch, weights ("" = random init, "auto" = trained if available), engine_sizes
   ({engine: [sizes]}, in the order to build them), warmup and repeats (an int, or
-  {str(size): int}), psnr_size.
+  {str(size): int}), psnr_sizes (sizes at which outputs are compared; default all),
+  psnr_reference (the engine they are compared with, default "keras_upscaler").
 
   Returns:
     {"weights": used, "rows": [{"engine", "size", "warmup", "median_s", "min_s", "runs", and
-     "export_s" / "convert_s", "file_mb" where built}],
-     "psnr": {engine: dB vs keras_upscaler float32 at psnr_size}}.
+     "export_s" / "convert_s", "file_mb" where built; "psnr_db" vs the reference engine at the
+     same size where compared}], "psnr": {engine: dB at the first compared size}}.
   """
   engines.set_threads(job)
   arch = job["arch"]
@@ -113,14 +114,16 @@ def job_inference(job: Mapping[str, Any]) -> dict:
   model = engines.build_generator(arch, weights)
   plan = {engine: list(sizes) for engine, sizes in job["engine_sizes"].items()}
   rows, psnr, built, warmed = [], {}, {}, set()
-  psnr_size = job.get("psnr_size")
+  reference = job.get("psnr_reference", "keras_upscaler")
+  psnr_sizes = job.get("psnr_sizes")
   with tempfile.TemporaryDirectory(prefix="esrgan_bench_") as tmp:
     for size in sorted({s for sizes in plan.values() for s in sizes}):
       active = [e for e in plan if size in plan[e]]
       infos = {}
       for engine in active:
         if engine not in built or engine.startswith("tflite_"):  # TFLite: static size.
-          built[engine], infos[engine] = engines.make_engine(engine, model, tmp, size)
+          built[engine], infos[engine] = engines.make_engine(engine, model, tmp, size,
+                                                                weights)
       x = engines.photo(size)
       # Engines already warm from a smaller size may skip the warm-up (job["warmup"]).
       cold = [e for e in active if e not in warmed or e.startswith("tflite_")]
@@ -132,13 +135,15 @@ def job_inference(job: Mapping[str, Any]) -> dict:
           timings.update(measure_lib.measure_interleaved(
               {e: (lambda f=built[e]: f(x)) for e in group}, warmup=warmup, repeats=repeats))
       warmed.update(active)
+      compare = reference in active and (psnr_sizes is None or size in psnr_sizes)
       for engine in active:
         timing, out = timings[engine]
         rows.append({"engine": engine, "size": size,
                      "warmup": 1 if engine in cold else engines.per_size(job, "warmup", size, 1),
                      **timing.as_dict(), **infos.get(engine, {})})
-        if size == psnr_size and "keras_upscaler" in active and engine != "keras_upscaler":
-          psnr[engine] = engines.psnr_uint8(out, timings["keras_upscaler"][1])
+        if compare and engine != reference:
+          rows[-1]["psnr_db"] = engines.psnr_uint8(out, timings[reference][1])
+          psnr.setdefault(engine, rows[-1]["psnr_db"])
       for engine in active:
         if engine.startswith("tflite_"):
           del built[engine]
