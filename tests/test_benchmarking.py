@@ -230,3 +230,9 @@ def test_profile_job_sees_every_conv_and_its_fusions():
   rows = profile.profile_rows(result, "tiny", 1e6)
   shares = [r["value"] for r in rows if r["unit"] == "%"]
   assert sum(shares) == pytest.approx(100, abs=0.5)  # Categories below 0.1 % are left out.
+
+
+def test_data_pipeline_job_times_both_cache_settings():
+  result = training.job_data_pipeline({"num_batches": 1})
+  assert [r["cache"] for r in result["rows"]] == [True, False]
+  assert all(r["images_per_s"] > 0 and r["batch_size"] == 16 for r in result["rows"])

@@ -143,7 +143,8 @@ def ncnn_upscaler(param_path: str, num_threads: int = 2):
   return run
 
 
-def make_engine(name: str, model, tmp: str, size: int, weights: str = ""):
+def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
+                threads: Optional[int] = None):
   """One inference engine as a callable on a float32 NHWC batch (numpy in, numpy out).
 
   Args:
@@ -158,6 +159,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = ""):
     tmp: A scratch directory for exports.
     size: The input size (TFLite models are converted for exactly size²).
     weights: The weights file `model` came from (ncnn_fp32 needs the ncnn .param).
+    threads: ncnn / TFLite threads (default 2; TF's own come from `set_threads`).
 
   Returns:
     (callable, info dict).
@@ -181,7 +183,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = ""):
   if name == "ncnn_fp32":
     if not weights.endswith(".param"):
       raise ValueError(f"ncnn_fp32 needs ncnn weights (.param), the model came from {weights!r}")
-    return ncnn_upscaler(weights), {}
+    return ncnn_upscaler(weights, num_threads=threads or 2), {}
   if name.startswith("tflite_"):
     from esrgan_tf import tflite  # pylint: disable=g-import-not-at-top
     quantize = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_dynamic": "dynamic",
@@ -191,7 +193,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = ""):
     tflite.convert(model, path, input_size=(size, size), quantize=quantize, gpu_check=False,
                    overwrite=True)
     seconds = time.perf_counter() - start
-    return tflite.load_tflite_upscaler(path, num_threads=2), {
+    return tflite.load_tflite_upscaler(path, num_threads=threads or 2), {
         "convert_s": seconds, "file_mb": os.path.getsize(path) / 2**20}
   raise ValueError(f"unknown engine {name!r}")
 

@@ -122,8 +122,8 @@ def job_inference(job: Mapping[str, Any]) -> dict:
       infos = {}
       for engine in active:
         if engine not in built or engine.startswith("tflite_"):  # TFLite: static size.
-          built[engine], infos[engine] = engines.make_engine(engine, model, tmp, size,
-                                                                weights)
+          built[engine], infos[engine] = engines.make_engine(
+              engine, model, tmp, size, weights, threads=job.get("intra_op"))
       x = engines.photo(size)
       # Engines already warm from a smaller size may skip the warm-up (job["warmup"]).
       cold = [e for e in active if e not in warmed or e.startswith("tflite_")]
