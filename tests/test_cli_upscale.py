@@ -144,8 +144,9 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   src = str(tmp_path / "cat.png")
   _rgb(20, 30, seed=6).save(src)
   tiled, whole = str(tmp_path / "tiled.png"), str(tmp_path / "whole.png")
+  # float32: the reference below computes in float32 (the default, auto, is bf16 on some CPUs).
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tiled}", "--tile=16",
-             "--tile_overlap=12", "--tile_batch=3")
+             "--tile_overlap=12", "--tile_batch=3", "--precision=float32")
   assert run.returncode == 0, run.stderr
   assert run.stdout.strip().splitlines()[-1] == "1 upscaled, 0 failed"
   from esrgan_tf import imaging, loading, tiling
@@ -159,6 +160,24 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   # The tiny net's edge effect is ~4 px; 3 px of context and a 6 px fade hide it (measured:
   # identical after uint8 rounding; with tile 12, overlap 8 up to 63 levels apart).
   assert np.abs(a - b).max() <= 1
+
+
+def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
+  from esrgan_tf import cpu, imaging, loading, tiling  # pylint: disable=g-import-not-at-top
+  src, out = str(tmp_path / "cat.png"), str(tmp_path / "out.png")
+  _rgb(12, 10, seed=2).save(src)
+  run = _cli(f"--model={model_path}", f"--input={src}", f"--output={out}", "--tile=0")
+  assert run.returncode == 0, run.stderr
+  expected = "bfloat16" if cpu.read_cpuinfo().bf16_flags else "float32"
+  assert run.stderr.count("--precision=auto: ") == 1
+  assert f"--precision=auto: {expected}" in run.stderr
+  # The output is what that precision computes (bf16 differs from float32 by a few levels).
+  reference = imaging.upscale_loaded(
+      imaging.read_image(src), lambda x: tiling.upscale_array(
+          x, loading.load_upscaler(model_path, precision=expected), tile=0), SCALE)
+  imaging.write_image(str(tmp_path / "reference.png"), reference)
+  np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                np.asarray(Image.open(tmp_path / "reference.png")))
 
 
 def test_exit_codes_without_work(tmp_path, model_path):

@@ -609,7 +609,7 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(gate_base, tmp_path):
 # --- benchmark function (numbers go to scripts/benchmark.py; only its plumbing is tested) ----
 
 def test_benchmark_serving_runs(export_base):
-  from esrgan_tf.serving import bench  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.benchmarking import serving as bench  # pylint: disable=g-import-not-at-top
   result = bench.benchmark_serving(export_base, sizes=(8,), clients=2, repeats=1,
                                    throughput_size=8, throughput_seconds=0.5)
   assert set(result["latency"]) == {8}

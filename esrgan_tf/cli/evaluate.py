@@ -17,6 +17,7 @@ from absl import flags
 
 from esrgan_tf import cli
 from esrgan_tf import tiling
+from esrgan_tf import precision as precision_lib
 
 _MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
@@ -35,6 +36,10 @@ _BLEND_WITH = flags.DEFINE_string(
     "blend_with", None, "Generator blended into --model (same architecture): evaluates "
     "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
 _BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "auto", list(precision_lib.PRECISION_FLAG_VALUES),
+    "Compute precision of Keras/workdir/checkpoint models: auto = bfloat16 where the CPU has "
+    "native bf16 (AVX512_BF16 / AMX-BF16), else float32 (bf16 moves PSNR by ~0.01 dB).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
@@ -62,9 +67,11 @@ def main(argv):
     if _BLEND_WITH.value:
       model = upscaler_lib.keras_upscaler(
           blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
-          name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value))
+          name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
+          precision=precision_lib.resolve_precision(_PRECISION.value))
     else:
-      model = loading.load_upscaler(_MODEL.value)
+      model = loading.load_upscaler(
+          _MODEL.value, precision=precision_lib.resolve_precision(_PRECISION.value))
     scale = _SCALE.value or model.scale
     if scale != model.scale:
       raise cli.usage(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")

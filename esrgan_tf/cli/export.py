@@ -1,11 +1,13 @@
-r"""esrgan-export: a generator → TF Serving SavedModel version and/or a GPU-delegate .tflite.
+r"""esrgan-export: a generator → TF Serving SavedModel version and/or a .tflite.
 
   esrgan-export --model=runs/x4/ --export_dir=exports/esrgan               # → exports/esrgan/1/
   esrgan-export --model=RealESRGAN_x4plus.pth --export_dir=exports/esrgan --format=both \
       --tflite_quantize=fp16 --tflite_input_size=64x64
+  esrgan-export --model=g.keras --export_dir=exports/esrgan --format=tflite --tflite_quantize=int8
 
 The .tflite goes to `<export_dir>/esrgan_x<scale>_<H>x<W>_<quantize>.tflite` (TF Serving ignores
-files in a model base directory) and must pass the GPU-delegate compatibility check.
+files in a model base directory). none/fp16/dynamic files must pass the GPU-delegate
+compatibility check; int8 files (calibrated, float32 islands) are for CPU/NNAPI/DSP.
 """
 
 import os
@@ -22,13 +24,22 @@ _MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
 _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both"],
                             "What to write.")
-_QUANTIZE = flags.DEFINE_enum("tflite_quantize", "none", list(tflite_modes.QUANTIZE_MODES),
-                              "TFLite weights: float32, float16, or dynamic-range int8.")
+_QUANTIZE = flags.DEFINE_enum(
+    "tflite_quantize", "none", list(tflite_modes.QUANTIZE_MODES),
+    "TFLite: none (float32), fp16 (float16 weights), dynamic (int8 weights, dynamic-range) or "
+    "int8 (calibrated int8 convolutions with float32 islands, for CPU/NNAPI/DSP; see "
+    "--calibration_dir).")
+_CALIBRATION_DIR = flags.DEFINE_string(
+    "calibration_dir", None, "--tflite_quantize=int8: images whose tiles (of "
+    "--tflite_input_size) calibrate the activation ranges; default the bundled photos "
+    "(esrgan_tf/samples/train).")
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
                                   "HxW of the static TFLite input (the tile size on device).")
 _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
-                               "SavedModel compute precision.")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
+    "SavedModel compute precision, fixed at export (build it for the server it will run on): "
+    "bfloat16 is fast only on CPUs with native bf16: " + precision_lib.BF16_CPUS + ".")
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", export_layout.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
@@ -36,8 +47,10 @@ _BLEND_WITH = flags.DEFINE_string(
     "blend_with", None, "Generator blended into --model (same architecture): exports "
     "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
 _BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
-_GPU_CHECK = flags.DEFINE_bool("gpu_check", True,
-                               "Refuse a .tflite the TFLite GPU delegate could not run fully.")
+_GPU_CHECK = flags.DEFINE_bool(
+    "gpu_check", True, "Refuse a .tflite the TFLite GPU delegate could not run fully. Applies to "
+    "none/fp16 (and dynamic) files; int8 files are for CPU (XNNPACK), NNAPI and DSPs, not the "
+    "GPU delegate, and are not checked.")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -57,6 +70,8 @@ def main(argv):
   if not _MODEL.value or not _EXPORT_DIR.value:
     raise cli.usage("--model and --export_dir are required")
   size = parse_size(_INPUT_SIZE.value)
+  if _CALIBRATION_DIR.value and _QUANTIZE.value != "int8":
+    raise cli.usage("--calibration_dir applies to --tflite_quantize=int8 only")
   if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
     raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
@@ -85,12 +100,18 @@ def main(argv):
           max_pixels=_MAX_PIXELS.value, source=source,
           tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)
       print(f"SavedModel: {path}")
+      if _PRECISION.value == "bfloat16":
+        here = precision_lib.cpu_bf16_flags()
+        print(f"bfloat16 export: fast on CPUs with AVX512_BF16 or AMX-BF16 "
+              f"({precision_lib.BF16_CPUS}); elsewhere oneDNN emulates bf16, slower than "
+              f"float32. This machine: {', '.join(here) if here else 'no native bf16'}.")
     if with_tflite:
       name = f"esrgan_x{generator.scale}_{size[0]}x{size[1]}_{_QUANTIZE.value}.tflite"
       path = tflite.convert(generator, os.path.join(_EXPORT_DIR.value, name), input_size=size,
                             quantize=_QUANTIZE.value, gpu_check=_GPU_CHECK.value,
-                            overwrite=_OVERWRITE.value)
-      logging.info("GPU-delegate check: %s", "passed" if _GPU_CHECK.value else "skipped")
+                            overwrite=_OVERWRITE.value, calibration_dir=_CALIBRATION_DIR.value)
+      checked = _GPU_CHECK.value and _QUANTIZE.value in tflite.GPU_QUANTIZE_MODES
+      logging.info("GPU-delegate check: %s", "passed" if checked else "skipped")
       print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
   except (OSError, ValueError) as e:  # FileExistsError names --overwrite; GpuIncompatibleError
     # is a ValueError.

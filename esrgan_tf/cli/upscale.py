@@ -29,8 +29,10 @@ _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoin
                              "or .tflite (esrgan_tf.loading.load_upscaler).")
 _SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
-                               "Compute precision (where the model kind supports it).")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "auto", list(precision_lib.PRECISION_FLAG_VALUES),
+    "Compute precision of Keras/workdir/checkpoint models: auto = bfloat16 where the CPU has "
+    "native bf16 (AVX512_BF16 / AMX-BF16), else float32. SavedModels keep their export's.")
 _THREADS = flags.DEFINE_integer("num_threads", None, "CPU threads (TF intra-op / TFLite).")
 _TILE = flags.DEFINE_integer("tile", tiling.DEFAULT_TILE,
                              "Tile size in input pixels; 0 = whole image at once.")

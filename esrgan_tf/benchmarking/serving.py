@@ -1,38 +1,50 @@
-"""Serving benchmarks (issue 4 §4): gRPC round trip vs in-process call, and 8-client throughput.
+"""Serving timings: gRPC round trip vs in-process call, and N-client throughput.
 
-    python -m esrgan_tf.serving.bench --arch=tiny          # random-init nf=8 nb=1 export
-    python -m esrgan_tf.serving.bench --export_base=exports/esrgan
+    python -m esrgan_tf.benchmarking.serving --arch=tiny          # random-init nf=8 nb=1 export
+    python -m esrgan_tf.benchmarking.serving --export_base=exports/esrgan
 
-`benchmark_serving` returns plain numbers for scripts/benchmark.py. The server runs in this
-process (as in the tests), so the round trip includes serialisation, the loopback socket and the
-server's Python layer, sharing the CPU with the client, which is the worst case for the overhead.
+`benchmark_serving` returns plain numbers for the harness's serving section (`job_serving`).
+The server runs in this process (as in the tests), so the round trip includes serialisation,
+the loopback socket and the server's Python layer, sharing the CPU with the client, which is the
+worst case for the overhead.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
 import tempfile
 import threading
 import time
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
+
+from esrgan_tf.benchmarking import engines
+from esrgan_tf.benchmarking import measure
+
+
+
+def _define_flags() -> None:
+  """The command line's flags; defined only when run as a program (the harness imports this
+  module in its children and must not add flags there)."""
+  flags.DEFINE_string("export_base", None,
+                      "Model base to serve (default: a random-init --arch export).")
+  flags.DEFINE_enum("arch", "tiny", ["tiny", "full"], "Random-init network to export.")
+  flags.DEFINE_list("sizes", ["64", "256"], "Square input sizes of the latency runs.")
+  flags.DEFINE_integer("clients", 8, "Concurrent clients of the throughput run.")
+  flags.DEFINE_integer("repeats", 5, "Timed calls per size.")
+  flags.DEFINE_float("seconds", 5.0, "Duration of the throughput run.")
 
 
 def _median_seconds(fns, batch, repeats: int) -> list[tuple[float, float]]:
-  """(median, min) wall time of each fn; calls are interleaved so load drift hits all alike."""
-  for fn in fns:
-    fn(batch)  # Warm-up (channel, allocations).
-  times = [[] for _ in fns]
-  for _ in range(repeats):
-    for fn, spent in zip(fns, times):
-      start = time.perf_counter()
-      fn(batch)
-      spent.append(time.perf_counter() - start)
-  return [(statistics.median(t), min(t)) for t in times]
+  """(median, min) wall time of each fn after one warm-up call (channel, allocations); calls are
+  interleaved so load drift hits all alike."""
+  timed = measure.measure_interleaved({i: (lambda f=fn: f(batch)) for i, fn in enumerate(fns)},
+                                      warmup=1, repeats=repeats)
+  return [(timed[i][0].median, timed[i][0].min) for i in range(len(fns))]
 
 
 def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), clients: int = 8,
@@ -120,35 +132,51 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
   return results
 
 
-def _export_random(arch: str, base: str) -> None:
+def job_serving(job: Mapping[str, Any]) -> dict:
+  """gRPC vs in-process latency and N-client throughput (`benchmark_serving`), in a child.
+
+  Job keys: arch, weights ("auto" or ""), runs: a list of `benchmark_serving` keyword dicts
+  (sizes, clients, repeats, throughput_size, throughput_seconds), all against one export.
+
+  Returns:
+    {"weights", "latency": {str(size): ...}, "throughput": {...} (of the last run with clients)}.
+  """
   from esrgan_tf import export  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+  weights = engines.resolve_weights(job)
+  model = engines.build_generator(job["arch"], weights)
+  merged = {"weights": weights or "random init (seed 0)", "latency": {}, "throughput": {}}
+  with tempfile.TemporaryDirectory(prefix="esrgan_bench_") as tmp:
+    base = os.path.join(tmp, "esrgan")
+    export.export_saved_model(model, base, source="benchmark")
+    for run in job["runs"]:
+      result = benchmark_serving(base, **run)
+      merged["latency"].update({str(k): v for k, v in result["latency"].items()})
+      merged["throughput"] = result["throughput"] or merged["throughput"]
+  return merged
 
-  kwargs = dict(num_features=8, num_blocks=1, growth_channels=4) if arch == "tiny" else {}
-  model = RRDBNet(**kwargs)
-  model.build((None, None, None, 3))
-  export.export_saved_model(model, base, source=f"random {arch}")
 
-
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--export_base", help="Model base to serve (default: export --arch).")
-  parser.add_argument("--arch", choices=["tiny", "full"], default="tiny")
-  parser.add_argument("--sizes", default="64,256")
-  parser.add_argument("--clients", type=int, default=8)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--seconds", type=float, default=5.0)
-  args = parser.parse_args(argv)
-  sizes = [int(s) for s in args.sizes.split(",")]
+def main(argv) -> None:
+  opts = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    sizes = [int(s) for s in opts.sizes]
+  except ValueError:
+    raise app.UsageError(f"--sizes must be integers, got {opts.sizes}")
   with tempfile.TemporaryDirectory() as tmp:
-    base = args.export_base
+    base = opts.export_base
     if not base:
+      from esrgan_tf import export  # pylint: disable=g-import-not-at-top
       base = os.path.join(tmp, "esrgan")
-      _export_random(args.arch, base)
-    print(json.dumps(benchmark_serving(base, sizes=sizes, clients=args.clients,
-                                       repeats=args.repeats, throughput_seconds=args.seconds),
+      arch = (dict(num_features=8, num_blocks=1, growth_channels=4) if opts.arch == "tiny"
+              else {})
+      export.export_saved_model(engines.build_generator(arch), base,
+                                source=f"random {opts.arch}")
+    print(json.dumps(benchmark_serving(base, sizes=sizes, clients=opts.clients,
+                                       repeats=opts.repeats, throughput_seconds=opts.seconds),
                      indent=2))
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,10 @@
+"""The benchmark harness behind `scripts/benchmark.py`.
+
+Layout, bottom to top:
+  measure   FLOP counts, timing (median after warm-up), peak RSS (VmHWM), CPU flags, tile math.
+  engines   What jobs run on: the sample photo, models, inference engines, uint8 PSNR.
+  training  Train-step and input-pipeline timings.  serving  gRPC vs in-process timings.
+  jobs      The one child-process runner (`run_job`) and the job table.
+  sections  The report sections (rows of metric, value, unit, goal, note).
+`python -m esrgan_tf.benchmarking` is the child side of `jobs.run_job` (a JSON job on stdin).
+"""

@@ -1,0 +1,79 @@
+"""Tests for esrgan_tf.tflite_int8: calibration tiles, and a calibrated int8 conversion whose
+convolutions are int8 while the float islands stay float32."""
+
+import os
+
+from ai_edge_litert import schema_py_generated as schema
+import numpy as np
+from PIL import Image
+import pytest
+
+import esrgan_tf
+from esrgan_tf import tflite
+from esrgan_tf import tflite_int8
+from esrgan_tf.models import RRDBNet
+
+SIZE = (16, 16)
+
+
+def _ops(path):
+  """[(op name, [input tensor types])] of a .tflite file, in execution order."""
+  with open(path, "rb") as f:
+    model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
+  names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+  types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+  graph = model.subgraphs[0]
+  out = []
+  for op in graph.operators:
+    code = model.operatorCodes[op.opcodeIndex]
+    out.append((names[max(code.builtinCode, code.deprecatedBuiltinCode)],
+                [types[graph.tensors[i].type] for i in op.inputs if i >= 0]))
+  return out
+
+
+def test_calibration_tiles_are_crops_of_the_images(tmp_path):
+  rng = np.random.default_rng(0)
+  big = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+  Image.fromarray(big).save(tmp_path / "big.png")
+  Image.fromarray(big[:8, :8]).save(tmp_path / "small.png")  # Smaller than a tile: not used.
+  (tmp_path / "notes.txt").write_text("not an image")
+  tiles = tflite_int8.calibration_tiles(str(tmp_path), SIZE, count=5)
+  assert len(tiles) == 5
+  source = big.astype(np.float32) / 255
+  for tile in tiles:
+    assert tile.shape == (1, 16, 16, 3) and tile.dtype == np.float32
+    assert any(np.array_equal(tile[0], source[y:y + 16, x:x + 16])
+               for y in range(5) for x in range(9))
+
+
+def test_calibration_tiles_errors(tmp_path):
+  with pytest.raises(ValueError, match="calibration_dir.*does not exist"):
+    tflite_int8.calibration_tiles(str(tmp_path / "missing"), SIZE)
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
+  with pytest.raises(ValueError, match=r"no calibration image of at least 16×16 pixels \(1 "):
+    tflite_int8.calibration_tiles(str(tmp_path), SIZE)
+  (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+  with pytest.raises(ValueError, match="broken.png"):
+    tflite_int8.calibration_tiles(str(tmp_path), SIZE)
+
+
+def test_int8_conversion_int8_convs_float_islands_close_to_float(tmp_path):
+  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, upsampler="nearest")
+  model.build((None, None, None, 3))
+  path = tflite.convert(model, str(tmp_path / "m.tflite"), input_size=SIZE, quantize="int8",
+                        gpu_check=True)  # int8 files are not held to the GPU check.
+  ops = _ops(path)
+  convs = [types for name, types in ops if name == "CONV_2D"]
+  assert len(convs) == 21  # conv_first, 3 RDBs × 5, conv_body, up1, up2, hr, last.
+  assert all(types[:2] == ["INT8", "INT8"] for types in convs)  # int8 activations and weights
+  # The default islands: the residual additions and scalings compute in float32.
+  for name in tflite_int8.FLOAT_OPS:
+    islands = [types for op, types in ops if op == name]
+    assert islands and all(set(types) == {"FLOAT32"} for types in islands), name
+  image = np.asarray(Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png"))
+                     .convert("RGB"), np.float32)[None, 60:76, 80:96] / 255
+  got = tflite.load_tflite_upscaler(path, num_threads=1)(image)
+  want = model(image).numpy()
+  # A random-init tiny net, 8-bit activations: close, not equal (measured 41.2 dB).
+  psnr = 10 * np.log10(np.ptp(want) ** 2 / np.mean((got - want) ** 2))
+  assert 33 < psnr < 80
