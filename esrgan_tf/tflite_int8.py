@@ -47,7 +47,7 @@ def calibration_tiles(directory: str, input_size: Sequence[int], count: int = CA
   """Random tiles of `input_size` from the images of `directory`, spread evenly over them.
 
   Args:
-    directory: A folder of images (searched recursively, `esrgan_tf.data.list_image_files`).
+    directory: A folder of images (searched recursively, `esrgan_tf.image_files.list_image_files`).
     input_size: (H, W) of the tiles (the export's static input size).
     count: How many tiles in total.
     seed: Tile positions are drawn from `numpy.random.default_rng(seed)`.
@@ -59,12 +59,12 @@ def calibration_tiles(directory: str, input_size: Sequence[int], count: int = CA
     ValueError: No such folder, no images in it, an unreadable image (named), or no image as
       large as one tile.
   """
-  from esrgan_tf import data  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import image_files  # pylint: disable=g-import-not-at-top
   from esrgan_tf import imaging  # pylint: disable=g-import-not-at-top
   h, w = (int(s) for s in input_size)
   try:
-    paths = data.list_image_files(directory)
-  except data.DataError as e:
+    paths = image_files.list_image_files(directory)
+  except image_files.DataError as e:
     raise ValueError(f"--calibration_dir: {e}") from e
   images = []
   for path in paths:
