@@ -40,6 +40,7 @@ import errno
 import io
 import logging
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -404,16 +405,54 @@ def read_image(path: str | os.PathLike, *, max_pixels: Optional[int] = DEFAULT_M
     ValueError: for a bad `multi_frame` value.
   """
   name = os.fspath(path)
+  fp = _open_regular(name)
+  with fp:
+    return _read(fp, name, max_pixels, multi_frame)
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
+def _refuse_non_regular(name: str, mode: int) -> None:
+  if not stat.S_ISREG(mode):
+    kind = next((text for test, text in _NOT_REGULAR if test(mode)), "not a regular file")
+    if kind == "a directory":
+      raise _err(name, "is a directory, not an image file")
+    raise _err(name, f"is {kind}, not a regular file; refused without reading it")
+
+
+def _open_regular(name: str) -> BinaryIO:
+  """Opens a regular file for reading; anything else is refused without a blocking read.
+
+  O_NONBLOCK makes opening a FIFO return at once (a plain open() waits for a writer forever);
+  fstat on the opened descriptor then decides, so the checked file is the one read.
+
+  Raises:
+    ImageError: Missing, unopenable, or not a regular file (FIFO, socket, device, directory).
+  """
+  flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
   try:
-    fp = open(name, "rb")
+    _refuse_non_regular(name, os.stat(name).st_mode)  # Sockets cannot even be opened.
+  except OSError:
+    pass  # Reported by os.open below.
+  try:
+    fd = os.open(name, flags)
   except FileNotFoundError as e:
     raise _err(name, "no such file") from e
   except IsADirectoryError as e:
     raise _err(name, "is a directory, not an image file") from e
   except OSError as e:
     raise _err(name, f"cannot open ({e.strerror or e})") from e
-  with fp:
-    return _read(fp, name, max_pixels, multi_frame)
+  try:
+    _refuse_non_regular(name, os.fstat(fd).st_mode)
+  except ImageError:
+    os.close(fd)
+    raise
+  if hasattr(os, "set_blocking"):
+    os.set_blocking(fd, True)
+  return os.fdopen(fd, "rb")
 
 
 def decode_image_bytes(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
