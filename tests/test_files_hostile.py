@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging
-from esrgan_tf import pipeline
+from esrgan_tf import imaging, pipeline
 
 SCALE = 4
 

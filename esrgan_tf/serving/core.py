@@ -23,7 +23,6 @@ from typing import Callable, Iterator, Optional
 
 from absl import logging
 import grpc
-import numpy as np
 
 from esrgan_tf.serving import limits
 from esrgan_tf.serving.errors import ServingError, status_code_from_int
@@ -340,21 +339,6 @@ def _first_line(text: str) -> str:
 
 # --- prediction --------------------------------------------------------------------------------
 
-def _dtype_name(dtype_enum: int) -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.as_dtype(dtype_enum).name
-
-
-def _array_dtype_name(array: np.ndarray) -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if array.dtype.kind in "OSU":
-    return "string"
-  try:
-    return tf.as_dtype(array.dtype).name
-  except TypeError:
-    return str(array.dtype)
-
-
 class Predictor:
   """Validates and runs Predict requests against a `ModelManager`, with bounded concurrency.
 
@@ -453,9 +437,12 @@ class Predictor:
                            f"{sorted(signature.outputs)}")
       if callable(inputs):
         inputs = inputs(signature)
-      image_sizes = self._validate(signature_name, signature, inputs, is_active)
-      estimate = self._answer_estimate(servable, signature, wanted, inputs, image_sizes,
-                                       json_answer)
+      image_sizes = limits.validate_inputs(signature_name, signature, inputs, self.max_pixels,
+                                           is_active)
+      estimate = None
+      if self.max_answer_bytes is not None and servable.scale is not None:
+        estimate = limits.estimate_answer(servable.scale, signature, wanted, inputs, image_sizes,
+                                          json_answer)
       if estimate is not None:
         self._check_answer(estimate, "would be")
       if is_active is not None and not is_active():
@@ -464,26 +451,8 @@ class Predictor:
       outputs = _run(function, inputs)
       answer = {key: outputs[key] for key in wanted}
       if estimate is None and not json_answer:  # Unknown scale: the bound after the fact.
-        self._check_answer(sum(_nbytes(a) for a in answer.values()), "is")
+        self._check_answer(sum(limits.nbytes(a) for a in answer.values()), "is")
       return servable.version, signature_name, answer
-
-  def _answer_estimate(self, servable, signature, wanted, inputs, image_sizes,
-                       json_answer) -> Optional[int]:
-    """Upper bound of the answer's bytes, or None if the model's scale is unknown."""
-    if self.max_answer_bytes is None or servable.scale is None:
-      return None
-    batch = next((a.shape for a in inputs.values()
-                  if isinstance(a, np.ndarray) and a.ndim == 4), None)
-    total = 0
-    for key in wanted:
-      info = signature.outputs[key]
-      dtype = _dtype_name(info.dtype)
-      if dtype != "string" and batch is None:
-        return None
-      total += limits.answer_bytes(info, dtype, scale=servable.scale,
-                                   batch_shape=tuple(int(d) for d in batch) if batch else None,
-                                   image_sizes=image_sizes, json=json_answer)
-    return total
 
   def _check_answer(self, size: int, verb: str) -> None:
     if self.max_answer_bytes is not None and size > self.max_answer_bytes:
@@ -492,61 +461,6 @@ class Predictor:
           f"the answer {verb} {size / 2**20:.1f} MB, over this server's message limit of "
           f"{self.max_answer_bytes / 2**20:.0f} MB (--max_message_mb); send smaller tiles, or "
           "uint8/encoded images instead of float32")
-
-  def _validate(self, signature_name: str, signature, inputs: dict,
-                is_active: Optional[Callable[[], bool]] = None) -> list:
-    """Checks the inputs against the signature and limits; returns the images' header sizes."""
-    expected = set(signature.inputs)
-    given = set(inputs)
-    if expected != given:
-      raise ServingError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"signature {signature_name!r} takes inputs {sorted(expected)}; missing "
-          f"{sorted(expected - given)}, unexpected {sorted(given - expected)}")
-    sizes: list = []
-    for alias, info in signature.inputs.items():
-      array = inputs[alias]
-      want, got = _dtype_name(info.dtype), _array_dtype_name(array)
-      if want != got:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"input {alias!r} of signature {signature_name!r} must be {want}, "
-                           f"got {got}")
-      if not info.tensor_shape.unknown_rank:
-        dims = [d.size for d in info.tensor_shape.dim]
-        if array.ndim != len(dims):
-          raise ServingError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              f"input {alias!r} of signature {signature_name!r} must have rank {len(dims)} "
-              f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
-        for axis, (size, actual) in enumerate(zip(dims, array.shape)):
-          if size >= 0 and size != actual:
-            what = "channels" if axis == len(dims) - 1 and len(dims) == 4 else f"dim {axis}"
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"input {alias!r} of signature {signature_name!r} must have {size} {what} "
-                f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
-      if array.ndim == 4:
-        pixels = int(array.shape[0]) * int(array.shape[1]) * int(array.shape[2])
-        if pixels > self.max_pixels:
-          raise ServingError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              f"input {alias!r}: {array.shape[0]}×{array.shape[1]}×{array.shape[2]} = {pixels} "
-              f"pixels exceeds this server's limit of {self.max_pixels} (--max_pixels); tile "
-              "the image client-side")
-      if limits.is_image_input(alias, got):
-        sizes += limits.check_images(array, alias, self.max_pixels, is_active)
-    return sizes
-
-
-def _nbytes(array) -> int:
-  if isinstance(array, np.ndarray) and array.dtype.kind == "O":
-    return sum(len(x) if isinstance(x, bytes) else 0 for x in array.reshape(-1))
-  return int(np.asarray(array).nbytes)
-
-
-def _shape_text(dims) -> str:
-  return "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
-
 
 def _run(function, inputs: dict) -> dict:
   """Calls a signature function, mapping TF runtime errors to their gRPC codes."""

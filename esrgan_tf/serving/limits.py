@@ -1,6 +1,7 @@
 """Request and answer bounds of `esrgan-serve`, checked before anything large is allocated.
 
-Three checks live here, shared by the gRPC and REST front ends:
+The checks live here, shared by the gRPC and REST front ends (`validate_inputs` checks numpy
+inputs against a signature, as before; the ones below come first):
   * `tensor_proto_to_array`: a gRPC `TensorProto` against its signature input (dtype, rank, every
     dim, element count, the number of values it carries) BEFORE `tf.make_ndarray` expands it: a
     one-value `float_val` with shape [1, 6000, 6000, 3] would otherwise become a 400 MB array.
@@ -222,3 +223,98 @@ def answer_bytes(output_info, dtype_name: str, *, scale: int, batch_shape=None,
     return elements * np.dtype(dtype_name).itemsize
   per = JSON_BYTES_PER_UINT8 if dtype_name == "uint8" else JSON_BYTES_PER_FLOAT
   return elements * per + 2 * elements // max(channels, 1) + 64  # + brackets per pixel.
+
+
+def _dtype_name(dtype_enum: int) -> str:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.as_dtype(dtype_enum).name
+
+
+def _array_dtype_name(array: np.ndarray) -> str:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if array.dtype.kind in "OSU":
+    return "string"
+  try:
+    return tf.as_dtype(array.dtype).name
+  except TypeError:
+    return str(array.dtype)
+
+
+def validate_inputs(signature_name: str, signature, inputs: dict, max_pixels: int,
+                    is_active: Optional[Callable[[], bool]] = None) -> list:
+  """Checks numpy inputs against the signature and `max_pixels`.
+
+  Returns:
+    The header (width, height) of every encoded image input, in order.
+
+  Raises:
+    ServingError: INVALID_ARGUMENT naming the input and the problem.
+  """
+  expected = set(signature.inputs)
+  given = set(inputs)
+  if expected != given:
+    raise ServingError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"signature {signature_name!r} takes inputs {sorted(expected)}; missing "
+        f"{sorted(expected - given)}, unexpected {sorted(given - expected)}")
+  sizes: list = []
+  for alias, info in signature.inputs.items():
+    array = inputs[alias]
+    want, got = _dtype_name(info.dtype), _array_dtype_name(array)
+    if want != got:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"input {alias!r} of signature {signature_name!r} must be {want}, "
+                         f"got {got}")
+    if not info.tensor_shape.unknown_rank:
+      dims = [d.size for d in info.tensor_shape.dim]
+      if array.ndim != len(dims):
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input {alias!r} of signature {signature_name!r} must have rank {len(dims)} "
+            f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
+      for axis, (size, actual) in enumerate(zip(dims, array.shape)):
+        if size >= 0 and size != actual:
+          what = "channels" if axis == len(dims) - 1 and len(dims) == 4 else f"dim {axis}"
+          raise ServingError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              f"input {alias!r} of signature {signature_name!r} must have {size} {what} "
+              f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
+    if array.ndim == 4:
+      pixels = int(array.shape[0]) * int(array.shape[1]) * int(array.shape[2])
+      if pixels > max_pixels:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input {alias!r}: {array.shape[0]}×{array.shape[1]}×{array.shape[2]} = {pixels} "
+            f"pixels exceeds this server's limit of {max_pixels} (--max_pixels); tile "
+            "the image client-side")
+    if is_image_input(alias, got):
+      sizes += check_images(array, alias, max_pixels, is_active)
+  return sizes
+
+
+def estimate_answer(scale, signature, wanted, inputs, image_sizes,
+                    json_answer) -> Optional[int]:
+  """Upper bound of the answer's bytes (all `wanted` outputs), or None if not estimable."""
+  batch = next((a.shape for a in inputs.values()
+                if isinstance(a, np.ndarray) and a.ndim == 4), None)
+  total = 0
+  for key in wanted:
+    info = signature.outputs[key]
+    dtype = _dtype_name(info.dtype)
+    if dtype != "string" and batch is None:
+      return None
+    total += answer_bytes(info, dtype, scale=scale,
+                          batch_shape=tuple(int(d) for d in batch) if batch else None,
+                          image_sizes=image_sizes, json=json_answer)
+  return total
+
+
+def nbytes(array) -> int:
+  """Bytes of an output array (for object arrays, of its byte strings)."""
+  if isinstance(array, np.ndarray) and array.dtype.kind == "O":
+    return sum(len(x) if isinstance(x, bytes) else 0 for x in array.reshape(-1))
+  return int(np.asarray(array).nbytes)
+
+
+def _shape_text(dims) -> str:
+  return "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
