@@ -16,8 +16,9 @@ post-processing lives inside the graph (the TF Model Garden `export_base.py` pat
 H and W are dynamic everywhere else. Every signature rejects an image of more than `max_pixels`
 pixels (H·W per image) with INVALID_ARGUMENT; for encoded bytes the size is read from the file
 header BEFORE decoding (PNG IHDR, JPEG SOF via `tf.io.extract_jpeg_shape`, WebP VP8/VP8L/VP8X
-headers), so a decompression bomb is refused without being decoded; formats without a parsed
-header (GIF, BMP) are checked right after decoding.
+headers, GIF logical screen, BMP info header), so a decompression bomb is refused without being
+decoded, and bytes whose header declares no size are refused too; the decoded size is checked
+again after decoding.
 
 Directory layout (TF Serving's): `export_base/<integer version>/` with `saved_model.pb`,
 `variables/` and `assets.extra/esrgan_tf.json` (the model facts: scale, architecture, precision,
@@ -108,6 +109,11 @@ def declared_size(data):
   "VP8X" → canvas width−1 and height−1 as 24-bit little-endian at bytes 24 and 27; "VP8L" → byte 20
   is 0x2f, then 14 bits width−1 and 14 bits height−1 little-endian from byte 21; "VP8 " → start
   code 9d 01 2a at byte 23, then 16-bit little-endian width and height (low 14 bits) at 26 and 28.
+  GIF (GIF89a spec §18, Logical Screen Descriptor): "GIF87a"/"GIF89a", then width and height as
+  16-bit little-endian at bytes 6 and 8; TF's gif decoder allocates this canvas for each frame.
+  BMP (BITMAPINFOHEADER): "BM", then width and height as signed 32-bit little-endian at bytes 18
+  and 22 (a negative height means top-down rows; TF's decode_bmp takes its absolute value, and so
+  does this, for the width too so that no sign trick passes the limit).
 
   Args:
     data: A scalar string tensor.
@@ -120,6 +126,8 @@ def declared_size(data):
   is_png = tf.logical_and(_matches(b, 0, b"\x89PNG\r\n\x1a\n"), _matches(b, 12, b"IHDR"))
   is_jpeg = _matches(b, 0, b"\xff\xd8\xff")
   is_webp = tf.logical_and(_matches(b, 0, b"RIFF"), _matches(b, 8, b"WEBP"))
+  is_gif = tf.logical_or(_matches(b, 0, b"GIF87a"), _matches(b, 0, b"GIF89a"))
+  is_bmp = _matches(b, 0, b"BM")
 
   def png():
     return tf.stack([_be(b, 20, 4), _be(b, 16, 4)])
@@ -139,7 +147,16 @@ def declared_size(data):
                      lambda: vp8)],
                    default=lambda: unknown)
 
-  return tf.case([(is_png, png), (is_jpeg, jpeg), (is_webp, webp)], default=lambda: unknown)
+  def gif():
+    return tf.stack([_le(b, 8, 2), _le(b, 6, 2)])
+
+  def bmp():
+    def magnitude(v):  # |signed int32| of an unsigned 32-bit value.
+      return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
+    return tf.stack([magnitude(_le(b, 22, 4)), magnitude(_le(b, 18, 4))])
+
+  return tf.case([(is_png, png), (is_jpeg, jpeg), (is_webp, webp), (is_gif, gif), (is_bmp, bmp)],
+                 default=lambda: unknown)
 
 
 def _check_pixels(height, width, max_pixels: int, what: str):
@@ -215,7 +232,10 @@ class ExportModule(tf.Module):
   def _upscale_one(self, data):
     size = declared_size(data)
     check = _check_pixels(size[0], size[1], self.max_pixels, "encoded image (declared size)")
-    with tf.control_dependencies([check]):
+    known = tf.debugging.assert_non_negative(
+        size, message="encoded image: no size in its header (not a PNG, JPEG, WebP, GIF or BMP "
+        "file, or a truncated one); refused before decoding")
+    with tf.control_dependencies([check, known]):
       image = tf.io.decode_image(data, channels=self.channels, dtype=tf.uint8,
                                  expand_animations=False)
     image.set_shape([None, None, self.channels])

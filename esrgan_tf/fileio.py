@@ -26,6 +26,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from typing import BinaryIO, Callable, Iterator, Union
@@ -225,3 +226,47 @@ def write_gfile(path: str, data: Union[bytes, str], *, overwrite: bool = False) 
     if tf.io.gfile.exists(tmp):
       tf.io.gfile.remove(tmp)
   return path
+
+
+class NotRegularFileError(OSError):
+  """A path that is a FIFO, socket or device: refused before any (blocking) read."""
+
+  def __init__(self, path: str, kind: str):
+    super().__init__(f"{path}: is {kind}, not a regular file")
+    self.kind = kind
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _check_regular(path: str, mode: int) -> None:
+  if stat.S_ISDIR(mode):
+    raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+  if not stat.S_ISREG(mode):
+    raise NotRegularFileError(path, next((text for test, text in _NOT_REGULAR if test(mode)),
+                                         "not a regular file"))
+
+
+def open_regular(path: str) -> BinaryIO:
+  """Opens a regular file for binary reading; anything else is refused without a blocking read.
+
+  O_NONBLOCK makes opening a FIFO return at once (a plain open() waits for a writer forever);
+  fstat on the opened descriptor then decides, so the checked file is the one read.
+
+  Raises:
+    FileNotFoundError, IsADirectoryError, NotRegularFileError (FIFO, socket, device), OSError.
+  """
+  try:
+    _check_regular(path, os.stat(path).st_mode)  # Sockets cannot even be opened.
+  except (FileNotFoundError, PermissionError):
+    pass  # Reported by os.open below.
+  flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+  fd = os.open(path, flags)
+  try:
+    _check_regular(path, os.fstat(fd).st_mode)
+  except OSError:
+    os.close(fd)
+    raise
+  os.set_blocking(fd, True)
+  return os.fdopen(fd, "rb")

@@ -349,24 +349,25 @@ def read_image(path: str | os.PathLike, *, max_pixels: Optional[int] = DEFAULT_M
     path: The file to read.
     max_pixels: Largest width × height accepted, checked from the header before decoding;
       None or 0 disables the check.
-    multi_frame: "error" (refuse animated/multi-page files) or "first" (use frame 0, with a
-      logged warning).
+    multi_frame: "error" (refuse animated/multi-page files) or "first" (frame 0, warned).
 
   Returns:
     The decoded `LoadedImage`.
 
   Raises:
-    ImageError: the file is missing, empty, not an image, of an unsupported format, corrupt,
-      truncated, zero-sized, over `max_pixels`, or multi-frame with multi_frame="error".
+    ImageError: the file is missing, not a regular file, empty, not an image, of an unsupported
+      format, corrupt, truncated, zero-sized, over `max_pixels`, or multi-frame (if "error").
     ValueError: for a bad `multi_frame` value.
   """
   name = os.fspath(path)
   try:
-    fp = open(name, "rb")
+    fp = fileio.open_regular(name)
   except FileNotFoundError as e:
     raise _err(name, "no such file") from e
   except IsADirectoryError as e:
     raise _err(name, "is a directory, not an image file") from e
+  except fileio.NotRegularFileError as e:
+    raise _err(name, f"is {e.kind}, not a regular file; refused without reading it") from e
   except OSError as e:
     raise _err(name, f"cannot open ({e.strerror or e})") from e
   with fp:

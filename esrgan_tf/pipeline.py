@@ -41,6 +41,12 @@ IMAGE_EXTENSIONS = imaging.IMAGE_EXTENSIONS
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp",
                      "bmp": ".bmp", "tiff": ".tiff", "tif": ".tiff"}
 DEFAULT_SUFFIX = "_out"
+# Default --max_pixels of esrgan-upscale: the input size whose OUTPUT fits this much memory. The
+# whole output lives in memory: float32 colour (12 B per output pixel, tiling.upscale_array), the
+# clipped uint8/uint16 copy and the encoder's buffer (3–6 B each), float32 alpha and its resize
+# (8 B) — about OUTPUT_BYTES_PER_PIXEL in total. 4 GiB: an 11 Mpx input at ×4 (a 4K photo fits).
+OUTPUT_MEMORY_BUDGET = 4 << 30
+OUTPUT_BYTES_PER_PIXEL = 24
 _GLOB_CHARS = "*?["
 
 
@@ -280,6 +286,16 @@ def upscale_loaded(img: imaging.LoadedImage, color_fn: Callable[[np.ndarray], np
       plane = plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
       new_alpha = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
   return dataclasses.replace(img, color=color, alpha=new_alpha)
+
+
+def output_bounded_max_pixels(scale: int, budget: int = OUTPUT_MEMORY_BUDGET) -> int:
+  """Largest input W×H whose ×`scale` output fits `budget` bytes (and imaging's header limit).
+
+  A 89 Mpx input (imaging.DEFAULT_MAX_PIXELS) at ×4 is 1.4 Gpx of output, ~34 GB: the default
+  input limit therefore shrinks with the square of the scale.
+  """
+  by_output = budget // (OUTPUT_BYTES_PER_PIXEL * scale * scale)
+  return max(1, min(imaging.DEFAULT_MAX_PIXELS, by_output))
 
 
 def upscale_file(src: str, dst: str, upscaler, options: Options,

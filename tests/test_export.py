@@ -4,6 +4,7 @@ import io
 import json
 import os
 import struct
+import time
 import zlib
 
 from absl import app
@@ -132,6 +133,8 @@ def test_upscale_bytes_rejects_large_declared_size_and_garbage(exported):
     ("WEBP", {"quality": 80}, b"VP8 "),
     ("WEBP", {"lossless": True}, b"VP8L"),
     ("WEBP", {"lossless": True, "exif": b"Exif\x00\x00MM"}, b"VP8X"),
+    ("GIF", {}, None),
+    ("BMP", {}, None),
 ])
 def test_declared_size_from_headers(fmt, kwargs, tag):
   data = _encode(np.zeros((37, 53, 3), np.uint8), fmt, **kwargs)
@@ -141,7 +144,7 @@ def test_declared_size_from_headers(fmt, kwargs, tag):
 
 
 def test_declared_size_unknown_for_other_formats():
-  for data in [_encode(np.zeros((5, 4, 3), np.uint8), "BMP"), b"", b"RIFF\x00\x00\x00\x00WEBP"]:
+  for data in [_encode(np.zeros((5, 4, 3), np.uint8), "TIFF"), b"", b"RIFF\x00\x00\x00\x00WEBP"]:
     np.testing.assert_array_equal(export.declared_size(tf.constant(data)).numpy(), [-1, -1])
 
 
@@ -153,12 +156,9 @@ def test_pixel_limit_on_every_signature():
     module.serving_default(tf.constant(big))
   with pytest.raises(tf.errors.InvalidArgumentError, match="limit of 100"):
     module.upscale_float(tf.constant(big, tf.float32))
-  for fmt in ("JPEG", "WEBP"):
+  for fmt in ("JPEG", "WEBP", "GIF", "BMP"):
     with pytest.raises(tf.errors.InvalidArgumentError, match="declared size"):
       module.upscale_bytes(tf.constant([_encode(big[0], fmt)]))
-  # BMP has no parsed header: refused after decoding.
-  with pytest.raises(tf.errors.InvalidArgumentError, match="decoded image"):
-    module.upscale_bytes(tf.constant([_encode(big[0], "BMP")]))
   ok = module.upscale_bytes(tf.constant([_encode(big[0, :10], "PNG")]))["output_bytes"]
   assert np.array(Image.open(io.BytesIO(ok.numpy()[0]))).shape == (40, 40, 3)
 
@@ -254,3 +254,39 @@ def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
   assert up.info["arch"] == model.arch_config()
   x = np.random.default_rng(2).random((2, 6, 5, 3), dtype=np.float32)
   np.testing.assert_allclose(up(x), model(x).numpy(), rtol=0, atol=1e-6)
+
+
+def _gif_bomb(width, height):
+  """A GIF whose logical screen declares width×height, with a 1×1 frame (a few hundred bytes)."""
+  buf = io.BytesIO()
+  Image.new("P", (1, 1)).save(buf, "GIF")
+  data = bytearray(buf.getvalue())
+  data[6:10] = struct.pack("<HH", width, height)
+  return bytes(data)
+
+
+def _bmp_bomb(width, height):
+  """A BMP info header declaring width×height (signed), followed by 64 bytes of pixels."""
+  header = struct.pack("<2sIHHI", b"BM", 14 + 40 + 64, 0, 0, 54)
+  info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 64, 2835, 2835, 0, 0)
+  return header + info + b"\x00" * 64
+
+
+@pytest.mark.parametrize("data", [_gif_bomb(15000, 15000), _bmp_bomb(15000, 15000),
+                                  _bmp_bomb(15000, -15000), _bmp_bomb(-15000, 15000)],
+                         ids=["gif", "bmp", "bmp-top-down", "bmp-negative-width"])
+def test_gif_and_bmp_bombs_refused_from_the_header_in_graph(data):
+  # 15000² = 225 Mpx (675 MB decoded); refused by the declared size before tf.io.decode_image.
+  module = export.ExportModule(_tiny("depth_to_space"), max_pixels=100)
+  assert abs(export.declared_size(tf.constant(data)).numpy()).tolist() == [15000, 15000]
+  started = time.monotonic()
+  with pytest.raises(tf.errors.InvalidArgumentError, match="declared size"):
+    module.upscale_bytes(tf.constant([data]))
+  assert time.monotonic() - started < 10
+
+
+def test_bytes_without_a_size_header_are_refused_before_decoding():
+  module = export.ExportModule(_tiny("depth_to_space"), max_pixels=100)
+  tiff = _encode(np.zeros((5, 4, 3), np.uint8), "TIFF")
+  with pytest.raises(tf.errors.InvalidArgumentError, match="no size in its header"):
+    module.upscale_bytes(tf.constant([tiff]))

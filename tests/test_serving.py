@@ -509,7 +509,7 @@ def test_version_swap_under_load_then_broken_version(export_base, tmp_path):
   # as export_saved_model itself does: complete directory, then an atomic rename.
   staged = export.export_saved_model(tiny_generator(2), str(tmp_path / "staging"), version=2)
   x = np.stack([sample_uint8(8, 8)])
-  with server_lib.ModelServer(str(base), port=0, host="127.0.0.1",
+  with server_lib.ModelServer(str(base), port=0, host="127.0.0.1", max_inflight=8,
                               file_system_poll_wait_seconds=0.2) as srv, \
       channel_for(srv.port) as channel:
     stub_ = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -277,3 +277,120 @@ def test_ncnn_quantized_tag_and_foreign_graph_refused(tmp_path):
   with pytest.raises(weights.CheckpointError, match="not a text ncnn .param"):
     weights.load_checkpoint(str(tmp_path / "m.param"))
 
+
+
+# --- issue 9: self-containing dicts, compressed storages, overflowing / deep / mistyped fields ----
+
+_PARAMS_EMA = _str("params_ema")
+_PARAMS = _str("params")
+# PROTO 2, EMPTY_DICT, BINPUT 0, "params_ema", BINGET 0, SETITEM, STOP: {"params_ema": <itself>}.
+_SELF_DICT = b"\x80\x02}q\x00" + _PARAMS_EMA + b"h\x00s."
+# a = {"params": b}, b = {"params_ema": a}: a cycle through two wrapper levels.
+_CYCLE_DICT = b"\x80\x02}q\x00" + _PARAMS + b"}q\x01" + _PARAMS_EMA + b"h\x00ss."
+# 100 nested {"params": {"params": ...}} levels, built without recursion in the pickle.
+_DEEP_DICT = b"\x80\x02" + (b"}" + _PARAMS) * 100 + b"}" + b"s" * 100 + b"."
+
+
+@pytest.mark.parametrize("slot", ["zip data.pkl", "legacy main pickle"])
+@pytest.mark.parametrize("payload, match", [
+    (_SELF_DICT, "nest back into themselves"),
+    (_CYCLE_DICT, "nest back into themselves"),
+    (_DEEP_DICT, "more than 8 deep"),
+], ids=["self", "cycle", "deep"])
+def test_self_containing_state_dict_refused_quickly(tmp_path, slot, payload, match):
+  import time  # pylint: disable=g-import-not-at-top
+
+  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
+
+  path = _container(tmp_path, slot, payload)
+  started = time.monotonic()
+  with pytest.raises(weights.CheckpointError, match=r"model\.pth: the wrapper keys .*" + match):
+    weights.read_state_dict(path)
+  # The same reader behind --model / train.init_from (loading) and esrgan-import (load_checkpoint).
+  with pytest.raises(weights.CheckpointError, match=match):
+    weights.load_checkpoint(path)
+  with pytest.raises(weights.CheckpointError, match=match):
+    loading.load_generator(path)
+  assert time.monotonic() - started < 10
+
+
+def test_esrgan_import_refuses_a_self_containing_checkpoint(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  path = _container(tmp_path, "zip data.pkl", _SELF_DICT)
+  out = tmp_path / "out.keras"
+  result = subprocess.run(
+      [sys.executable, "-c", "import sys; from esrgan_tf.cli import import_checkpoint as m; "
+       "sys.argv[0] = 'esrgan-import'; m.run()", f"--checkpoint={path}", f"--output={out}"],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "nest back into themselves" in result.stderr
+  assert not out.exists()
+
+
+def _deflated_copy(src, dst):
+  with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as out:
+    for info in archive.infolist():
+      out.writestr(info.filename, archive.read(info), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def test_deflated_storage_refused_before_inflating(tmp_path):
+  # 16 MB of zeros deflate to ~16 kB: the reader must not inflate it to find out.
+  numel = 4 << 20
+  tensor = wf.Tensor(wf.Storage("0", "FloatStorage", numel, bytes(4 * numel)), 0, (numel,), (1,))
+  stored, deflated = tmp_path / "stored.pth", tmp_path / "model.pth"
+  wf.write_zip(stored, {"w": tensor})
+  _deflated_copy(stored, deflated)
+  assert deflated.stat().st_size < 100_000
+  with pytest.raises(weights.CheckpointError, match=r"model\.pth: record .* is compressed"):
+    weights.read_state_dict(str(deflated))
+
+
+def test_safetensors_shape_overflowing_int64_is_a_checkpoint_error(tmp_path):
+  path = tmp_path / "lie.safetensors"
+  for shape in ([2**40, 2**40], [2**70]):
+    path.write_bytes(_safetensors({"w": {"dtype": "F32", "shape": shape,
+                                         "data_offsets": [0, 16]}}, bytes(16)))
+    with pytest.raises(weights.CheckpointError, match=r"lie\.safetensors: .*tensor 'w'.*"
+                       "inconsistent with its size"):
+      weights.read_state_dict(str(path))
+
+
+def test_safetensors_deeply_nested_header(tmp_path):
+  path = tmp_path / "deep.safetensors"
+  header = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+  path.write_bytes(struct.pack("<Q", len(header)) + header)
+  with pytest.raises(weights.CheckpointError, match=r"deep\.safetensors: .*nested too deeply"):
+    weights.read_state_dict(str(path))
+
+
+def test_tensor_size_overflowing_int64_refused(tmp_path):
+  # 2**32 × 2**32 elements with zero strides: with int64 arithmetic the count wraps to 0.
+  obj = {"w": _float_tensor(size=(2**32, 2**32), stride=(0, 0))}
+  for fmt in ("zip", "legacy"):
+    path = tmp_path / f"{fmt}.pth"
+    if fmt == "zip":
+      wf.write_zip(path, obj)
+    else:
+      path.write_bytes(wf.legacy_bytes(obj))
+    with pytest.raises(weights.CheckpointError, match=rf"{fmt}\.pth: .*more elements than its "
+                       "storage"):
+      weights.read_state_dict(str(path))
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ("6=", "6=-", "param 6 is negative"),
+    ("0=8 ", "0=-8 ", "param 0 is negative"),
+    ("-23310=1,2.000000e-01", "10=0.2", "param 10 must be an array"),
+    ("0=8 ", "-23300=1,8 ", "param 0 must be a scalar"),
+    ("Convolution conv_first 1 1", "Convolution conv_first -1 1", "negative blob count"),
+], ids=["negative size", "negative num_output", "scalar activation_params",
+        "array num_output", "negative blob count"])
+def test_ncnn_negative_and_mistyped_fields(tmp_path, old, new, match):
+  _tiny_ncnn(tmp_path, 0)
+  param = tmp_path / "m.param"
+  text = param.read_text()
+  assert old in text
+  param.write_text(text.replace(old, new))
+  with pytest.raises(weights.CheckpointError, match=r"m\.param: .*" + match):
+    weights.read_state_dict(str(param))

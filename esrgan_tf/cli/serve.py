@@ -5,6 +5,12 @@ r"""esrgan-serve: serve an export base over TF Serving's gRPC and REST protocols
 
 SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to --drain_seconds), exit 0.
 For production use the real tensorflow_model_server with the same export (see serving/README.md).
+
+SECURITY: there is no authentication and no TLS. The server binds 127.0.0.1 unless --host says
+otherwise; to expose it, put it behind a reverse proxy that authenticates, terminates TLS and
+rate-limits (as TF Serving users do). Every request is validated before memory is allocated
+(dtype, shape, value count, --max_pixels, images per request, answer size vs --max_message_mb).
+Defaults are sized for a 2-core machine with a few GB of RAM; raise them on bigger machines.
 """
 
 import os
@@ -15,23 +21,36 @@ from absl import flags
 from absl import logging
 
 from esrgan_tf import cli
-from esrgan_tf import export_layout
+from esrgan_tf.serving import defaults
 
 _BASE = flags.DEFINE_string("model_base_path", None,
                             "Directory of integer-named SavedModel versions (esrgan-export).")
 _NAME = flags.DEFINE_string("model_name", "esrgan", "Model name used by clients.")
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
 _REST = flags.DEFINE_integer("rest_api_port", 0, "REST port; 0 disables REST (as TF Serving).")
-_HOST = flags.DEFINE_string("host", "0.0.0.0", "Interface to bind.")
+_HOST = flags.DEFINE_string(
+    "host", defaults.DEFAULT_HOST,
+    "Interface to bind. WARNING: esrgan-serve has no authentication; anything but 127.0.0.1 "
+    "exposes it to the network: put an authenticating reverse proxy in front instead.")
 _POLL = flags.DEFINE_float("file_system_poll_wait_seconds", 1.0,
                            "Seconds between scans for new versions; ≤ 0 scans once.")
 _MAX_VERSIONS = flags.DEFINE_integer("max_versions", 1, "Latest versions kept loaded.")
-_INFLIGHT = flags.DEFINE_integer("max_inflight", 16,
-                                 "Concurrent Predicts; more get RESOURCE_EXHAUSTED (REST 429).")
-_MESSAGE_MB = flags.DEFINE_integer("max_message_mb", export_layout.DEFAULT_MAX_MESSAGE_MB,
-                                   "gRPC message and REST body limit in MB.")
-_PIXELS = flags.DEFINE_integer("max_pixels", export_layout.DEFAULT_MAX_PIXELS,
-                               "Pixel limit per request (N·H·W), checked before running.")
+_INFLIGHT = flags.DEFINE_integer(
+    "max_inflight", defaults.SERVER_MAX_INFLIGHT,
+    "Concurrent Predicts (default: one per core of a 2-core box); more get RESOURCE_EXHAUSTED "
+    "(REST 429, refused before the body is read).")
+_MESSAGE_MB = flags.DEFINE_integer(
+    "max_message_mb", defaults.SERVER_MAX_MESSAGE_MB,
+    "gRPC message, REST body and answer limit in MB; an answer estimated larger (REST JSON "
+    "counted as text) is refused before the model runs.")
+_PIXELS = flags.DEFINE_integer(
+    "max_pixels", defaults.SERVER_MAX_PIXELS,
+    "Pixel limit per request (N·H·W, or the summed header sizes of encoded images), checked "
+    "before anything is decoded or run (default 512²: ~1.3 GB of RRDBNet activations).")
+_CONNECTIONS = flags.DEFINE_integer(
+    "max_connections", defaults.SERVER_MAX_CONNECTIONS,
+    "Open REST connections; more are answered 503. Slow senders are cut after 10 s of headers "
+    "or 10 s + 1 s per 4 MB of body.")
 _WEB_UI = flags.DEFINE_bool("web_ui", True,
                             "Serve the web page (upload, before/after comparison) at GET / on "
                             "the REST port; it uses only the REST API.")
@@ -44,7 +63,7 @@ def main(argv):
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _BASE.value:
     raise cli.usage("--model_base_path is required")
-  for flag in (_MAX_VERSIONS, _INFLIGHT, _MESSAGE_MB, _PIXELS):
+  for flag in (_MAX_VERSIONS, _INFLIGHT, _MESSAGE_MB, _PIXELS, _CONNECTIONS):
     if flag.value < 1:
       raise cli.usage(f"--{flag.name} must be ≥ 1, got {flag.value}")
   if not os.path.isdir(_BASE.value):
@@ -59,7 +78,7 @@ def main(argv):
       rest_api_port=_REST.value or None, host=_HOST.value,
       file_system_poll_wait_seconds=_POLL.value, max_versions=_MAX_VERSIONS.value,
       max_inflight=_INFLIGHT.value, max_message_mb=_MESSAGE_MB.value, max_pixels=_PIXELS.value,
-      web_ui=_WEB_UI.value)
+      web_ui=_WEB_UI.value, max_connections=_CONNECTIONS.value)
   server.start()
   rest = f", REST on {server.rest_api_port}" if server.rest_api_port else ""
   if server.rest_api_port and _WEB_UI.value:
@@ -67,6 +86,8 @@ def main(argv):
   logging.info("esrgan-serve ready: gRPC on %d%s", server.port, rest)
   while not stop.wait(1.0):
     pass
+  # Waits at most --drain_seconds for requests being computed, then closes every connection
+  # still open (clients hanging mid-request included): the process exits soon after.
   server.stop(grace=_DRAIN.value)
 
 

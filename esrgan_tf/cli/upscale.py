@@ -8,8 +8,13 @@ r"""esrgan-upscale: upscale image files with any supported model, tiled with ble
 Outputs are `<stem>_out.<ext>` in the --output directory (or --output itself for one input
 file). Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.
 Prints "N upscaled, M failed[, K skipped ...]"; exit 1 if any file failed or nothing matched.
+
+File names containing commas: give each with its own --input (a value naming an existing path is
+taken whole), or list them one per line in --input_list FILE. Inputs that are not regular files
+(FIFOs, sockets, devices) are refused without being read.
 """
 
+import os
 import sys
 
 from absl import flags
@@ -22,7 +27,14 @@ from esrgan_tf import precision as precision_lib
 from esrgan_tf import tiling
 from esrgan_tf import upscaler as upscaler_lib
 
-_INPUT = flags.DEFINE_list("input", None, "Comma-separated image files, directories and globs.")
+_INPUT = flags.DEFINE_multi_string(
+    "input", None,
+    "Image files, directories and globs; repeat --input for several. A value that names an "
+    "existing path is taken whole (commas included); otherwise it is split on commas "
+    "(--input=a.png,b.png). For names with commas use one --input each, or --input_list.")
+_INPUT_LIST = flags.DEFINE_string(
+    "input_list", None, "A text file with one input (file, directory or glob) per line, taken "
+    "verbatim (commas and spaces kept); blank lines and lines starting with # are ignored.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file (one input file) or directory.")
 _RECURSIVE = flags.DEFINE_bool("recursive", False, "Descend into sub-directories of inputs.")
 _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoint, SavedModel "
@@ -41,8 +53,13 @@ _OVERLAP = flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
 _BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
 _ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
                            "Alpha channel upscaling: bicubic, or through the model.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", imaging.DEFAULT_MAX_PIXELS,
-                                   "Largest input W×H read (checked from the header); 0 = any.")
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels", None,
+    "Largest input W×H, checked from the header before decoding; 0 = any. Default: sized by "
+    "the output's memory (the whole output is held in memory, ~24 B per output pixel): "
+    f"{pipeline.OUTPUT_MEMORY_BUDGET >> 30} GiB of output, i.e. "
+    f"{pipeline.output_bounded_max_pixels(4):,} input pixels at ×4, "
+    f"{pipeline.output_bounded_max_pixels(2):,} at ×2.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs (else skip them).")
 _SUFFIX = flags.DEFINE_string("suffix", pipeline.DEFAULT_SUFFIX,
                               "Appended to output names ('{scale}' = the model's scale).")
@@ -63,11 +80,32 @@ def _err(line):
   tqdm.write(line, file=sys.stderr)  # Keeps the progress bars intact.
 
 
+def _input_specs() -> list:
+  """--input values (split on commas unless they name an existing path), then --input_list."""
+  specs = []
+  for value in _INPUT.value or ():
+    if os.path.lexists(value):
+      specs.append(value)
+    else:
+      specs.extend(part for part in value.split(",") if part)
+  if _INPUT_LIST.value:
+    try:
+      with open(_INPUT_LIST.value, encoding="utf-8") as f:
+        lines = [line.rstrip("\r\n") for line in f]
+    except (OSError, UnicodeDecodeError) as e:
+      cli.fail(f"cannot read the input list ({e})", _INPUT_LIST.value)
+    specs.extend(line for line in lines if line.strip() and not line.startswith("#"))
+  return specs
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
-  if not _INPUT.value or not _OUTPUT.value:
-    raise cli.usage("--input and --output are required")
+  specs = _input_specs()
+  if not specs or not _OUTPUT.value:
+    raise cli.usage("--input (or --input_list) and --output are required")
+  if _MAX_PIXELS.value is not None and _MAX_PIXELS.value < 0:
+    raise cli.usage(f"--max_pixels must be ≥ 0, got {_MAX_PIXELS.value}")
   if bool(_MODEL.value) == bool(_SERVER.value):
     raise cli.usage("give exactly one of --model and --server")
   if _TILE.value < 0 or _OVERLAP.value < 0 or _BATCH.value < 1:
@@ -80,7 +118,7 @@ def main(argv):
     raise cli.usage("--blend_with needs --model (weights are blended locally)")
   if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
     raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
-  sources, problems = pipeline.expand_inputs(_INPUT.value, recursive=_RECURSIVE.value)
+  sources, problems = pipeline.expand_inputs(specs, recursive=_RECURSIVE.value)
   for spec, problem in problems:
     _err(f"FAILED {spec}: {problem}")
   if not sources:
@@ -96,7 +134,8 @@ def main(argv):
     cli.fail(e, _MODEL.value or _SERVER.value, context="cannot load the model")
   options = pipeline.Options(
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
-      max_pixels=_MAX_PIXELS.value, multi_frame=_MULTI_FRAME.value,
+      max_pixels=(pipeline.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
+                  else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
       overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
   scale = f"{_OUTSCALE.value:g}" if _OUTSCALE.value else model.scale
   jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,

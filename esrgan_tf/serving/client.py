@@ -11,9 +11,7 @@ from typing import Optional
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from esrgan_tf import pixels
 from esrgan_tf.serving.protocol import DEFAULT_MAX_MESSAGE_MB, grpc_message_options

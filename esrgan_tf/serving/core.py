@@ -8,15 +8,14 @@ Version management follows TF Serving's file-system source with the availability
 policy (tensorflow_serving/core/availability_preserving_policy.h): integer-named subdirectories of
 the base path are versions; the latest `max_versions` are aspired; a new version is loaded and made
 AVAILABLE before an old one is unloaded; an old version is unloaded only after the requests using
-it have finished. Unlike TF Serving, a version that failed to load is not aspired again (unless its
-`saved_model.pb` changes), so the previous version keeps serving.
+it have finished. A version that failed to load is retried as soon as any file in its directory
+changes, else after a doubling backoff (2 s … 60 s), while the previous version keeps serving.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import os
 import threading
 import time
@@ -24,7 +23,9 @@ from typing import Callable, Iterator, Optional
 
 from absl import logging
 import grpc
-import numpy as np
+
+from esrgan_tf.serving import limits
+from esrgan_tf.serving.errors import ServingError, status_code_from_int
 
 from esrgan_tf import export_layout
 
@@ -35,23 +36,6 @@ STATE_NAMES = {STATE_START: "START", STATE_LOADING: "LOADING", STATE_AVAILABLE: 
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
 DEFAULT_MAX_PIXELS = export_layout.DEFAULT_MAX_PIXELS
-
-_CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
-
-
-class ServingError(Exception):
-  """A request that cannot be served; `code` is the gRPC status TF Serving would return."""
-
-  def __init__(self, code: grpc.StatusCode, message: str):
-    super().__init__(message)
-    self.code = code
-    self.message = message
-
-
-def status_code_from_int(value: int) -> grpc.StatusCode:
-  """gRPC status for a tensorflow.error.Code value (the two enums share their numbers)."""
-  return _CODES_BY_VALUE.get(int(value), grpc.StatusCode.UNKNOWN)
-
 
 # --- one loaded version ------------------------------------------------------------------------
 
@@ -73,6 +57,7 @@ class Servable:
   signature_defs: dict
   functions: dict
   module: object = None
+  scale: Optional[int] = None  # From the export's model facts; None for a foreign SavedModel.
 
 
 def read_signature_defs(path: str) -> dict:
@@ -105,7 +90,18 @@ def load_servable(path: str, version: int) -> Servable:
   functions = {name: module.signatures[name] for name in signature_defs
                if name in module.signatures}
   return Servable(version=version, path=path, signature_defs=signature_defs,
-                  functions=functions, module=module)
+                  functions=functions, module=module, scale=_export_scale(path))
+
+
+def _export_scale(path: str) -> Optional[int]:
+  """The upscaling factor from our export's model facts (to bound answers), or None."""
+  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.upscaler import ModelError  # pylint: disable=g-import-not-at-top
+  try:
+    scale = export.read_model_facts(path).get("scale")
+  except ModelError:
+    return None
+  return scale if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0 else None
 
 
 @dataclasses.dataclass
@@ -131,13 +127,35 @@ class _Slot:
 _version_dirs = export_layout.version_dirs
 
 
+# A version that failed to load is retried at once when anything in its directory changes, and
+# otherwise after a backoff doubling from RETRY_FIRST_SECONDS to RETRY_MAX_SECONDS (a copy that
+# wrote saved_model.pb first and variables/ later must not stay failed forever).
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 2.0, 60.0
+_MAX_STATE_ENTRIES = 10_000  # Directory entries hashed into a version's state, at most.
+
+
 def _signature_of(path: str):
-  """Identity of a version directory's contents, to notice a rewritten failed version."""
-  try:
-    st = os.stat(os.path.join(path, "saved_model.pb"))
-  except OSError:
-    return None
-  return (st.st_mtime_ns, st.st_size)
+  """Identity of a whole version directory (every file's name, size, mtime) to notice changes."""
+  entries = []
+  for root, dirs, files in os.walk(path):
+    dirs.sort()
+    for name in sorted(files):
+      full = os.path.join(root, name)
+      try:
+        st = os.stat(full)
+      except OSError:
+        continue
+      entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+      if len(entries) >= _MAX_STATE_ENTRIES:
+        return tuple(entries)
+  return tuple(entries)
+
+
+@dataclasses.dataclass
+class _Failure:
+  state: tuple
+  retry_at: float
+  delay: float
 
 
 class ModelManager:
@@ -164,7 +182,7 @@ class ModelManager:
     self._lock = threading.Condition()
     self._slots: dict[int, _Slot] = {}  # AVAILABLE versions only.
     self._status: dict[int, VersionStatus] = {}
-    self._failed: dict[int, object] = {}  # version → _signature_of at the failed attempt.
+    self._failed: dict[int, _Failure] = {}  # version → directory state and next retry time.
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
     self._warned_empty = False
@@ -194,8 +212,10 @@ class ModelManager:
   def poll_once(self) -> None:
     """One scan: load newly aspired versions, then unload versions no longer aspired."""
     present = _version_dirs(self.base_path)
+    now = time.monotonic()
     candidates = [v for v, path in present.items()
-                  if v not in self._failed or self._failed[v] != _signature_of(path)]
+                  if v not in self._failed or now >= self._failed[v].retry_at
+                  or self._failed[v].state != _signature_of(path)]
     aspired = sorted(candidates)[-self.max_versions:]
     if not aspired:
       if not self._warned_empty:
@@ -229,7 +249,12 @@ class ModelManager:
       message = f"Failed to load {self.name} version {version} from {path}: " \
                 f"{type(e).__name__}: {_first_line(str(e))}"
       logging.error("%s", message)
-      self._failed[version] = _signature_of(path)
+      previous = self._failed.get(version)
+      delay = (RETRY_FIRST_SECONDS if previous is None
+               else min(2 * previous.delay, RETRY_MAX_SECONDS))
+      self._failed[version] = _Failure(_signature_of(path), time.monotonic() + delay, delay)
+      logging.info("Will retry %s version %d when its files change or in %.0f s", self.name,
+                   version, delay)
       self._set_status(version, STATE_END, int(code), message)
       return
     self._failed.pop(version, None)
@@ -303,31 +328,6 @@ def _first_line(text: str) -> str:
 
 # --- prediction --------------------------------------------------------------------------------
 
-def _dtype_name(dtype_enum: int) -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.as_dtype(dtype_enum).name
-
-
-def _array_dtype_name(array: np.ndarray) -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if array.dtype.kind in "OSU":
-    return "string"
-  try:
-    return tf.as_dtype(array.dtype).name
-  except TypeError:
-    return str(array.dtype)
-
-
-def _image_header_size(data: bytes) -> Optional[tuple[int, int]]:
-  """(width, height) from an encoded image's header via Pillow (no decoding), or None."""
-  try:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-    with Image.open(io.BytesIO(data)) as image:
-      return image.size
-  except Exception:  # pylint: disable=broad-except  # the graph decides about unreadable bytes.
-    return None
-
-
 class Predictor:
   """Validates and runs Predict requests against a `ModelManager`, with bounded concurrency.
 
@@ -336,15 +336,18 @@ class Predictor:
     max_inflight: Concurrent Predict calls; one more gets RESOURCE_EXHAUSTED.
     max_pixels: Limit on N·H·W of every 4-D input (and on the summed header sizes of encoded
       images), checked before running the model.
+    max_answer_bytes: Limit on the answer (raw tensor bytes, or the JSON text for REST),
+      estimated from the input shape and the model's scale before running it; None: no limit.
   """
 
   def __init__(self, manager: ModelManager, *, max_inflight: int = 16,
-               max_pixels: int = DEFAULT_MAX_PIXELS):
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_answer_bytes: Optional[int] = None):
     if max_inflight < 1:
       raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
     self.manager = manager
     self.max_inflight = max_inflight
     self.max_pixels = max_pixels
+    self.max_answer_bytes = max_answer_bytes
     self._slots = threading.BoundedSemaphore(max_inflight)
     self._count_lock = threading.Lock()
     self.inflight = 0
@@ -355,8 +358,13 @@ class Predictor:
                          f"Servable not found for request: Latest({name}); this server serves "
                          f"model {self.manager.name!r}")
 
+  def has_free_slot(self) -> bool:
+    """Whether a request would get a slot now (REST refuses early, before reading a body)."""
+    return self.inflight < self.max_inflight
+
   @contextlib.contextmanager
-  def _inflight_slot(self):
+  def inflight_slot(self):
+    """Holds one of the `max_inflight` slots; RESOURCE_EXHAUSTED when none is free."""
     if not self._slots.acquire(blocking=False):
       raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"Server busy: {self.max_inflight} requests already in flight "
@@ -371,18 +379,28 @@ class Predictor:
       self._slots.release()
 
   def predict(self, name: str, version: Optional[int], signature_name: str,
-              inputs: dict, output_filter=(),
-              is_active: Optional[Callable[[], bool]] = None) -> tuple[int, str, dict]:
-    """Runs one request.
+              inputs, output_filter=(), is_active: Optional[Callable[[], bool]] = None,
+              json_answer: bool = False) -> tuple[int, str, dict]:
+    """Runs one request in an in-flight slot (see `predict_in_slot`)."""
+    with self.inflight_slot():
+      return self.predict_in_slot(name, version, signature_name, inputs, output_filter,
+                                  is_active, json_answer)
+
+  def predict_in_slot(self, name: str, version: Optional[int], signature_name: str,
+                      inputs, output_filter=(), is_active: Optional[Callable[[], bool]] = None,
+                      json_answer: bool = False) -> tuple[int, str, dict]:
+    """Runs one request; the caller holds an `inflight_slot`.
 
     Args:
       name: Model name from the request.
       version: Requested version or None for the latest.
       signature_name: "" means "serving_default".
-      inputs: Input alias → numpy array (strings as an object array of bytes).
+      inputs: Input alias → numpy array (strings as an object array of bytes), or a callable
+        taking the SignatureDef and returning them (validating before it allocates).
       output_filter: Output aliases to return (empty: all).
       is_active: False once the client has gone (deadline passed, cancelled): the model is then
         not run.
+      json_answer: The answer is REST JSON text (its size bound is per number, not per byte).
 
     Returns:
       (version served, signature name, output alias → numpy array).
@@ -392,7 +410,7 @@ class Predictor:
     """
     self.check_model_name(name)
     signature_name = signature_name or DEFAULT_SIGNATURE
-    with self._inflight_slot(), self.manager.acquire(version) as servable:
+    with self.manager.acquire(version) as servable:
       signature = servable.signature_defs.get(signature_name)
       function = servable.functions.get(signature_name)
       if signature is None or function is None:
@@ -400,72 +418,38 @@ class Predictor:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"Serving signature key \"{signature_name}\" not found; this model has "
             f"{sorted(servable.functions)}")
-      self._validate(signature_name, signature, inputs)
       wanted = list(output_filter) or list(signature.outputs)
       unknown = [key for key in wanted if key not in signature.outputs]
       if unknown:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"output_filter {unknown} not in signature {signature_name!r} outputs "
                            f"{sorted(signature.outputs)}")
+      if callable(inputs):
+        inputs = inputs(signature)
+      image_sizes = limits.validate_inputs(signature_name, signature, inputs, self.max_pixels,
+                                           is_active)
+      estimate = None
+      if self.max_answer_bytes is not None and servable.scale is not None:
+        estimate = limits.estimate_answer(servable.scale, signature, wanted, inputs, image_sizes,
+                                          json_answer)
+      if estimate is not None:
+        self._check_answer(estimate, "would be")
       if is_active is not None and not is_active():
         raise ServingError(grpc.StatusCode.CANCELLED, "the client cancelled or its deadline "
                            "passed before the model ran")
       outputs = _run(function, inputs)
-      return servable.version, signature_name, {key: outputs[key] for key in wanted}
+      answer = {key: outputs[key] for key in wanted}
+      if estimate is None and not json_answer:  # Unknown scale: the bound after the fact.
+        self._check_answer(sum(limits.nbytes(a) for a in answer.values()), "is")
+      return servable.version, signature_name, answer
 
-  def _validate(self, signature_name: str, signature, inputs: dict) -> None:
-    expected = set(signature.inputs)
-    given = set(inputs)
-    if expected != given:
+  def _check_answer(self, size: int, verb: str) -> None:
+    if self.max_answer_bytes is not None and size > self.max_answer_bytes:
       raise ServingError(
           grpc.StatusCode.INVALID_ARGUMENT,
-          f"signature {signature_name!r} takes inputs {sorted(expected)}; missing "
-          f"{sorted(expected - given)}, unexpected {sorted(given - expected)}")
-    for alias, info in signature.inputs.items():
-      array = inputs[alias]
-      want, got = _dtype_name(info.dtype), _array_dtype_name(array)
-      if want != got:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"input {alias!r} of signature {signature_name!r} must be {want}, "
-                           f"got {got}")
-      if not info.tensor_shape.unknown_rank:
-        dims = [d.size for d in info.tensor_shape.dim]
-        if array.ndim != len(dims):
-          raise ServingError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              f"input {alias!r} of signature {signature_name!r} must have rank {len(dims)} "
-              f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
-        for axis, (size, actual) in enumerate(zip(dims, array.shape)):
-          if size >= 0 and size != actual:
-            what = "channels" if axis == len(dims) - 1 and len(dims) == 4 else f"dim {axis}"
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"input {alias!r} of signature {signature_name!r} must have {size} {what} "
-                f"(shape {_shape_text(dims)}), got shape {list(array.shape)}")
-      if array.ndim == 4:
-        pixels = int(array.shape[0]) * int(array.shape[1]) * int(array.shape[2])
-        if pixels > self.max_pixels:
-          raise ServingError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              f"input {alias!r}: {array.shape[0]}×{array.shape[1]}×{array.shape[2]} = {pixels} "
-              f"pixels exceeds this server's limit of {self.max_pixels} (--max_pixels); tile "
-              "the image client-side")
-      if got == "string":
-        total = 0
-        for item in array.reshape(-1):
-          size = _image_header_size(item) if isinstance(item, bytes) else None
-          if size:
-            total += size[0] * size[1]
-        if total > self.max_pixels:
-          raise ServingError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              f"input {alias!r}: the encoded images declare {total} pixels in total, over this "
-              f"server's limit of {self.max_pixels} (--max_pixels)")
-
-
-def _shape_text(dims) -> str:
-  return "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
-
+          f"the answer {verb} {size / 2**20:.1f} MB, over this server's message limit of "
+          f"{self.max_answer_bytes / 2**20:.0f} MB (--max_message_mb); send smaller tiles, or "
+          "uint8/encoded images instead of float32")
 
 def _run(function, inputs: dict) -> dict:
   """Calls a signature function, mapping TF runtime errors to their gRPC codes."""

@@ -20,15 +20,16 @@ import http
 import http.server
 import json
 import re
+from typing import Iterator
+
 from absl import logging
 from google.protobuf import json_format
 import grpc
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from esrgan_tf.serving import core
-from esrgan_tf.serving import protocol
-from esrgan_tf.serving.core import ServingError
+from esrgan_tf.serving import core, httpd, limits, protocol
+from esrgan_tf.serving.errors import ServingError
 
 # The google.rpc code → HTTP mapping (google/rpc/code.proto comments), which TF Serving follows.
 _HTTP_STATUS = {
@@ -41,7 +42,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
-                   r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                   r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                    r"(?P<suffix>/metadata|:[a-z]+)?$")
 
 
@@ -171,6 +172,65 @@ def parse_predict_body(body: dict, signature) -> tuple[dict, bool]:
   return inputs, row
 
 
+def _iter_array(array, alias: str) -> Iterator[str]:
+  """JSON text of one output, one innermost row at a time (never the whole tensor as lists)."""
+  if not isinstance(array, np.ndarray) or array.dtype.kind in "OSU" or array.ndim <= 2:
+    yield json.dumps(array_to_json(array, alias), separators=(",", ":"))
+    return
+  yield "["
+  for index in range(array.shape[0]):
+    if index:
+      yield ","
+    yield from _iter_array(array[index], alias)
+  yield "]"
+
+
+def iter_predict_response(outputs: dict, row: bool) -> Iterator[bytes]:
+  """`format_predict_response` as JSON text in chunks of about 64 kB, built row by row.
+
+  Raises:
+    ServingError: Row format with outputs of different batch sizes (before any text).
+  """
+  count = None
+  if row and len(outputs) > 1:
+    sizes = {a.shape[0] if a.ndim else None for a in outputs.values()}
+    if len(sizes) != 1 or None in sizes:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         "row format needs outputs with the same 0-th dimension; use \"inputs\"")
+    count = sizes.pop()
+
+  def pieces() -> Iterator[str]:
+    yield '{"predictions":' if row else '{"outputs":'
+    if len(outputs) == 1:
+      (alias, array), = outputs.items()
+      yield from _iter_array(array, alias)
+    elif row:
+      yield "["
+      for index in range(count):
+        yield "," if index else ""
+        yield "{" + ",".join(
+            f"{json.dumps(alias)}:" + "".join(_iter_array(array[index], alias))
+            for alias, array in outputs.items()) + "}"
+      yield "]"
+    else:
+      yield "{"
+      for index, (alias, array) in enumerate(outputs.items()):
+        yield ("," if index else "") + f"{json.dumps(alias)}:"
+        yield from _iter_array(array, alias)
+      yield "}"
+    yield "}"
+
+  buffer, size = [], 0
+  for piece in pieces():
+    buffer.append(piece)
+    size += len(piece)
+    if size >= 1 << 16:
+      yield "".join(buffer).encode("utf-8")
+      buffer, size = [], 0
+  if buffer:
+    yield "".join(buffer).encode("utf-8")
+
+
 def format_predict_response(outputs: dict, row: bool) -> dict:
   """{"predictions": ...} (row) or {"outputs": ...} (columnar), named only if several outputs."""
   if row:
@@ -192,15 +252,17 @@ def format_predict_response(outputs: dict, row: bool) -> dict:
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
-class _Server(http.server.ThreadingHTTPServer):
-  daemon_threads = False  # server_close() joins the handler threads: in-flight requests finish.
-  block_on_close = True
+class _Server(httpd.BoundedHTTPServer):
   predictor: core.Predictor
   max_body_bytes: int
   web_ui: bool = False
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+def _error_status(e: ServingError) -> int:
+  return e.http_status or _HTTP_STATUS.get(e.code, 500)
+
+
+class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
   server: _Server
   server_version = "esrgan-serve"
 
@@ -215,60 +277,62 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.end_headers()
     self.wfile.write(data)
 
+  def _send_stream(self, status: int, chunks: Iterator[bytes]) -> None:
+    """An answer of unknown length: HTTP/1.0, ended by closing the connection."""
+    first = next(chunks)  # Errors of the encoder surface before the status line is sent.
+    self.send_response(status)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Connection", "close")
+    self.end_headers()
+    self.wfile.write(first)
+    for chunk in chunks:
+      self.wfile.write(chunk)
+    self.close_connection = True
+
+  def _guarded(self, method: str, work) -> None:
+    """Runs a handler; every exception becomes a JSON error answer, never a dropped connection."""
+    try:
+      work()
+    except ServingError as e:
+      self._try_send(_error_status(e), e.message)
+    except TimeoutError:
+      self._try_send(408, "the request was not received in time")
+    except RecursionError:
+      self._try_send(400, "the request is nested too deeply")
+    except MemoryError:
+      self._try_send(413, "the request needs more memory than this server has")
+    except (BrokenPipeError, ConnectionResetError):
+      self.close_connection = True
+    except Exception as e:  # pylint: disable=broad-except  # answered 500, logged.
+      logging.exception("REST %s %s failed", method, self.path[:200])
+      self._try_send(500, f"internal error: {type(e).__name__}")
+
+  def _try_send(self, status: int, message: str) -> None:
+    self.close_connection = True
+    try:
+      self._send(status, {"error": message})
+    except OSError:
+      pass
+
   def _route(self, method: str):
     match = _PATH.match(self.path.split("?", 1)[0])
     if not match:
-      raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
+      raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} "
+                         f"{self.path[:200]}")
     if match["label"]:
-      raise _bad(f"Unrecognized servable version label: {match['label']}")
-    version = int(match["version"]) if match["version"] else None
+      raise _bad(f"Unrecognized servable version label: {match['label'][:100]}")
+    version = None
+    if match["version"]:
+      if len(match["version"]) > 18:  # Versions are int64 in TF Serving.
+        raise _bad(f"version number of {len(match['version'])} digits is out of range")
+      version = int(match["version"])
     return match["name"], version, match["suffix"] or ""
 
   def do_GET(self):  # pylint: disable=invalid-name
-    if self.server.web_ui and self._serve_web_page():
-      return
-    try:
-      name, version, suffix = self._route("GET")
-      predictor = self.server.predictor
-      if suffix == "":
-        response = protocol.model_status_response(predictor.manager, name, version)
-        self._send(200, _to_dict(response))
-      elif suffix == "/metadata":
-        response = protocol.model_metadata_response(
-            predictor, name, version, [protocol.SIGNATURE_DEF_FIELD])
-        signature_map = response.metadata[protocol.SIGNATURE_DEF_FIELD]
-        unpacked = get_model_metadata_pb2.SignatureDefMap()
-        signature_map.Unpack(unpacked)
-        self._send(200, {"model_spec": _to_dict(response.model_spec),
-                         "metadata": {"signature_def": _to_dict(unpacked)}})
-      else:
-        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {self.path}")
-    except ServingError as e:
-      self._send(_HTTP_STATUS.get(e.code, 500), {"error": e.message})
+    self._guarded("GET", self._get)
 
   def do_POST(self):  # pylint: disable=invalid-name
-    try:
-      name, version, suffix = self._route("POST")
-      if suffix != ":predict":
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED if suffix in (":classify", ":regress")
-                           else grpc.StatusCode.NOT_FOUND,
-                           f"{suffix or 'no verb'}: esrgan-serve implements only :predict")
-      body = self._read_json()
-      signature_name = body.get("signature_name") or core.DEFAULT_SIGNATURE
-      if not isinstance(signature_name, str):
-        raise _bad("\"signature_name\" must be a string")
-      predictor = self.server.predictor
-      predictor.check_model_name(name)
-      with predictor.manager.acquire(version) as servable:
-        signature = servable.signature_defs.get(signature_name)
-        known = sorted(servable.functions)
-      if signature is None:
-        raise _bad(f"Serving signature key \"{signature_name}\" not found; this model has {known}")
-      inputs, row = parse_predict_body(body, signature)
-      _, _, outputs = predictor.predict(name, version, signature_name, inputs)
-      self._send(200, format_predict_response(outputs, row))
-    except ServingError as e:
-      self._send(_HTTP_STATUS.get(e.code, 500), {"error": e.message})
+    self._guarded("POST", self._post)
 
   def _serve_web_page(self) -> bool:
     """The web page and its assets (esrgan_tf/serving/web.py); False for other paths."""
@@ -286,17 +350,80 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.wfile.write(data)
     return True
 
-  def _read_json(self) -> dict:
+  def _get(self):
+    if self.server.web_ui and self._serve_web_page():
+      return
+    name, version, suffix = self._route("GET")
+    predictor = self.server.predictor
+    if suffix == "":
+      response = protocol.model_status_response(predictor.manager, name, version)
+      self._send(200, _to_dict(response))
+    elif suffix == "/metadata":
+      response = protocol.model_metadata_response(
+          predictor, name, version, [protocol.SIGNATURE_DEF_FIELD])
+      signature_map = response.metadata[protocol.SIGNATURE_DEF_FIELD]
+      unpacked = get_model_metadata_pb2.SignatureDefMap()
+      signature_map.Unpack(unpacked)
+      self._send(200, {"model_spec": _to_dict(response.model_spec),
+                       "metadata": {"signature_def": _to_dict(unpacked)}})
+    else:
+      raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {self.path[:200]}")
+
+  def _post(self):
+    name, version, suffix = self._route("POST")
+    if suffix != ":predict":
+      raise ServingError(grpc.StatusCode.UNIMPLEMENTED if suffix in (":classify", ":regress")
+                         else grpc.StatusCode.NOT_FOUND,
+                         f"{suffix or 'no verb'}: esrgan-serve implements only :predict")
+    predictor = self.server.predictor
+    predictor.check_model_name(name)
+    # Refused before the body is read: a busy server answers 429 at once and buffers nothing.
+    if not predictor.has_free_slot():
+      raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"Server busy: {predictor.max_inflight} requests already in flight "
+                         "(--max_inflight); retry later")
+    length = self._content_length()
+    with self.server.body_budget(length):
+      body = self._read_json(length)
+    signature_name = body.get("signature_name") or core.DEFAULT_SIGNATURE
+    if not isinstance(signature_name, str):
+      raise _bad("\"signature_name\" must be a string")
+    row = "instances" in body
+    _, _, outputs = predictor.predict(
+        name, version, signature_name, lambda signature: parse_predict_body(body, signature)[0],
+        json_answer=True)
+    self._send_stream(200, iter_predict_response(outputs, row))
+
+  def _content_length(self) -> int:
     length = self.headers.get("Content-Length")
-    if length is None or not length.isdigit():
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "a Content-Length header is required")
-    if int(length) > self.server.max_body_bytes:
+    if length is None or not re.fullmatch(r"[0-9]{1,18}", length.strip()):
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         "a Content-Length header of at most 18 digits is required",
+                         http_status=411 if length is None else 400)
+    length = int(length)
+    if length > self.server.max_body_bytes:
       raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"request body of {length} bytes exceeds the limit of "
-                         f"{self.server.max_body_bytes} (--max_message_mb)")
-    raw = self.rfile.read(int(length))
+                         f"{self.server.max_body_bytes} (--max_message_mb)", http_status=413)
+    return length
+
+  def _read_json(self, length: int) -> dict:
+    self.extend_deadline_for_body(length)
+    raw = self.rfile.read(length)
+    if len(raw) != length:
+      raise _bad(f"the body ended after {len(raw)} of {length} bytes")
+    # Every number or string in the body is one Python object after json.loads (~32 bytes
+    # each): a cheap count of separators bounds them before parsing.
+    values = raw.count(b",") + 1
+    limit = 4 * self.server.predictor.max_pixels + 2 * limits.MAX_IMAGES_PER_REQUEST + 64
+    if values > limit:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"the body holds about {values} values, more than this server's limit "
+                         f"of {limit} (4 × --max_pixels)", http_status=413)
     try:
       body = json.loads(raw)
+    except RecursionError:
+      raise _bad("the request body is nested too deeply") from None
     except ValueError as e:
       raise _bad(f"the request body is not valid JSON ({e})") from e
     if not isinstance(body, dict):
@@ -305,13 +432,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def make_http_server(predictor: core.Predictor, host: str, port: int, *,
-                     max_body_bytes: int, web_ui: bool = False
-                     ) -> http.server.ThreadingHTTPServer:
+                     max_body_bytes: int, web_ui: bool = False,
+                     max_connections: int = protocol.SERVER_MAX_CONNECTIONS) -> _Server:
   """A bound (not yet serving) REST server; call `serve_forever` in a thread.
 
-  `web_ui` also serves the web page (`GET /`, esrgan_tf/serving/web.py).
+  Request bodies being read hold bytes of a budget of (max_inflight + 1) × max_body_bytes; a
+  request that does not fit is answered 429 before its body is read. `web_ui` also serves the
+  web page (`GET /`, esrgan_tf/serving/web.py).
   """
-  server = _Server((host, port), _Handler)
+  server = _Server((host, port), _Handler, max_connections=max_connections,
+                   busy=lambda: predictor.inflight,
+                   body_budget_bytes=(predictor.max_inflight + 1) * max_body_bytes)
   server.predictor = predictor
   server.max_body_bytes = max_body_bytes
   server.web_ui = web_ui

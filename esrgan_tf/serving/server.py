@@ -17,13 +17,11 @@ from typing import Optional
 
 from absl import logging
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
 
-from esrgan_tf.serving import core
-from esrgan_tf.serving import protocol
-from esrgan_tf.serving.core import ServingError
+from esrgan_tf.serving import core, limits, protocol
+from esrgan_tf.serving.errors import ServingError
+
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """PredictionService: Predict and GetModelMetadata (Classify/Regress stay UNIMPLEMENTED)."""
@@ -33,15 +31,25 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   def Predict(self, request, context):  # pylint: disable=invalid-name
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    predictor = self._predictor
+
+    def parse(signature) -> dict:
+      # Every TensorProto is checked against the signature (dtype, shape, value count) before
+      # make_ndarray allocates anything; unknown aliases are left for the signature check.
+      expected, given = set(signature.inputs), set(request.inputs)
+      if expected != given:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"signature takes inputs {sorted(expected)}; missing {sorted(expected - given)}, "
+            f"unexpected {sorted(given - expected)}")
+      return {key: limits.tensor_proto_to_array(proto, key, signature.inputs[key],
+                                                max_pixels=predictor.max_pixels)
+              for key, proto in request.inputs.items()}
+
     try:
-      try:
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-      except Exception as e:  # pylint: disable=broad-except  # malformed TensorProto.
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"malformed input TensorProto: {e}") from e
-      version, signature_name, outputs = self._predictor.predict(
+      version, signature_name, outputs = predictor.predict(
           request.model_spec.name, protocol.requested_version(request.model_spec),
-          request.model_spec.signature_name, inputs, request.output_filter,
+          request.model_spec.signature_name, parse, request.output_filter,
           is_active=context.is_active)
     except ServingError as e:
       logging.vlog(1, "Predict failed: %s", e.message)
@@ -85,27 +93,32 @@ class ModelServer:
     model_name: Name clients use in `model_spec.name` / the REST URL.
     port: gRPC port (0: any free port; see `.port` after `start`).
     rest_api_port: REST port; None disables REST, 0 picks a free port.
-    host: Interface to bind.
+    host: Interface to bind (loopback by default: there is no authentication).
     file_system_poll_wait_seconds: Version scan interval (≤ 0: scan only at start).
     max_versions: Latest versions kept loaded.
     max_inflight: Concurrent Predicts before RESOURCE_EXHAUSTED (REST 429).
-    max_message_mb: gRPC send/receive limit and REST body limit.
+    max_message_mb: gRPC send/receive limit, REST body limit and answer limit.
     max_pixels: Request pixel limit (N·H·W), checked before running.
     web_ui: Serve the web page at `GET /` on the REST port (esrgan_tf/serving/web.py).
+    max_connections: REST connections served at once (more are answered 503 and closed).
     loader: Test hook for `ModelManager`.
   """
 
   def __init__(self, model_base_path: str, model_name: str = "esrgan", *, port: int = 8500,
-               rest_api_port: Optional[int] = None, host: str = "0.0.0.0",
+               rest_api_port: Optional[int] = None, host: str = protocol.DEFAULT_HOST,
                file_system_poll_wait_seconds: float = 1.0, max_versions: int = 1,
-               max_inflight: int = 16, max_message_mb: int = protocol.DEFAULT_MAX_MESSAGE_MB,
-               max_pixels: int = core.DEFAULT_MAX_PIXELS, web_ui: bool = True,
+               max_inflight: int = protocol.SERVER_MAX_INFLIGHT,
+               max_message_mb: int = protocol.SERVER_MAX_MESSAGE_MB,
+               max_pixels: int = protocol.SERVER_MAX_PIXELS,
+               max_connections: int = protocol.SERVER_MAX_CONNECTIONS, web_ui: bool = True,
                loader=core.load_servable):
     self.manager = core.ModelManager(model_name, model_base_path, max_versions=max_versions,
                                      poll_wait_seconds=file_system_poll_wait_seconds,
                                      loader=loader)
     self.predictor = core.Predictor(self.manager, max_inflight=max_inflight,
-                                    max_pixels=max_pixels)
+                                    max_pixels=max_pixels,
+                                    max_answer_bytes=min(max_message_mb * 2**20, 2**31 - 1))
+    self.max_connections = max_connections
     self.host = host
     self.port = port
     self.rest_api_port = rest_api_port
@@ -130,6 +143,9 @@ class ModelServer:
     workers = self.predictor.max_inflight + 8
     self._grpc = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        # RPCs beyond the workers are refused RESOURCE_EXHAUSTED by gRPC itself instead of
+        # queueing, each holding its (up to max_message_mb) request buffer.
+        maximum_concurrent_rpcs=workers,
         # No SO_REUSEPORT (gRPC's default): a second server on the same port must fail to bind
         # rather than silently share the traffic.
         options=protocol.grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
@@ -152,7 +168,8 @@ class ModelServer:
       try:
         self._rest = rest.make_http_server(self.predictor, self.host, self.rest_api_port,
                                            max_body_bytes=self.max_message_mb * 1024 * 1024,
-                                           web_ui=self.web_ui)
+                                           web_ui=self.web_ui,
+                                           max_connections=self.max_connections)
       except OSError as e:
         self._grpc.stop(None)
         self.manager.stop()
@@ -172,13 +189,15 @@ class ModelServer:
     self._stopped.set()
     done = self._grpc.stop(grace) if self._grpc is not None else None  # Returns at once.
     if self._rest is not None:
-      self._rest.shutdown()  # Stops accepting; handler threads are joined by server_close.
+      self._rest.shutdown()  # Stops accepting.
     logging.info("Stopped accepting requests; draining %d request(s) in flight (grace %s s)",
                  self.predictor.inflight, grace)
     if self._rest is not None:
-      self._rest.server_close()
+      # Waits up to `grace` for running requests, then closes every connection still open
+      # (clients that never finish sending cannot hold the shutdown).
+      self._rest.close_all(grace)
     if done is not None:
-      done.wait()
+      done.wait(None if grace is None else grace + 1.0)
     self.manager.stop()
     logging.info("Stopped")
 

@@ -11,6 +11,7 @@ and `.safetensors`, for `upsampler="nearest"` RRDBNets and SRVGGNetCompact.
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -37,12 +38,31 @@ def _suffix(path: str) -> str:
   return os.path.splitext(path)[1].lower()
 
 
+# Wrapper levels unwrapped at most: BasicSR nests one ({"params_ema": sd}), trainers two or three.
+MAX_WRAPPER_DEPTH = 8
+# Errors a reader must never let out bare on a malformed file (each becomes a CheckpointError).
+_MALFORMED = (ValueError, TypeError, OverflowError, RecursionError, IndexError, KeyError,
+              MemoryError, struct.error)
+
+
 def _select_state_dict(path: str, obj) -> dict:
-  """Unwraps training checkpoints ({"params_ema": ...}) down to the flat state dict."""
+  """Unwraps training checkpoints ({"params_ema": ...}) down to the flat state dict.
+
+  Raises:
+    CheckpointError: A dict that contains itself through its wrapper keys, or more than
+      MAX_WRAPPER_DEPTH levels of them (a pickle can build both; unwrapping would never end).
+  """
+  seen = set()
   while isinstance(obj, dict):
     wrapper = next((k for k in layouts.WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
     if wrapper is None:
       break
+    if id(obj) in seen or len(seen) >= MAX_WRAPPER_DEPTH:
+      raise CheckpointError(
+          f"{path}: the wrapper keys {list(layouts.WRAPPER_KEYS)} nest "
+          f"{'back into themselves' if id(obj) in seen else f'more than {MAX_WRAPPER_DEPTH} deep'}"
+          "; not a state dict")
+    seen.add(id(obj))
     obj = obj[wrapper]
   if not isinstance(obj, dict):
     raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
@@ -73,6 +93,16 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise CheckpointError(f"{path}: no such file")
+  try:
+    return _read_state_dict(path)
+  except CheckpointError:
+    raise
+  except _MALFORMED as e:  # A reader's check that is missing: still a clear refusal.
+    raise CheckpointError(f"{path}: malformed checkpoint ({type(e).__name__}: "
+                          f"{str(e)[:200]})") from None
+
+
+def _read_state_dict(path: str) -> dict[str, np.ndarray]:
   suffix = _suffix(path)
   if suffix == ".bin" and _looks_like_torch(path):  # e.g. a torch pickle named pytorch_model.bin
     suffix = ".pth"

@@ -73,6 +73,8 @@ def parse_param(path: str) -> list[dict]:
     layers = []
     for number, fields in enumerate(lines[2:], start=3):
       n_in, n_out = int(fields[2]), int(fields[3])
+      if n_in < 0 or n_out < 0:
+        raise ValueError(f"line {number}: negative blob count {n_in} {n_out}")
       blobs = fields[4:4 + n_in + n_out]
       if len(blobs) != n_in + n_out:
         raise ValueError(f"line {number}: {n_in}+{n_out} blobs announced")
@@ -96,7 +98,24 @@ def parse_param(path: str) -> list[dict]:
   return layers
 
 
+# Convolution params that are arrays (activation_params); every other one used is a scalar.
+_ARRAY_PARAMS = {10}
+
+
+def _check_param_kinds(path: str, layer: dict) -> None:
+  """Scalars where scalars belong, arrays where arrays do, no negative scalars."""
+  for key, value in layer["params"].items():
+    if (key in _ARRAY_PARAMS) != isinstance(value, list):
+      kind = "an array" if key in _ARRAY_PARAMS else "a scalar"
+      raise CheckpointError(f"{path}: {layer['type']} {layer['name']}: param {key} must be "
+                            f"{kind}, got {value!r:.60}")
+    if not isinstance(value, list) and value < 0 and key in (0, 1, 2, 3, 5, 6, 11, 12, 13):
+      raise CheckpointError(f"{path}: {layer['type']} {layer['name']}: param {key} is negative "
+                            f"({value})")
+
+
 def _conv_spec(path: str, layer: dict) -> dict:
+  _check_param_kinds(path, layer)
   p = layer["params"]
   out, kw = p.get(0, 0), p.get(1, 0)
   spec = {"name": layer["name"], "out": out, "kh": p.get(11, kw), "kw": kw,
@@ -106,7 +125,8 @@ def _conv_spec(path: str, layer: dict) -> dict:
   if geometry != (3, 3, 1, 1, 1, 1, 1, 1, 0) or spec["bias"] != 1:
     raise CheckpointError(f"{path}: Convolution {layer['name']} is not a 3x3/stride 1/pad 1 "
                           "float conv with bias, as every RRDBNet conv is")
-  if not isinstance(spec["size"], int) or out < 1 or spec["size"] % (out * 9):
+  if (not isinstance(spec["size"], int) or not isinstance(out, int) or out < 1
+      or spec["size"] < 1 or spec["size"] % (out * 9)):
     raise CheckpointError(f"{path}: Convolution {layer['name']}: weight_data_size "
                           f"{spec['size']} is not a multiple of num_output*9")
   spec["in"] = spec["size"] // (out * 9)

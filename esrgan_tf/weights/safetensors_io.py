@@ -9,6 +9,7 @@ tensors are little-endian, C order, and must tile the buffer without holes or ov
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -55,6 +56,8 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     header = json.loads(header_bytes.decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise _bad(path, f"header is not JSON ({e})") from None
+  except RecursionError:
+    raise _bad(path, "header JSON is nested too deeply") from None
   if not isinstance(header, dict):
     raise _bad(path, "header is not a JSON object")
   header.pop("__metadata__", None)
@@ -70,7 +73,8 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     if not ints(shape) or not ints(offsets) or len(offsets) != 2:
       raise _bad(path, f"tensor {name!r} has a malformed shape or data_offsets")
     begin, end = offsets
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
+    # Python ints: a shape whose product overflows int64 is just a size that does not fit.
+    nbytes = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize
     if end < begin or end > len(buffer) or end - begin != nbytes:
       raise _bad(path, f"tensor {name!r} ({dtype} {shape}) has data_offsets [{begin}, {end}] "
                  f"inconsistent with its size ({nbytes} bytes) or the buffer ({len(buffer)} "

@@ -24,6 +24,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import math
+import os
 import pickle
 import pickletools
 import re
@@ -104,7 +106,7 @@ class TensorRef(_StandIn):
 
   @property
   def numel(self) -> int:
-    return int(np.prod(self.size, dtype=np.int64)) if self.size else 1
+    return math.prod(self.size)  # Python ints: no int64 overflow for absurd sizes.
 
 
 class StateDict(collections.OrderedDict):
@@ -266,7 +268,7 @@ def _load_pickle(data: bytes, start: int, storages: dict, legacy: bool):
     raise CheckpointError(message if message.startswith("refused") else
                           f"refused pickle: {message}") from None
   except (ValueError, TypeError, EOFError, KeyError, IndexError, AttributeError, RecursionError,
-          UnicodeDecodeError) as e:
+          UnicodeDecodeError, OverflowError, MemoryError) as e:
     raise CheckpointError(f"refused malformed pickle ({type(e).__name__}: {e})") from None
   return obj, end
 
@@ -331,8 +333,20 @@ def _read_zip(path: str) -> Checkpoint:
                           f"found {len(pickles)}")
   prefix = pickles[0][:-len("data.pkl")]
 
+  file_size = os.path.getsize(path)
+
   def record(name: str, limit: int) -> bytes:
     info = archive.getinfo(prefix + name)
+    # torch writes every record stored (uncompressed, 64-byte aligned for mmap); a deflated
+    # record could inflate a small file into gigabytes, so it is refused, as is a stored record
+    # declaring more bytes than the file holds.
+    if info.compress_type != zipfile.ZIP_STORED:
+      raise CheckpointError(f"{path}: record {name} is compressed (zip method "
+                            f"{info.compress_type}); PyTorch checkpoints store records "
+                            "uncompressed")
+    if info.file_size > file_size:
+      raise CheckpointError(f"{path}: record {name} declares {info.file_size} bytes, more than "
+                            f"the whole file ({file_size})")
     if info.file_size > limit:
       raise CheckpointError(f"{path}: record {name} is {info.file_size} bytes, more than "
                             f"{limit}")
@@ -359,7 +373,11 @@ def _read_zip(path: str) -> Checkpoint:
       name = f"{prefix}data/{key}"
       if name not in names:
         raise CheckpointError(f"{path}: storage record data/{key} is missing")
-      _check_storage_size(f"data/{key}", storage, archive.getinfo(name).file_size)
+      info = archive.getinfo(name)
+      if info.compress_type != zipfile.ZIP_STORED or info.file_size > file_size:
+        raise CheckpointError(f"{path}: storage record data/{key} is compressed or declares "
+                              f"{info.file_size} bytes, more than the file ({file_size})")
+      _check_storage_size(f"data/{key}", storage, info.file_size)
   except BaseException:
     archive.close()
     raise
