@@ -1,4 +1,4 @@
-"""Colour augmentation of (LR, HR) training pairs: channel permutation, hue and saturation.
+"""Colour augmentation of (LR, HR) training pairs: channel permutation, hue, saturation, contrast.
 
 A small model trained on a few photos learns their colour statistics: the quickstart model
 trained on four bundled photos shifted a red retina photo by G +9 / B −10 levels and a dark
@@ -11,9 +11,16 @@ grey axis R = G = B fixed (so the per-pixel channel mean is unchanged):
   - a hue rotation by θ about the grey axis (Rodrigues' rotation formula with axis
     (1, 1, 1)/√3);
   - a saturation scale s about the grey axis: M = s·I + (1 − s)·J/3 (J the all-ones matrix).
-MATLAB bicubic downscaling is linear per channel, so a colour matrix applied to the LR and HR
-of a bicubic pair gives (up to LR rounding, redone here, and clipping) the pair of the
-recoloured HR: the pair stays aligned.
+and, optionally, a contrast cut c·x + (1 − c)·t towards a random colour t (flat patches).
+MATLAB bicubic downscaling is linear per channel with weights summing to 1, so these affine
+maps applied to the LR and HR of a bicubic pair give (up to LR rounding, redone here, and
+clipping) the pair of the recoloured HR: the pair stays aligned. That does not hold for
+non-linear degradations (noise, JPEG: Real-ESRGAN's pipeline); there, recolour the HR before
+degrading it.
+
+Measured on 11 held-out photos (configs/quickstart.py docstring), quickstart model, 1000
+steps: mean Y-PSNR gain over bicubic −6.07 dB without, −0.38 dB with permutation + hue +
+saturation; with contrast too and 4000 steps +1.21 dB.
 """
 
 from __future__ import annotations
