@@ -38,7 +38,9 @@ trained on; "before" = the previous recipe: 1000 steps, no colour augmentation):
   mean                                                           +1.21    −6.05
   Mean colour shift SR − HR now within ±0.7 levels per channel on every photo (was up to +85).
   Not met: the flat near-white sky crop stays −0.3 dB (a +0.3-level brightness bias where
-  bicubic is already 52.8 dB). scripts/quickstart.py prints the gains on samples/val and
+  bicubic is already 52.8 dB; −0.3 to −1.8 dB over seeds and 4000–6000 steps). With
+  Real-ESRGAN's reflect `pre_pad` of 8 LR pixels at inference (not in esrgan_tf.tiling yet)
+  it is −0.02 dB and the mean +1.18 dB. scripts/quickstart.py prints the gains on samples/val and
   samples/heldout (256² CC0/public-domain crops): chelsea +0.50, camera_gray +1.45,
   grace_hopper +1.61, retina_disc +4.62, retina_fovea +0.02; mean +1.64 dB.
 
