@@ -1,0 +1,164 @@
+"""Per-photo PSNR gain over MATLAB bicubic of quickstart models on photos they never trained on.
+
+  pip install scikit-image scikit-learn matplotlib   # dev tools only: their wheels ship photos
+  python scripts/eval_quickstart_generalisation.py \
+      --workdirs=runs/quickstart/psnr,runs/quickstart/gan
+
+The held-out set (`HELD_OUT`) is natural photos bundled in those wheels (none is in
+esrgan_tf/samples/train) plus crops of them that stress what a tiny model trained on four photos
+gets wrong: strong single-hue colour (retina, flower), flat regions (sky, out-of-focus
+background, the black retina surround), grey images. Each photo is cropped to at most 512² so
+the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y with
+crop_border = scale (`esrgan_tf.metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
+to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
+8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+_WORKDIRS = flags.DEFINE_list("workdirs", None, "Training workdirs to evaluate (EMA weights).")
+_CACHE = flags.DEFINE_string("cache_dir", "/tmp/esrgan_tf_heldout",
+                             "Where the held-out PNGs are written (built once).")
+_PRE_PAD = flags.DEFINE_integer("pre_pad", 0, "Reflect-pad the LR by this many pixels before "
+                                "upscaling and crop it off after (Real-ESRGAN's pre_pad).")
+_WHICH = flags.DEFINE_enum("which", "latest", ["latest", "best"], "Checkpoint to evaluate.")
+
+# (name, package, path inside the package's data folder, (top, left, height, width) or None,
+# licence). None = the whole image, centre-cropped to at most 512².
+HELD_OUT = (
+    ("chelsea", "esrgan_tf", "samples/val/chelsea.png", None, "CC0"),
+    ("motorcycle", "skimage", "data/motorcycle_left.png", None, "Middlebury 2014 stereo"),
+    ("retina_disc", "skimage", "data/retina.jpg", (384, 0, 512, 512), "CC0"),
+    ("retina_fovea", "skimage", "data/retina.jpg", (448, 448, 512, 512), "CC0"),
+    ("ihc", "skimage", "data/ihc.png", None, "no known copyright restrictions"),
+    ("camera_gray", "skimage", "data/camera.png", None, "CC0"),
+    ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", None,
+     "public domain (US Navy)"),
+    ("china", "sklearn", "datasets/images/china.jpg", None, "CC BY 2.0, danielbuechele"),
+    ("china_sky", "sklearn", "datasets/images/china.jpg", (0, 400, 128, 240),
+     "CC BY 2.0, danielbuechele"),
+    ("flower", "sklearn", "datasets/images/flower.jpg", None, "CC BY 2.0, vultilion"),
+    ("flower_bokeh", "sklearn", "datasets/images/flower.jpg", (0, 0, 192, 192),
+     "CC BY 2.0, vultilion"),
+)
+_MAX = 512
+
+
+def _package_dir(package: str) -> str:
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(package)
+  if package == "matplotlib":
+    return os.path.dirname(module.get_data_path())
+  return os.path.dirname(module.__file__)
+
+
+def build_held_out(cache_dir: str) -> list[str]:
+  """Writes the `HELD_OUT` photos as RGB PNGs into `cache_dir` (once); returns the paths.
+
+  Raises:
+    ImportError: A package shipping one of the photos is not installed (named in the message).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(cache_dir, exist_ok=True)
+  paths = []
+  for name, package, rel, box, _ in HELD_OUT:
+    out = os.path.join(cache_dir, f"{name}.png")
+    paths.append(out)
+    if os.path.exists(out):
+      continue
+    try:
+      source = os.path.join(_package_dir(package), rel)
+    except ImportError as e:
+      raise ImportError(f"held-out photo {name!r} ships with {package}: pip install it "
+                        f"(dev tool only) ({e})") from e
+    with Image.open(source) as im:
+      image = np.asarray(im.convert("RGB"))
+    if box is None:
+      h, w = min(image.shape[0], _MAX), min(image.shape[1], _MAX)
+      top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    else:
+      top, left, h, w = box
+    Image.fromarray(image[top:top + h, left:left + w]).save(out + ".tmp.png")
+    os.replace(out + ".tmp.png", out)
+  return paths
+
+
+def pre_padded(upscaler, pad: int):
+  """Wraps an `Upscaler`: reflect-pad the LR by `pad`, upscale, crop `pad`·scale off each side.
+
+  Real-ESRGAN's `RealESRGANer.pre_pad` (realesrgan/utils.py) does this so the network's zero
+  padding does not darken or tint the borders.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  if pad <= 0:
+    return upscaler
+  s = upscaler.scale
+
+  def fn(batch):
+    padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    out = upscaler(padded)
+    return out[:, pad * s:out.shape[1] - pad * s, pad * s:out.shape[2] - pad * s]
+
+  return dataclasses.replace(upscaler, fn=fn, name=f"{upscaler.name} (pre_pad {pad})")
+
+
+def evaluate_held_out(upscaler, pairs, scale: int) -> list[dict]:
+  """Rows {"name", "psnr", "bicubic_psnr", "gain", "shift" (SR − HR mean RGB levels)}."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
+
+  shifts = {}
+
+  def on_image(name, images):
+    sr = metrics.to_uint8_levels(images["sr"]).astype(np.float64)
+    hr = metrics.to_uint8_levels(images["hr"]).astype(np.float64)
+    shifts[name] = (sr.mean(axis=(0, 1)) - hr.mean(axis=(0, 1)))
+
+  result = metrics.evaluate_upscaler(upscaler, pairs, crop_border=scale, y_channel=True,
+                                     on_image=on_image)
+  return [dict(name=r["name"], psnr=r["psnr"], bicubic_psnr=r["bicubic_psnr"],
+               gain=r["psnr"] - r["bicubic_psnr"], shift=shifts[r["name"]])
+          for r in result["images"]]
+
+
+def format_rows(rows: list[dict]) -> str:
+  """A plain-text table with the mean and worst gain."""
+  lines = [f"{'photo':<14}{'bicubic':>9}{'model':>9}{'gain':>8}   shift R/G/B (levels)"]
+  for r in rows:
+    dr, dg, db = r["shift"]
+    lines.append(f"{r['name']:<14}{r['bicubic_psnr']:9.2f}{r['psnr']:9.2f}{r['gain']:+8.2f}"
+                 f"   {dr:+5.1f} {dg:+5.1f} {db:+5.1f}")
+  gains = [r["gain"] for r in rows]
+  worst = min(rows, key=lambda r: r["gain"])
+  lines.append(f"mean gain {sum(gains) / len(gains):+.2f} dB, worst {worst['gain']:+.2f} dB "
+               f"({worst['name']})")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  from esrgan_tf import data, upscaler  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  build_held_out(_CACHE.value)
+  for spec in _WORKDIRS.value or ():
+    model = workdir_lib.load_generator_from_workdir(spec, which=_WHICH.value)
+    scale = int(model.scale)
+    pairs = data.load_validation_set({"val_dir": _CACHE.value}, scale)
+    up = pre_padded(upscaler.keras_upscaler(model, name=spec), _PRE_PAD.value)
+    print(f"== {spec} (Y-PSNR dB, crop {scale}, pre_pad {_PRE_PAD.value})")
+    print(format_rows(evaluate_held_out(up, pairs, scale)), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
