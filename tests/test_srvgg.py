@@ -13,7 +13,7 @@ import pytest
 
 from esrgan_tf import weights
 from esrgan_tf.models import SRVGGNetCompact, build_generator
-from esrgan_tf.weights import layouts, torch_pickle
+from esrgan_tf.weights import layouts, torch_writer
 
 
 def _np_conv(x, weight, bias):
@@ -64,7 +64,7 @@ def _random_state(rng, nf, num_conv, upscale, prelu=True):
 
 def _write_pth(path, state, wrappers=("params",)):
   with open(path, "wb") as f:
-    torch_pickle.write_torch_zip(f, state, wrappers=wrappers)
+    torch_writer.write_torch_zip(f, state, wrappers=wrappers)
 
 
 def test_param_counts():

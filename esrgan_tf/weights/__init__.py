@@ -22,6 +22,7 @@ from esrgan_tf.weights import ncnn
 from esrgan_tf.weights import ncnn_srvgg
 from esrgan_tf.weights import safetensors_io
 from esrgan_tf.weights import torch_pickle
+from esrgan_tf.weights import torch_writer
 from esrgan_tf.weights import vgg
 from esrgan_tf.weights.errors import CheckpointError
 
@@ -170,7 +171,7 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
   _check_target(path, overwrite)
   state = layouts.model_state(model)
   if suffix == ".pth":
-    write = lambda f: torch_pickle.write_torch_zip(f, state)  # noqa: E731
+    write = lambda f: torch_writer.write_torch_zip(f, state)  # noqa: E731
   else:
     write = lambda f: safetensors_io.write_safetensors(f, state)  # noqa: E731
   try:
@@ -244,7 +245,7 @@ def save_discriminator(model, path: str, *, overwrite: bool = False):
     raise CheckpointError(f"{path}: {e}") from None
   if suffix == ".pth":
     torch_pickle.atomic_write(
-        path, lambda f: torch_pickle.write_torch_zip(f, state, wrappers=("params",)))
+        path, lambda f: torch_writer.write_torch_zip(f, state, wrappers=("params",)))
   else:
     torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
 
