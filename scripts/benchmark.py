@@ -17,12 +17,15 @@ import datetime
 import json
 import os
 import platform
+import re
 import time
 
 from absl import app
 from absl import flags
 
 from esrgan_tf import cpu
+from esrgan_tf import fileio
+from esrgan_tf import report
 from esrgan_tf.benchmarking import sections
 
 _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).")
@@ -68,14 +71,30 @@ def markdown(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def latency_rows(results: dict) -> list[dict]:
+  """The inference section's latency rows as {"engine", "size", "ms"} for the SVG plot."""
+  rows = []
+  for row in results["sections"].get("inference", []):
+    match = re.fullmatch(r"latency (\S+) (\S+) (\d+)²", row["metric"])
+    if match and row.get("unit") == "ms" and row["value"] > 0:
+      engine, variant, size = match.groups()
+      rows.append({"engine": f"{engine} ({variant})", "size": int(size), "ms": row["value"]})
+  return rows
+
+
 def _write(results: dict) -> str:
-  """Writes --out (JSON) and the markdown beside it; returns the markdown."""
+  """Writes --out (JSON), the markdown and the latency plot (.svg) beside it, atomically."""
+  stem = os.path.splitext(_OUT.value)[0]
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
+  fileio.write_bytes(_OUT.value, json.dumps(results, indent=2), overwrite=True)
   table = markdown(results)
-  with open(os.path.splitext(_OUT.value)[0] + ".md", "w", encoding="utf-8") as f:
-    f.write(table)
+  fileio.write_bytes(stem + ".md", table, overwrite=True)
+  rows = latency_rows(results)
+  if rows:
+    cpu_name = results["machine"].get("cpu")
+    svg = report.latency_plot_svg(
+        rows, title=f"Latency vs input size ({cpu_name}, {results['date'][:10]})")
+    fileio.write_bytes(stem + ".svg", svg, overwrite=True)
   return table
 
 
