@@ -190,6 +190,50 @@ def create_models(config) -> Models:
   return models
 
 
+def copy_generator_weights(target: keras.Model, source: keras.Model, spec: str) -> None:
+  """`train.init_from`: source's weights into target, same class and arch_config required."""
+  if type(source) is not type(target) or source.arch_config() != target.arch_config():
+    raise ValueError(f"train.init_from {spec!r}: architecture {type(source).__name__} "
+                     f"{source.arch_config()} differs from config.model "
+                     f"{type(target).__name__} {target.arch_config()}")
+  target.set_weights(source.get_weights())
+
+
+def init_discriminator(config, discriminator: keras.Model | None, path: str) -> None:
+  """Copies a BasicSR netD checkpoint (`weights.load_discriminator`) into the built D.
+
+  Real-ESRGAN's finetune_realesrgan_x4plus.yml loads RealESRGAN_x4plus_netD.pth this way
+  (pretrain_network_d, strict). Spectral norm's stored u and v are copied too.
+
+  Raises:
+    ValueError: No D (psnr phase), or the file's discriminator differs from the config's
+      (class, or any weight's name/shape); names the file.
+    weights.CheckpointError: Unreadable or refused file.
+  """
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+  if discriminator is None:
+    raise ValueError(f"train.init_discriminator_from {path!r}: phase {config.phase!r} has no "
+                     "discriminator (use phase 'gan')")
+  source = weights.load_discriminator(
+      path, skip_connection=bool(config.discriminator.get("skip_connection", True)))
+  if type(source) is not type(discriminator):
+    raise ValueError(f"train.init_discriminator_from {path!r}: the file holds a "
+                     f"{type(source).__name__}, config.discriminator.type "
+                     f"{config.discriminator.type!r} builds a {type(discriminator).__name__}")
+  # Weight paths without the model's own name (as workdir.model_variables keys them).
+  src = {".".join(v.path.split("/")[1:]): v for v in source.weights}
+  dst = {".".join(v.path.split("/")[1:]): v for v in discriminator.weights}
+  problems = sorted(set(src) ^ set(dst))
+  problems += [f"{k}: file {tuple(src[k].shape)}, config {tuple(dst[k].shape)}"
+               for k in sorted(set(src) & set(dst)) if tuple(src[k].shape) != tuple(dst[k].shape)]
+  if problems:
+    raise ValueError(f"train.init_discriminator_from {path!r}: does not match the config's "
+                     f"discriminator (discriminator.num_features="
+                     f"{config.discriminator.num_features}): " + "; ".join(problems[:5]))
+  for key, variable in dst.items():
+    variable.assign(tf.cast(src[key], variable.dtype))
+
+
 # --- optimizers ----------------------------------------------------------------------------------
 
 
