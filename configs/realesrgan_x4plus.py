@@ -19,10 +19,14 @@ Command:
   Fine-tuning from the published G and D (Real-ESRGAN's finetune_realesrgan_x4plus.yml):
       --config.train.init_from=RealESRGAN_x4plus.pth \
       --config.train.init_discriminator_from=RealESRGAN_x4plus_netD.pth
-  (`:smoke`: tiny G and D, the bundled photos, 20 steps: < 1 min on 2 CPU cores.)
-Expected time per step: see this branch's report (the G step plus a VGG19 to conv5_4 and a
-  U-Net D at 256²: several times a Real-ESRNet step on CPU; Real-ESRGAN trained 400k steps on
-  4 V100s).
+  (`:smoke`: tiny G (nf 8, nb 1) and D (nf 8), the bundled photos, 32² GT, batch 4, 20 steps:
+  20 s in total on 2 shared CPU cores; l_g_gan ≈ 0.1·log 2 and d_loss ≈ 2·log 2 (D near chance),
+  l_pix falls; eval PSNR far below bicubic, as in realesrnet_x4plus.py:smoke.)
+Expected time per step (scripts/measure_train_step.py, full RRDBNet + U-Net SN D nf 64 + VGG19
+  to conv5_4, 256² GT, synthetic batches, float32, TF 2.21 on 2 shared AMD EPYC cores with
+  AVX-512, load average 5–7): batch 4: 20.4 s (0.20 images/s, 2.2× a Real-ESRNet step), peak RSS
+  8 GB; batch 12 ≈ 61 s/step by that rate (not run: memory). Real-ESRGAN trained 400k steps on
+  4 V100s; on one GPU/TPU: not measured.
 Expected result: sharper, artefact-free textures on real photos than Real-ESRNet, at lower
   PSNR; Real-ESRGAN publishes this recipe's result as RealESRGAN_x4plus.pth.
 """

@@ -18,9 +18,9 @@ import resource
 import tempfile
 import time
 
+from absl import app, flags
 import keras
 import tensorflow as tf
-from absl import app, flags
 
 from esrgan_tf import configlib, train, train_state, train_steps
 from esrgan_tf.models import vgg as vgg_lib
