@@ -159,3 +159,34 @@ def test_init_discriminator_from_a_basicsr_netd(tmp_path):
   config.train.init_discriminator_from = path
   with pytest.raises(ValueError, match=r"phase 'psnr' has no discriminator"):
     _restored_state(config, str(tmp_path / "run3"))
+
+
+@pytest.mark.parametrize("gan_gt_usm", [False, True])
+def test_gan_gt_usm_feeds_d_the_sharpened_gt(gan_gt_usm):
+  # A VGG-style D (no spectral norm: its output does not move between calls): the step's d_real
+  # is the mean of D on the real batch before D's update, i.e. on gt_usm iff gan_gt_usm.
+  config = _config("esrgan_x4")
+  config.model.update(num_features=8, num_blocks=1, growth_channels=4)
+  config.data.update(gt_size=16, batch_size=2)
+  config.discriminator.update(num_features=4)
+  config.perceptual.update(weight=0.0, weights="")
+  config.loss.gan_type = "vanilla"
+  config.loss.gan_gt_usm = gan_gt_usm
+  state = train_state.create_train_state(config)
+  rng = np.random.default_rng(2)
+  lr = tf.constant(rng.uniform(size=(2, 4, 4, 3)), tf.float32)
+  hr = tf.constant(rng.uniform(size=(2, 16, 16, 3)), tf.float32)
+  usm = tf.constant(rng.uniform(size=(2, 16, 16, 3)) * 3.0 - 1.0, tf.float32)
+  d = state.models.discriminator
+  want = {False: d(hr, training=True), True: d(usm, training=True)}
+  assert abs(float(tf.reduce_mean(want[True]) - tf.reduce_mean(want[False]))) > 1e-3
+  fake = d(state.models.generator(lr), training=True).numpy()  # D sees the pre-update SR
+  out = train_steps.make_replica_step(config, state, 2)(lr, hr, usm)
+  np.testing.assert_allclose(float(out["d_real"]), float(tf.reduce_mean(want[gan_gt_usm])),
+                             rtol=1e-5, atol=1e-6)
+  # Vanilla D loss (BasicSR GANLoss "vanilla"): BCE(real, 1) + BCE(fake, 0) = softplus(−r) +
+  # softplus(f), each a mean over the example's logits, then the batch mean.
+  real = want[gan_gt_usm].numpy().reshape(2, -1)
+  softplus = lambda x: np.logaddexp(0.0, x)  # noqa: E731
+  expected = np.mean(softplus(-real).mean(axis=1) + softplus(fake.reshape(2, -1)).mean(axis=1))
+  np.testing.assert_allclose(float(out["d_loss"]), expected, rtol=1e-5)
