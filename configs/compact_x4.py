@@ -3,11 +3,12 @@
 Model: num_feat 64, num_conv 32, upscale 4, PReLU — the arguments Real-ESRGAN's
 inference_realesrgan.py builds realesr-general-x4v3 with (1,213,296 parameters; realesr-animevideov3
 is the same with num_conv 16). Data and optimisation: psnr_x4.py's (L1, Adam 2e-4, EMA 0.999) on
-BICUBIC LR for now; Real-ESRGAN trains this network on its second-order degradation pipeline,
-which this project does not have yet (swap the data subtree when it exists).
+BICUBIC LR; Real-ESRGAN trains this network on its second-order degradation pipeline: set
+`config.data.pipeline = "realesrgan"` and `config.data.degradation` as configs/realesrnet_x4plus.py
+does.
 
-NEEDS the generator to be built with `esrgan_tf.models.build_generator(config.model)` (the `arch`
-key selects the class); train.py builds `RRDBNet(**config.model)` until that is wired in.
+The trainer builds the generator with `esrgan_tf.models.build_generator(config.model)` (the
+`arch` key selects the class); `--model=WORKDIR` loads the trained Compact net the same way.
 
 Command:
   esrgan-train --config=configs/compact_x4.py --workdir=runs/compact_x4 \

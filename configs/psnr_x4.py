@@ -58,6 +58,7 @@ def get_config(variant: str = ""):
       progress=True,
       init_from="",              # G/EMA weights: workdir, .keras, .pth/.safetensors
       resume="",                 # full state: checkpoint prefix or another workdir
+      init_discriminator_from="",  # gan phase: D weights from a BasicSR netD .pth/.safetensors
   )
   if variant == "smoke":
     apply_smoke(c)

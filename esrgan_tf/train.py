@@ -28,15 +28,21 @@ from absl import logging
 
 from esrgan_tf import loading, upscaler
 from esrgan_tf import workdir as workdir_lib
-from esrgan_tf.models.rrdbnet import RRDBNet
 from esrgan_tf.train_state import (
   PHASES,
   TrainState,
   create_strategy,
   create_train_state,
+  copy_generator_weights,
+  generator_spec,
+  init_discriminator,
   learning_rate,
 )
-from esrgan_tf.train_steps import make_train_step
+from esrgan_tf.train_steps import USM_SWITCHES, make_train_step, usm_switch
+
+# config.data.pipeline: "bicubic" (esrgan_tf.data: MATLAB-bicubic LR, the default when absent) or
+# "realesrgan" (esrgan_tf.realesrgan_degradation, options in config.data.degradation).
+DATA_PIPELINES = ("bicubic", "realesrgan")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -58,36 +64,79 @@ def validate_config(config) -> None:
     raise ValueError(f"train.eval_every must be >= 0, got {t.eval_every!r}")
   if not 0.0 <= float(t.ema_decay) < 1.0:
     raise ValueError(f"train.ema_decay must be in [0, 1), got {t.ema_decay!r}")
-  if t.jit_compile and config.model.upsampler == "nearest":
+  spec = generator_spec(config)
+  if t.jit_compile and getattr(spec, "upsampler", None) == "nearest":
     # The nearest resize takes its size from tf.shape; XLA then cannot compile its gradient
     # (ResizeNearestNeighborGrad needs a compile-time size). Measured on TF 2.21 CPU.
     raise ValueError("train.jit_compile=True needs model.upsampler='depth_to_space' (XLA cannot "
                      "compile the gradient of the 'nearest' upsampler's dynamic-size resize)")
   if config.data.batch_size < 1:
     raise ValueError(f"data.batch_size must be >= 1, got {config.data.batch_size!r}")
-  if config.data.gt_size % config.model.scale:
+  if config.data.gt_size % spec.scale:
     raise ValueError(f"data.gt_size {config.data.gt_size} is not a multiple of the scale "
-                     f"{config.model.scale}")
+                     f"{spec.scale}")
+  pipeline = data_pipeline(config)
+  if pipeline not in DATA_PIPELINES:
+    raise ValueError(f"data.pipeline must be one of {DATA_PIPELINES}, got {pipeline!r}")
+  usm = [k for k in USM_SWITCHES if usm_switch(config, k)]
+  if usm and pipeline != "realesrgan":
+    raise ValueError(f"loss.{'/'.join(usm)} need the USM-sharpened GT of "
+                     "data.pipeline='realesrgan' (the bicubic pipeline has none)")
+  if pipeline == "realesrgan":
+    degradation = config.data.get("degradation", None)
+    if degradation is not None and int(degradation.gt_size) != int(config.data.gt_size):
+      raise ValueError(f"data.degradation.gt_size {degradation.gt_size} differs from "
+                       f"data.gt_size {config.data.gt_size}")
+  if config.phase == "gan" and config.discriminator.type == "unet_sn" and config.data.gt_size % 8:
+    raise ValueError(f"the unet_sn discriminator needs data.gt_size a multiple of 8 (three "
+                     f"stride-2 stages), got {config.data.gt_size}")
+
+
+def data_pipeline(config) -> str:
+  """`config.data.pipeline`, "bicubic" when the schema lacks it."""
+  return config.data.get("pipeline", "bicubic")
 
 
 def make_dataset_fn(config, global_batch_size: int):
-  """`input_context -> tf.data.Dataset` of per-replica (lr, hr) batches (`esrgan_tf.data`)."""
+  """`input_context -> tf.data.Dataset` of per-replica batches.
+
+  "bicubic" pipeline: (lr, hr) from `esrgan_tf.data`; "realesrgan": {"lr", "hr", "gt_usm"} from
+  `esrgan_tf.realesrgan_degradation` (hr the plain GT; the loss switches pick gt_usm).
+  """
+  scale = generator_spec(config).scale
+  if data_pipeline(config) == "realesrgan":
+    from esrgan_tf import realesrgan_degradation  # pylint: disable=g-import-not-at-top
+
+    def degraded_fn(input_context):
+      batch = input_context.get_per_replica_batch_size(global_batch_size)
+      return realesrgan_degradation.make_degraded_train_dataset(
+          config.data, scale, batch, input_context=input_context, seed=config.seed,
+          degradation_config=config.data.get("degradation", None), return_gt_usm=True)
+
+    return degraded_fn
   from esrgan_tf import data  # pylint: disable=g-import-not-at-top
 
   def dataset_fn(input_context):
     batch = input_context.get_per_replica_batch_size(global_batch_size)
-    return data.make_train_dataset(config.data, config.model.scale, batch,
+    return data.make_train_dataset(config.data, scale, batch,
                                    input_context=input_context, seed=config.seed)
 
   return dataset_fn
 
 
 def run_name(config, num_replicas: int) -> str:
-  """A name from the key hyperparameters, e.g. psnr_x4_nf64nb23gc32_gt128_b16x1_1000k."""
-  m, steps = config.model, int(config.train.steps)
+  """A name from the key hyperparameters, e.g. psnr_x4_nf64nb23gc32_gt128_b16x1_1000k.
+
+  Compact generators: psnr_x4_srvgg_nf64nc32_prelu_... .
+  """
+  m, steps, spec = config.model, int(config.train.steps), generator_spec(config)
   per_replica = config.data.batch_size // max(num_replicas, 1)
   steps_s = f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)
-  return (f"{config.phase}_x{m.scale}_nf{m.num_features}nb{m.num_blocks}gc{m.growth_channels}"
+  if m.get("arch", "rrdbnet") == "srvgg":
+    arch = f"srvgg_nf{spec.num_feat}nc{spec.num_conv}_{spec.act_type}"
+  else:
+    arch = f"nf{spec.num_features}nb{spec.num_blocks}gc{spec.growth_channels}"
+  return (f"{config.phase}_x{spec.scale}_{arch}"
           f"_gt{config.data.gt_size}_b{per_replica}x{num_replicas}_{steps_s}")
 
 
@@ -153,13 +202,6 @@ def create_checkpoints(config, workdir: str, state: TrainState, iterator, strate
       scratch_dir=None if _is_chief(strategy) else os.path.dirname(ckpt_dir))
 
 
-def _copy_weights(target: RRDBNet, source: RRDBNet, spec: str) -> None:
-  if source.arch_config() != target.arch_config():
-    raise ValueError(f"train.init_from {spec!r}: architecture {source.arch_config()} differs "
-                     f"from config.model {target.arch_config()}")
-  target.set_weights(source.get_weights())
-
-
 def restore_or_initialize(config, workdir: str, state: TrainState,
                           checkpoints: Checkpoints) -> str:
   """Restores the run state. Resume order (first that applies wins):
@@ -171,7 +213,8 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
        fork a run);
     3. `config.train.init_from`: G and EMA weights only (a PSNR run for the gan phase),
        anything `esrgan_tf.loading.load_generator` takes: workdir, .keras, .pth/.safetensors;
-       step, optimizers and D start fresh;
+       and/or `config.train.init_discriminator_from`: D weights from a BasicSR netD
+       .pth/.safetensors (Real-ESRGAN fine-tuning); step and optimizers start fresh;
     4. scratch (G random, EMA = G).
 
   Returns:
@@ -180,7 +223,7 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
   Raises:
     workdir.WorkdirMismatchError: The workdir was trained with another architecture.
     FileNotFoundError: `resume` names nothing restorable.
-    ValueError: `init_from` has a different architecture.
+    ValueError: `init_from` / `init_discriminator_from` has a different architecture.
   """
   latest = checkpoints.manager.latest_checkpoint
   if latest:
@@ -198,22 +241,31 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
       raise FileNotFoundError(f"train.resume {config.train.resume!r}: no checkpoint found")
     checkpoints.manager.checkpoint.restore(path).expect_partial()
     return f"restored full state from train.resume {path}"
+  done = []
   if config.train.init_from:
     source = loading.load_generator(config.train.init_from)
     for target in (state.models.generator, state.models.ema_generator):
-      _copy_weights(target, source, config.train.init_from)
-    return f"initialised G and EMA from train.init_from {config.train.init_from}"
-  return "started from scratch"
+      copy_generator_weights(target, source, config.train.init_from)
+    done.append(f"initialised G and EMA from train.init_from {config.train.init_from}")
+  d_path = config.train.get("init_discriminator_from", "")
+  if d_path:
+    init_discriminator(config, state.models.discriminator, d_path)
+    done.append(f"initialised D from train.init_discriminator_from {d_path}")
+  return "; ".join(done) or "started from scratch"
 
 
 # --- evaluation and logging ----------------------------------------------------------------------
 
 
-def evaluate(predict_fn, pairs, config, bicubic: bool = False) -> dict:
-  """PSNR/SSIM of `predict_fn` on validation pairs (`esrgan_tf.metrics.evaluate_upscaler`)."""
+def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None = None) -> dict:
+  """PSNR/SSIM of `predict_fn` on validation pairs (`esrgan_tf.metrics.evaluate_upscaler`).
+
+  `scale` (for the default crop border) defaults to the config's generator's.
+  """
   from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
   crop = config.train.eval_crop_border
-  crop = config.model.scale if crop < 0 else crop
+  scale = generator_spec(config).scale if scale is None else scale
+  crop = scale if crop < 0 else crop
   return metrics.evaluate_upscaler(predict_fn, pairs, crop_border=crop,
                                    y_channel=config.train.eval_y_channel, bicubic=bicubic)
 
@@ -226,15 +278,15 @@ def comparison_grid(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarra
   return np.clip(np.concatenate([bicubic, sr, hr], axis=1), 0.0, 1.0)
 
 
-
 class Evaluator:
   """Evaluates the EMA (or raw) generator on the validation set; keeps the best checkpoint."""
 
   def __init__(self, config, state: TrainState):
     from esrgan_tf import data  # pylint: disable=g-import-not-at-top
     self.config = config
-    self.pairs = data.load_validation_set(config.data, config.model.scale)
     models = state.models
+    self.scale = int(models.generator.scale)
+    self.pairs = data.load_validation_set(config.data, self.scale)
     self.predict = upscaler.keras_upscaler(
         models.ema_generator if config.train.eval_use_ema else models.generator)
     self.bicubic_psnr = None
@@ -242,7 +294,8 @@ class Evaluator:
 
   def __call__(self, step: int, state: TrainState, checkpoints: Checkpoints, writer) -> None:
     """eval_step: PSNR/SSIM at `step`, summaries and an image grid; saves a new best."""
-    ev = evaluate(self.predict, self.pairs, self.config, bicubic=self.bicubic_psnr is None)
+    ev = evaluate(self.predict, self.pairs, self.config, bicubic=self.bicubic_psnr is None,
+                  scale=self.scale)
     if "bicubic_mean" in ev:
       self.bicubic_psnr = ev["bicubic_mean"]["psnr"]
     psnr, ssim = ev["mean"]["psnr"], ev["mean"]["ssim"]

@@ -4,8 +4,9 @@ Everything here is built from the config (schema: configs/psnr_x4.py) and, for t
 optimizers, under `strategy.scope()` (tf.distribute custom-training-loop contract). The loop
 (`esrgan_tf.train`) and the step (`esrgan_tf.train_steps`) only use a `TrainState`.
 
-Extension point for new discriminators: `DISCRIMINATOR_BUILDERS` maps
-`config.discriminator.type` to a function `config -> built keras.Model returning logits`.
+Extension points: the generator is `esrgan_tf.models.build_generator(config.model)` (its `arch`
+key: "rrdbnet" default, "srvgg"); `DISCRIMINATOR_BUILDERS` maps `config.discriminator.type` to a
+function `config -> built keras.Model returning logits`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from esrgan_tf import models as models_lib
 from esrgan_tf import workdir as workdir_lib
 from esrgan_tf.models.discriminator import DISCRIMINATOR_TYPES, Discriminator
-from esrgan_tf.models.rrdbnet import RRDBNet
+from esrgan_tf.models.unet_discriminator import UNetDiscriminatorSN
 
 PHASES = ("psnr", "gan")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -88,14 +90,31 @@ def precision_policy(precision: str):
 @dataclasses.dataclass
 class Models:
   """The networks of a run (discriminator/vgg are None in the psnr phase)."""
-  generator: RRDBNet
-  ema_generator: RRDBNet
+  generator: keras.Model
+  ema_generator: keras.Model
   discriminator: keras.Model | None = None
   vgg: keras.Model | None = None
 
 
+def generator_spec(config) -> keras.Model:
+  """An UNBUILT generator of `config.model` (no weights): for its scale, channels, arch_config.
+
+  Lets the config checks, the run name and the data pipeline read `.scale`, `.in_channels`,
+  `.out_channels` of any architecture (RRDBNet's and SRVGGNetCompact's kwargs differ).
+
+  Raises:
+    ValueError: Unknown `model.arch` or arguments the class rejects.
+  """
+  model_config = dict(config.model)
+  arch = model_config.pop("arch", "rrdbnet")
+  if arch not in models_lib.GENERATORS:
+    raise ValueError(f"model.arch must be one of {sorted(models_lib.GENERATORS)}, got {arch!r}")
+  return models_lib.GENERATORS[arch](**model_config)
+
+
 def _vgg_style_or_patch(config) -> keras.Model:
-  d_cfg, size, channels = config.discriminator, config.data.gt_size, config.model.out_channels
+  d_cfg, size = config.discriminator, config.data.gt_size
+  channels = generator_spec(config).out_channels
   model = Discriminator(d_cfg.type, d_cfg.num_features, input_size=size,
                         num_stages=d_cfg.num_stages, spectral_norm=d_cfg.spectral_norm,
                         in_channels=channels)
@@ -103,9 +122,21 @@ def _vgg_style_or_patch(config) -> keras.Model:
   return model
 
 
+def _unet_sn(config) -> keras.Model:
+  """Real-ESRGAN's U-Net discriminator with spectral norm (options/train_realesrgan_x4plus.yml
+  network_d: num_feat 64, skip_connection True); per-pixel logits [N, H, W, 1]."""
+  d_cfg, size = config.discriminator, config.data.gt_size
+  model = UNetDiscriminatorSN(num_in_ch=generator_spec(config).out_channels,
+                              num_feat=d_cfg.num_features,
+                              skip_connection=bool(d_cfg.get("skip_connection", True)))
+  model.build((None, size, size, model.num_in_ch))
+  return model
+
+
 # config.discriminator.type → `config -> built discriminator` (logits [N, 1], or per-pixel
 # logits [N, h, w, 1]: the step averages any logit map per example). Add a type here.
 DISCRIMINATOR_BUILDERS: dict[str, Callable] = {t: _vgg_style_or_patch for t in DISCRIMINATOR_TYPES}
+DISCRIMINATOR_BUILDERS["unet_sn"] = _unet_sn
 
 
 def _perceptual_weights_source(perceptual) -> str | None:
@@ -141,10 +172,8 @@ def create_models(config) -> Models:
   Raises:
     ValueError: An unknown discriminator type or a missing VGG weights file.
   """
-  generator = RRDBNet(**config.model, name="generator")
-  generator.build((None, None, None, config.model.in_channels))
-  ema = RRDBNet(**config.model, name="ema_generator")
-  ema.build((None, None, None, config.model.in_channels))
+  generator = models_lib.build_generator(config.model, name="generator")
+  ema = models_lib.build_generator(config.model, name="ema_generator")
   ema.set_weights(generator.get_weights())
   models = Models(generator, ema)
   if config.phase == "gan":
@@ -159,6 +188,50 @@ def create_models(config) -> Models:
         from esrgan_tf.models.vgg import VGGFeatureExtractor  # pylint: disable=g-import-not-at-top
         models.vgg = VGGFeatureExtractor(config.perceptual.layers.to_dict(), weights=source)
   return models
+
+
+def copy_generator_weights(target: keras.Model, source: keras.Model, spec: str) -> None:
+  """`train.init_from`: source's weights into target, same class and arch_config required."""
+  if type(source) is not type(target) or source.arch_config() != target.arch_config():
+    raise ValueError(f"train.init_from {spec!r}: architecture {type(source).__name__} "
+                     f"{source.arch_config()} differs from config.model "
+                     f"{type(target).__name__} {target.arch_config()}")
+  target.set_weights(source.get_weights())
+
+
+def init_discriminator(config, discriminator: keras.Model | None, path: str) -> None:
+  """Copies a BasicSR netD checkpoint (`weights.load_discriminator`) into the built D.
+
+  Real-ESRGAN's finetune_realesrgan_x4plus.yml loads RealESRGAN_x4plus_netD.pth this way
+  (pretrain_network_d, strict). Spectral norm's stored u and v are copied too.
+
+  Raises:
+    ValueError: No D (psnr phase), or the file's discriminator differs from the config's
+      (class, or any weight's name/shape); names the file.
+    weights.CheckpointError: Unreadable or refused file.
+  """
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+  if discriminator is None:
+    raise ValueError(f"train.init_discriminator_from {path!r}: phase {config.phase!r} has no "
+                     "discriminator (use phase 'gan')")
+  source = weights.load_discriminator(
+      path, skip_connection=bool(config.discriminator.get("skip_connection", True)))
+  if type(source) is not type(discriminator):
+    raise ValueError(f"train.init_discriminator_from {path!r}: the file holds a "
+                     f"{type(source).__name__}, config.discriminator.type "
+                     f"{config.discriminator.type!r} builds a {type(discriminator).__name__}")
+  # Weight paths without the model's own name (as workdir.model_variables keys them).
+  src = {".".join(v.path.split("/")[1:]): v for v in source.weights}
+  dst = {".".join(v.path.split("/")[1:]): v for v in discriminator.weights}
+  problems = sorted(set(src) ^ set(dst))
+  problems += [f"{k}: file {tuple(src[k].shape)}, config {tuple(dst[k].shape)}"
+               for k in sorted(set(src) & set(dst)) if tuple(src[k].shape) != tuple(dst[k].shape)]
+  if problems:
+    raise ValueError(f"train.init_discriminator_from {path!r}: does not match the config's "
+                     f"discriminator (discriminator.num_features="
+                     f"{config.discriminator.num_features}): " + "; ".join(problems[:5]))
+  for key, variable in dst.items():
+    variable.assign(tf.cast(src[key], variable.dtype))
 
 
 # --- optimizers ----------------------------------------------------------------------------------

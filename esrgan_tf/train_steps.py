@@ -5,6 +5,11 @@ ESRGAN §3.2–3.4 and BasicSR `ESRGANModel.optimize_parameters`:
   * gan phase:  G loss = w_pix·pixel + w_perc·Σ_l w_l·perceptual_l + w_gan·GAN_G (D fixed), then
     D loss = GAN_D on the same SR batch (gradient stopped), i.e. G update first, D second.
 
+Real-ESRGAN (`realesrgan/models/realesrgan_model.py` optimize_parameters): with the degradation
+pipeline a batch also holds `gt_usm`, the USM-sharpened GT; `config.loss.l1_gt_usm`,
+`percep_gt_usm` and `gan_gt_usm` make the pixel term, the perceptual term and D's real input
+use it instead of the plain GT (absent = False; train_realesrgan_x4plus.yml: True, True, False).
+
 Extension points (all chosen by the config, nothing else changes):
   * `generator_loss_terms` lists the weighted terms of the G loss; a new term is one more
     `LossTerm` (its name becomes a history/TensorBoard key).
@@ -30,13 +35,28 @@ from esrgan_tf.train_state import TrainState
 
 
 class GanLoss(NamedTuple):
-  """Per-example losses of (real_logits, fake_logits) for G and for D."""
+  """Per-example losses of (real_logits, fake_logits) for G and for D.
+
+  `generator_uses_real`: whether G's loss reads D(real); if not, the G step does not run D on
+  the real batch (one D call fewer, and one spectral-norm power iteration fewer, as BasicSR).
+  """
   generator: Callable
   discriminator: Callable
+  generator_uses_real: bool = True
 
 
-# ESRGAN's relativistic average GAN (eq. 1–2). Add e.g. a vanilla GAN here.
-GAN_LOSSES = {"ragan": GanLoss(losses.ragan_generator_loss, losses.ragan_discriminator_loss)}
+def _vanilla_generator(real_logits, fake_logits):
+  del real_logits  # The standard GAN's G term only sees D(G(x)).
+  return losses.vanilla_generator_loss(fake_logits)
+
+
+# ESRGAN's relativistic average GAN (eq. 1–2); Real-ESRGAN's vanilla GAN (BasicSR GANLoss
+# gan_type "vanilla", train_realesrgan_x4plus.yml).
+GAN_LOSSES = {
+    "ragan": GanLoss(losses.ragan_generator_loss, losses.ragan_discriminator_loss),
+    "vanilla": GanLoss(_vanilla_generator, losses.vanilla_discriminator_loss,
+                       generator_uses_real=False),
+}
 DEFAULT_GAN_TYPE = "ragan"
 
 
@@ -54,11 +74,28 @@ def gan_type(config) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Predictions:
-  """What the G loss terms see: SR and HR batches, and D's logits on both (gan phase)."""
+  """What the G loss terms see: SR and HR batches, and D's logits on both (gan phase).
+
+  `gt_usm` is the USM-sharpened HR (the HR itself when the pipeline has none); real_logits is
+  None when the GAN loss does not use D(real) in the G step.
+  """
   sr: tf.Tensor
   hr: tf.Tensor
   real_logits: tf.Tensor = None
   fake_logits: tf.Tensor = None
+  gt_usm: tf.Tensor = None
+
+
+USM_SWITCHES = ("l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
+
+
+def usm_switch(config, name: str) -> bool:
+  """`config.loss.<name>` (one of USM_SWITCHES), False when the schema lacks it."""
+  return bool(config.loss.get(name, False))
+
+
+def _target(p: Predictions, use_usm: bool) -> tf.Tensor:
+  return p.gt_usm if use_usm and p.gt_usm is not None else p.hr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,17 +118,20 @@ def _per_example(x, batch):
 def generator_loss_terms(config, models) -> list[LossTerm]:
   """The weighted terms of the G loss of `config.phase` (weights from config.loss/perceptual)."""
   criterion = config.loss.pixel_criterion
+  l1_usm, percep_usm = usm_switch(config, "l1_gt_usm"), usm_switch(config, "percep_gt_usm")
   terms = [LossTerm("l_pix", float(config.loss.pixel_weight),
-                    lambda p: losses.pixel_loss(p.sr, p.hr, criterion))]
+                    lambda p: losses.pixel_loss(p.sr, _target(p, l1_usm), criterion))]
   if config.phase == "psnr":
     return terms
   vgg = models.vgg
   if vgg is not None:
     layer_weights = config.perceptual.layers.to_dict()
+    # BasicSR PerceptualLoss criterion ("l1" in ESRGAN and Real-ESRGAN).
+    percep_criterion = config.perceptual.get("criterion", "l1")
 
     def perceptual(p):
-      hr_features = {k: tf.stop_gradient(v) for k, v in vgg(p.hr).items()}
-      return losses.perceptual_loss(vgg(p.sr), hr_features, layer_weights)
+      hr_features = {k: tf.stop_gradient(v) for k, v in vgg(_target(p, percep_usm)).items()}
+      return losses.perceptual_loss(vgg(p.sr), hr_features, layer_weights, percep_criterion)
 
     terms.append(LossTerm("l_percep", float(config.perceptual.weight), perceptual))
   g_gan = GAN_LOSSES[gan_type(config)].generator
@@ -119,7 +159,7 @@ def _apply(optimizer, scaled_loss, tape, variables):
 
 
 def make_replica_step(config, state: TrainState, global_batch_size: int):
-  """The per-replica train step `(lr, hr) -> {metric name: scalar}` of `config.phase`.
+  """The per-replica train step `(lr, hr, gt_usm=None) -> {metric name: scalar}` of the phase.
 
   Each returned loss is this replica's share (sum over its examples / global batch), so the
   SUM over replicas is the global-batch mean; d_real/d_fake likewise sum to the mean logits.
@@ -127,10 +167,12 @@ def make_replica_step(config, state: TrainState, global_batch_size: int):
   G, D = state.models.generator, state.models.discriminator  # pylint: disable=invalid-name
   g_opt, d_opt = state.g_optimizer, state.d_optimizer
   terms = generator_loss_terms(config, state.models)
-  d_gan = GAN_LOSSES[gan_type(config)].discriminator if D is not None else None
+  gan = GAN_LOSSES[gan_type(config)]
+  gan_usm = usm_switch(config, "gan_gt_usm")
 
-  def step(lr, hr):
+  def step(lr, hr, gt_usm=None):
     batch = tf.shape(hr)[0]
+    gan_real = gt_usm if gan_usm and gt_usm is not None else hr
 
     def average(values):
       return tf.nn.compute_average_loss(_per_example(values, batch),
@@ -139,10 +181,11 @@ def make_replica_step(config, state: TrainState, global_batch_size: int):
     with tf.GradientTape() as g_tape:
       # Static SR shape for a flatten head (the nearest upsampler's resize loses it).
       sr = tf.ensure_shape(_f32(G(lr, training=True)), hr.shape)
-      p = Predictions(sr, hr)
+      p = Predictions(sr, hr, gt_usm=gt_usm)
       if D is not None:  # D is fixed here: only G's variables are updated by this tape.
-        p = Predictions(sr, hr, tf.stop_gradient(_f32(D(hr, training=True))),
-                        _f32(D(sr, training=True)))
+        real = (tf.stop_gradient(_f32(D(gan_real, training=True)))
+                if gan.generator_uses_real else None)
+        p = Predictions(sr, hr, real, _f32(D(sr, training=True)), gt_usm)
       out = {t.name: average(t.weight * _per_example(t.fn(p), batch)) for t in terms}
       g_loss = tf.add_n(list(out.values()))
       scaled = _scaled(g_opt, g_loss)
@@ -152,9 +195,9 @@ def make_replica_step(config, state: TrainState, global_batch_size: int):
       return out
 
     with tf.GradientTape() as d_tape:
-      real_logits = _f32(D(hr, training=True))
+      real_logits = _f32(D(gan_real, training=True))
       fake_logits = _f32(D(tf.stop_gradient(sr), training=True))
-      d_loss = average(d_gan(real_logits, fake_logits))
+      d_loss = average(gan.discriminator(real_logits, fake_logits))
       scaled = _scaled(d_opt, d_loss)
     _apply(d_opt, scaled, d_tape, D.trainable_variables)
     share = tf.cast(batch, tf.float32) / global_batch_size
@@ -203,8 +246,10 @@ def make_train_step(config, strategy, state: TrainState, global_batch_size: int)
     totals = tuple(tf.constant(0.0) for _ in names)
     first_bad = tf.constant(-1, tf.int32)
     for i in tf.range(num_steps):
-      lr, hr = next(iterator)
-      per_replica = strategy.run(replica_step, args=(lr, hr))
+      batch = next(iterator)
+      # (lr, hr) tuples, or the degradation pipeline's {"lr", "hr", "gt_usm"} dicts.
+      args = (batch["lr"], batch["hr"], batch["gt_usm"]) if isinstance(batch, dict) else batch
+      per_replica = strategy.run(replica_step, args=tuple(args))
       step_out = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
                   for k in names}
       finite = tf.reduce_all([tf.math.is_finite(step_out[k]) for k in checked])

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from esrgan_tf import fileio
-from esrgan_tf.models.rrdbnet import RRDBNet
+from esrgan_tf import models
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -47,7 +47,7 @@ def read_config(workdir: str) -> dict:
 
 
 def load_generator_from_workdir(workdir: str, use_ema: bool = True,
-                                which: str = "latest") -> RRDBNet:
+                                which: str = "latest") -> keras.Model:
   """Rebuilds the generator of a training workdir and restores its weights.
 
   Args:
@@ -56,7 +56,7 @@ def load_generator_from_workdir(workdir: str, use_ema: bool = True,
     which: "latest" checkpoint or "best" (highest eval PSNR).
 
   Returns:
-    A built float32 `RRDBNet`.
+    A built float32 generator of the config's `model.arch` (`models.build_generator`).
 
   Raises:
     FileNotFoundError: No config.json or no checkpoint.
@@ -69,8 +69,7 @@ def load_generator_from_workdir(workdir: str, use_ema: bool = True,
   path = tf.train.latest_checkpoint(directory)
   if path is None:
     raise FileNotFoundError(f"{workdir}: no {which} checkpoint in {directory}")
-  model = RRDBNet(**model_cfg)
-  model.build((None, None, None, model.in_channels))
+  model = models.build_generator(model_cfg, dtype="float32")
   key = "ema_generator" if use_ema else "generator"
   status = tf.train.Checkpoint(**{key: model_variables(model)}).restore(path).expect_partial()
   status.assert_existing_objects_matched()
@@ -82,7 +81,8 @@ def model_variables(model: keras.Model) -> tf.train.Checkpoint:
 
   Keras 3 models do not expose layers held in Python lists (e.g. the discriminator stages) to
   `tf.train.Checkpoint`, so checkpointing a model object can silently skip them (RRDBNet now
-  tracks its lists explicitly; a path-keyed layout is robust for every model). Keys drop the model's own name ("body.0.rdb1.conv1.kernel"), so the generator, its EMA
+  tracks its lists explicitly; a path-keyed layout is robust for every model). Keys drop the
+  model's own name ("body.0.rdb1.conv1.kernel"), so the generator, its EMA
   copy and a freshly built `RRDBNet` share one layout.
 
   Raises:
@@ -95,8 +95,6 @@ def model_variables(model: keras.Model) -> tf.train.Checkpoint:
       raise ValueError(f"{model.name}: duplicate weight path {v.path!r}")
     named[key] = v
   return tf.train.Checkpoint(**named)
-
-
 
 
 class WorkdirMismatchError(ValueError):

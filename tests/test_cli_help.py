@@ -10,7 +10,7 @@ COMMANDS = {
     "esrgan-train": ["--config", "--workdir"],
     "esrgan-eval": ["--model", "--hr", "--[no]y_channel"],
     "esrgan-export": ["--model", "--export_dir", "--tflite_quantize"],
-    "esrgan-serve": ["--model_base_path", "--port", "--rest_api_port"],
+    "esrgan-serve": ["--model_base_path", "--port", "--rest_api_port", "--[no]web_ui", "--host"],
     "esrgan-import": ["--checkpoint", "--output"],
     "esrgan-interpolate": ["--a", "--b", "--alpha"],
     "esrgan-models": ["--model_mirror"],

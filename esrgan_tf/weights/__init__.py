@@ -244,10 +244,13 @@ def save_discriminator(model, path: str, *, overwrite: bool = False):
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
   if suffix == ".pth":
-    torch_pickle.atomic_write(
-        path, lambda f: torch_writer.write_torch_zip(f, state, wrappers=("params",)))
+    write = lambda f: torch_writer.write_torch_zip(f, state, wrappers=("params",))  # noqa: E731
   else:
-    torch_pickle.atomic_write(path, lambda f: safetensors_io.write_safetensors(f, state))
+    write = lambda f: safetensors_io.write_safetensors(f, state)  # noqa: E731
+  try:
+    fileio.atomic_write(path, write, overwrite=overwrite)
+  except FileExistsError:  # appeared meanwhile
+    raise CheckpointError(f"{path}: exists (pass overwrite to replace it)") from None
 
 
 def _check_target(path: str, overwrite: bool):
