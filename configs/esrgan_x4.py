@@ -16,7 +16,6 @@ Expected result: PSNR drops ~2–3 dB below the PSNR model (as in the paper: ESR
 
 from esrgan_tf import configlib
 
-
 psnr_x4 = configlib.load_sibling(__file__, "psnr_x4")
 
 

@@ -35,13 +35,13 @@ Randomness is stateless: each element gets the seed (pipeline seed, element inde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import random
 import sys
-from collections.abc import Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from esrgan_tf import image_files, tfrecords
 from esrgan_tf import imresize as imresize_lib

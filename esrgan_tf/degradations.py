@@ -23,9 +23,9 @@ RGB in [0, 1]. Differences from BasicSR, all deliberate:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import io
 import math
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -22,8 +22,8 @@ they are not the same numbers:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+import math
 
 import numpy as np
 import tensorflow as tf

@@ -42,9 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import export_layout
-from esrgan_tf import fileio
-from esrgan_tf import pixels
+from esrgan_tf import export_layout, fileio, pixels
 from esrgan_tf import precision as precision_lib
 from esrgan_tf.models import rrdbnet
 from esrgan_tf.upscaler import ModelError, Upscaler

@@ -28,8 +28,8 @@ import os
 import shutil
 import stat
 import tempfile
-import uuid
 from typing import BinaryIO, Callable, Iterator, Union
+import uuid
 
 # Errors of os.link on file systems without hard links (FAT, some network mounts): there the
 # final step falls back to check-then-rename.

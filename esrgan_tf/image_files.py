@@ -6,14 +6,14 @@ The low layer under the training data pipeline (`esrgan_tf.data`) and the TFReco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import os
-from collections.abc import Sequence
 
-import numpy as np
-import tensorflow as tf
 from absl import logging
+import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from esrgan_tf import imaging
 

@@ -41,15 +41,14 @@ import logging
 import os
 import struct
 import sys
-import zlib
 from typing import BinaryIO, Optional
+import zlib
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from esrgan_tf import fileio
+from esrgan_tf import fileio, pixels
 from esrgan_tf import imaging_codecs as codecs
-from esrgan_tf import pixels
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ write directly from their specifications (PNG: ISO/IEC 15948; TIFF 6.0).
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Optional
+import zlib
 
 import numpy as np
 

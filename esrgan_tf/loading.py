@@ -32,6 +32,7 @@ def _is_keras_file(spec: str) -> bool:
 
 def _load_keras_file(spec: str):
   import keras  # pylint: disable=g-import-not-at-top
+
   import esrgan_tf.models  # noqa: F401  registers the custom layers.  pylint: disable=unused-import
 
   if not os.path.isfile(spec):

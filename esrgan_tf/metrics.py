@@ -19,9 +19,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from esrgan_tf import fileio
-from esrgan_tf import pixels
-from esrgan_tf import tiling
+from esrgan_tf import fileio, pixels, tiling
 
 # ITU-R BT.601 luma of [0, 255] RGB, studio swing (MATLAB rgb2ycbcr; BasicSR bgr2ycbcr, RGB order).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float64) / 255.0

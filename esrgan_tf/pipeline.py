@@ -30,9 +30,7 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image
 
-from esrgan_tf import imaging
-from esrgan_tf import loading
-from esrgan_tf import tiling
+from esrgan_tf import imaging, loading, tiling
 from esrgan_tf import upscaler as upscaler_lib
 
 # Extensions picked up from directories and globs (what `imaging` reads).

@@ -16,8 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from esrgan_tf import fileio
-from esrgan_tf import tflite_gpu
+from esrgan_tf import fileio, tflite_gpu
 from esrgan_tf.tflite_gpu import GpuIncompatibleError  # noqa: F401  (re-exported)
 from esrgan_tf.upscaler import ModelError, Upscaler
 

@@ -59,8 +59,10 @@ def calibration_tiles(directory: str, input_size: Sequence[int], count: int = CA
     ValueError: No such folder, no images in it, an unreadable image (named), or no image as
       large as one tile.
   """
-  from esrgan_tf import image_files  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import imaging  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import (
+    image_files,  # pylint: disable=g-import-not-at-top
+    imaging,  # pylint: disable=g-import-not-at-top
+  )
   h, w = (int(s) for s in input_size)
   try:
     paths = image_files.list_image_files(directory)

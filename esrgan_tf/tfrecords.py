@@ -10,10 +10,10 @@ from __future__ import annotations
 import io
 import os
 
-import numpy as np
-import tensorflow as tf
 from absl import logging
+import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from esrgan_tf import image_files
 
@@ -74,7 +74,8 @@ def write_tfrecords(input_dir: str, output_pattern: str, num_shards: int) -> lis
   if not files:
     raise image_files.DataError(f"{input_dir}: no readable image to write")
   if not 1 <= num_shards <= len(files):
-    raise image_files.DataError(f"num_shards must be between 1 and the number of images ({len(files)}), "
+    raise image_files.DataError(
+        f"num_shards must be between 1 and the number of images ({len(files)}), "
                     f"got {num_shards}")
   parent = os.path.dirname(output_pattern)
   if parent and not tf.io.gfile.isdir(parent):

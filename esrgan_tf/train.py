@@ -13,27 +13,27 @@ Layout (flax imagenet / big_vision shape):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import os
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from esrgan_tf import loading, upscaler
 from esrgan_tf import workdir as workdir_lib
 from esrgan_tf.train_state import (
   PHASES,
   TrainState,
+  copy_generator_weights,
   create_strategy,
   create_train_state,
-  copy_generator_weights,
   generator_spec,
   init_discriminator,
   learning_rate,

@@ -11,16 +11,16 @@ function `config -> built keras.Model returning logits`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import contextlib
 import dataclasses
 import functools
 import itertools
 import os
-from collections.abc import Callable
 
+from absl import logging
 import keras
 import tensorflow as tf
-from absl import logging
 
 from esrgan_tf import models as models_lib
 from esrgan_tf import workdir as workdir_lib

@@ -23,8 +23,8 @@ the global-batch mean; one `tf.function` runs `num_steps` steps in a `tf.range` 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+import dataclasses
 from typing import NamedTuple
 
 import keras

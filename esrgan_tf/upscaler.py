@@ -9,8 +9,8 @@ imports none of the formats.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Callable, Optional
+import weakref
 
 import numpy as np
 
@@ -74,6 +74,7 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
     An `Upscaler`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf.precision import INFERENCE_PRECISIONS  # pylint: disable=g-import-not-at-top
 
   if precision not in INFERENCE_PRECISIONS:

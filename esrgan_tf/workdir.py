@@ -12,8 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
-from esrgan_tf import fileio
-from esrgan_tf import models
+from esrgan_tf import fileio, models
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"

@@ -20,12 +20,9 @@ import platform
 import re
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from esrgan_tf import cpu
-from esrgan_tf import fileio
-from esrgan_tf import report
+from esrgan_tf import cpu, fileio, report
 from esrgan_tf.benchmarking import sections
 
 _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).")

@@ -31,8 +31,7 @@ import sys
 import tempfile
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _TARGETS = flags.DEFINE_list("targets", ["esrgan_tf/losses.py"],
                              "Python files to mutate (repo-relative).")

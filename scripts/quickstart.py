@@ -22,8 +22,7 @@ import time
 
 from absl import app, flags, logging
 
-from esrgan_tf import cli
-from esrgan_tf import fileio
+from esrgan_tf import cli, fileio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")

@@ -9,9 +9,8 @@ The two helper modules stay importable by name for module-level `pytest.mark.par
 lists, which cannot take fixtures; inside tests prefer the fixtures.
 """
 
-import pytest
-
 import imaging_fixtures
+import pytest
 import weights_fixtures
 
 
@@ -19,6 +18,7 @@ import weights_fixtures
 def tiny_generator():
   """A factory: `tiny_generator(scale=2, upsampler="nearest", seed=0)` → a built RRDBNet."""
   import keras  # pylint: disable=g-import-not-at-top  # only the tests that ask load Keras.
+
   from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
 
   def make(scale: int = 2, upsampler: str = "nearest", seed: int = 0):

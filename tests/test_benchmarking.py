@@ -7,10 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from esrgan_tf.benchmarking import jobs
-from esrgan_tf.benchmarking import measure
-from esrgan_tf.benchmarking import profile
-from esrgan_tf.benchmarking import training
+from esrgan_tf.benchmarking import jobs, measure, profile, training
 from esrgan_tf.models import RRDBNet
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)

@@ -9,15 +9,14 @@ import os
 import subprocess
 import sys
 
+from imaging_fixtures import raw_png
 import keras
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from esrgan_tf import imaging
-from esrgan_tf import weights
+from esrgan_tf import imaging, weights
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
-from imaging_fixtures import raw_png
 
 W = 0.3
 

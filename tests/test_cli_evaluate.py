@@ -9,9 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import data
-from esrgan_tf import imresize
-from esrgan_tf import metrics
+from esrgan_tf import data, imresize, metrics
 from esrgan_tf.models import rrdbnet
 
 

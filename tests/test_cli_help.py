@@ -1,4 +1,4 @@
-"""Every console script's --help lists its own flags (absl shows none under a wrapper by default)."""
+"""Every console script's --help lists its own flags (absl shows none under a wrapper)."""
 
 import os
 import subprocess

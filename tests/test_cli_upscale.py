@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from esrgan_tf import pipeline
 
@@ -37,6 +37,7 @@ def _listing(directory):
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
   import keras
+
   from esrgan_tf.models import RRDBNet
   keras.utils.set_random_seed(0)
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=SCALE)

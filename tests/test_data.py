@@ -6,9 +6,9 @@ import sys
 
 import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from esrgan_tf import SAMPLES_DIR, data, image_files, imresize, tfrecords
 

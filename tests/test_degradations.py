@@ -4,9 +4,9 @@ import math
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from esrgan_tf import SAMPLES_DIR
 from esrgan_tf import degradations as dg

@@ -7,17 +7,14 @@ import struct
 import time
 import zlib
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from absl.testing import flagsaver
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import export
-from esrgan_tf import tflite_gpu
-from esrgan_tf import loading
+from esrgan_tf import export, loading, tflite_gpu
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.cli import export as export_cli
 from esrgan_tf.models import RRDBNet

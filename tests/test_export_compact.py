@@ -8,9 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from esrgan_tf import export
-from esrgan_tf import tflite
-from esrgan_tf import tflite_gpu
+from esrgan_tf import export, tflite, tflite_gpu
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
 from esrgan_tf.tflite_gpu import _op_names, _schema

@@ -11,11 +11,9 @@ import threading
 
 import numpy as np
 import pytest
-
-from esrgan_tf import hub
-from esrgan_tf import loading
-from esrgan_tf import upscaler
 import weights_fixtures as wf
+
+from esrgan_tf import hub, loading, upscaler
 
 
 def tiny_pth() -> tuple[bytes, dict]:

@@ -4,14 +4,13 @@ import logging
 import os
 import struct
 
-import numpy as np
-import pytest
-from PIL import Image, ImageFile
-
-from esrgan_tf import imaging
-from esrgan_tf import pipeline
-from esrgan_tf.imaging import ImageError
 from imaging_fixtures import header_only_png, pil_bytes, raw_png, tiff16_big_endian
+import numpy as np
+from PIL import Image, ImageFile
+import pytest
+
+from esrgan_tf import imaging, pipeline
+from esrgan_tf.imaging import ImageError
 
 RNG = np.random.default_rng(1234)
 

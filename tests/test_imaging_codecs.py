@@ -3,12 +3,10 @@
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from esrgan_tf import imaging
-from esrgan_tf import imaging_codecs
-from esrgan_tf import pixels
+from esrgan_tf import imaging, imaging_codecs, pixels
 
 RNG = np.random.default_rng(99)
 

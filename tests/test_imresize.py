@@ -11,7 +11,6 @@ import tensorflow as tf
 from esrgan_tf import SAMPLES_DIR
 from esrgan_tf import imresize as imr
 
-
 # --- independent reference: straight loops over MATLAB's definition -----------------------------
 
 def _keys(x):

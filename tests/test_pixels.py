@@ -1,13 +1,11 @@
 """Tests of esrgan_tf.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 import tensorflow as tf
 
-from esrgan_tf import export
-from esrgan_tf import pipeline
-from esrgan_tf import pixels
+from esrgan_tf import export, pipeline, pixels
 from esrgan_tf import upscaler as upscaler_lib
 
 

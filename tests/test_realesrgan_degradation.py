@@ -3,9 +3,9 @@
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from esrgan_tf import SAMPLES_DIR
 from esrgan_tf import data as data_lib

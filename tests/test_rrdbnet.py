@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.models.RRDBNet: parameter counts, shapes, a numpy reference, serialisation."""
+"""esrgan_tf.models.RRDBNet: parameter counts, shapes, a numpy reference, serialisation."""
 
 import keras
 import numpy as np

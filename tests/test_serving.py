@@ -20,18 +20,18 @@ import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  model_service_pb2_grpc,
+  predict_pb2,
+  prediction_service_pb2_grpc,
+)
 
 import esrgan_tf
 from esrgan_tf import export
 from esrgan_tf.models import RRDBNet
-from esrgan_tf.serving import client
-from esrgan_tf.serving import core
-from esrgan_tf.serving import protocol
+from esrgan_tf.serving import client, core, protocol
 from esrgan_tf.serving import rest as rest_lib
 from esrgan_tf.serving import server as server_lib
 from esrgan_tf.upscaler import ModelError

@@ -8,10 +8,7 @@ import pytest
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import export
-from esrgan_tf import tflite
-from esrgan_tf import tflite_gpu
-from esrgan_tf import loading
+from esrgan_tf import export, loading, tflite, tflite_gpu
 from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.models import RRDBNet
 

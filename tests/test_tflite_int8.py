@@ -9,8 +9,7 @@ from PIL import Image
 import pytest
 
 import esrgan_tf
-from esrgan_tf import tflite
-from esrgan_tf import tflite_int8
+from esrgan_tf import tflite, tflite_int8
 from esrgan_tf.models import RRDBNet
 
 SIZE = (16, 16)

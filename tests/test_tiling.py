@@ -159,6 +159,7 @@ def _psnr(a, b):
 @pytest.fixture(scope="module")
 def tiny_net():
   import keras
+
   from esrgan_tf.models import RRDBNet
   from esrgan_tf.upscaler import keras_upscaler
   keras.utils.set_random_seed(3)
@@ -169,6 +170,7 @@ def tiny_net():
 
 def test_tiny_net_tiled_matches_untiled(tiny_net):
   from PIL import Image
+
   import esrgan_tf
   photo = Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")).convert("RGB")
   image = np.asarray(photo, np.float32)[:72, :90] / 255

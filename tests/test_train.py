@@ -5,9 +5,9 @@ import os
 
 import keras
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from esrgan_tf import loading, train, train_state
 from esrgan_tf import workdir as workdir_lib
@@ -201,7 +201,8 @@ def test_restart_with_another_architecture_is_refused_and_workdir_stays_usable(d
                            r"model\.upsampler: workdir 'nearest', config 'depth_to_space'"):
     train.train_and_evaluate(c, workdir)
   gan = tiny_config(data_dirs, "gan", eval_every=0, steps=2)
-  with pytest.raises(workdir_lib.WorkdirMismatchError, match=r"phase: workdir 'psnr', config 'gan'"):
+  with pytest.raises(workdir_lib.WorkdirMismatchError,
+                     match=r"phase: workdir 'psnr', config 'gan'"):
     train.train_and_evaluate(gan, workdir)
   # Nothing changed: config.json, the checkpoint, and --model=WORKDIR still loads.
   with open(config_path) as f:

@@ -119,7 +119,7 @@ def _batch():
 
 
 def _fix(model, seed, scale=1.0):
-  """Deterministic weights independent of TF's RNG: kernels N(0, scale²/fan_in), biases N(0, 0.05²)."""
+  """Deterministic weights independent of TF's RNG: kernels N(0, scale²/fan_in), bias N(0, .05²)."""
   rng = np.random.default_rng(seed)
   for v in model.weights:
     shape = tuple(v.shape)
@@ -218,7 +218,7 @@ def _sr(generator, lr):
   return np.array(generator(tf.constant(lr)), np.float64)
 
 
-# --- tests -----------------------------------------------------------------------------------------
+# --- tests ---------------------------------------------------------------------------------
 
 def test_psnr_step_loss_adam_closed_form_lr_milestone_and_ema():
   lr, hr = _batch()

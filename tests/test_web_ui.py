@@ -48,8 +48,7 @@ def _sync_playwright():
   missing = None
   try:
     # pylint: disable=g-import-not-at-top
-    from playwright.sync_api import expect
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
   except ImportError:
     missing = "the playwright package is not installed"
   if missing is None and not os.path.exists(CHROMIUM):

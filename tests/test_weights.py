@@ -15,16 +15,12 @@ import zipfile
 import numpy as np
 import pytest
 import safetensors.numpy
-
-from esrgan_tf import loading
-from esrgan_tf import upscaler
-from esrgan_tf import weights
-from esrgan_tf.models import RRDBNet
-from esrgan_tf.weights import layouts
-from esrgan_tf.weights import torch_pickle
 import weights_fixtures as wf
-from weights_fixtures import random_state
-from weights_fixtures import write_ncnn
+from weights_fixtures import random_state, write_ncnn
+
+from esrgan_tf import loading, upscaler, weights
+from esrgan_tf.models import RRDBNet
+from esrgan_tf.weights import layouts, torch_pickle
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
 

@@ -12,9 +12,9 @@ import zipfile
 
 import numpy as np
 import pytest
+import weights_fixtures as wf
 
 from esrgan_tf import weights
-import weights_fixtures as wf
 
 
 def _str(text: str) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from esrgan_tf.benchmarking.measure import ARCH_DEFAULTS
 
+
 def set_threads(job: Mapping[str, Any]) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if job.get("intra_op") is not None:
@@ -28,6 +29,7 @@ def photo(size: Optional[int] = None):
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   import esrgan_tf  # pylint: disable=g-import-not-at-top
   with Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")) as im:
     im = im.convert("RGB")
@@ -39,6 +41,7 @@ def photo(size: Optional[int] = None):
 def psnr_uint8(a, b) -> float:
   """PSNR (dB) of two float [0, 1] images after clipping and rounding to uint8 (inf if equal)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
   to8 = lambda x: np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
   return float(metrics.calculate_psnr(to8(np.squeeze(a)), to8(np.squeeze(b))))
@@ -47,6 +50,7 @@ def psnr_uint8(a, b) -> float:
 def build_generator(arch: Mapping[str, Any], weights: str = "", seed: int = 0):
   """An RRDBNet from `weights` (any `esrgan_tf.loading.load_generator` spec) or random init."""
   import keras  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
   from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
   if weights:
@@ -165,6 +169,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
     (callable, info dict).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
   if name == "keras_eager":
     return (lambda batch: model(tf.convert_to_tensor(batch)).numpy()), {}

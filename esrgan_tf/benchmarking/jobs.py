@@ -19,11 +19,9 @@ import tempfile
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from esrgan_tf.benchmarking import engines
+from esrgan_tf.benchmarking import engines, profile, training
 from esrgan_tf.benchmarking import measure as measure_lib
-from esrgan_tf.benchmarking import profile
 from esrgan_tf.benchmarking import serving as serving_bench
-from esrgan_tf.benchmarking import training
 
 # --- child processes ---------------------------------------------------------------------------
 
@@ -211,6 +209,7 @@ def job_tiled_large(job: Mapping[str, Any]) -> dict:
     {"wall_s", "model_s" (sum of model-call time), "calls"}.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
   image = engines.photo(job["size"])[0]
   upscaler = engines.TimedUpscaler(engines.random_upscaler(job["num_blocks"], job["upsampler"]))
@@ -226,8 +225,9 @@ def job_tiled_large(job: Mapping[str, Any]) -> dict:
 
 def job_cli(job: Mapping[str, Any]) -> dict:
   """The whole esrgan-upscale pipeline (read, tile, write) on a size² PNG; same keys as above."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
   from esrgan_tf import pipeline  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     src = os.path.join(tmp, "in.png")
@@ -250,8 +250,10 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
     {"size", "tile", "random": [{"upsampler", "psnr", "wall_s", "model_s", "calls"}],
      "trained": [{"name", "num_blocks", "blend", "default", "psnr"}]}.
   """
-  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import (
+    loading,  # pylint: disable=g-import-not-at-top
+    tiling,  # pylint: disable=g-import-not-at-top
+  )
   from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
   quick = bool(job.get("quick"))
   size, tile = (128, 64) if quick else (256, 128)

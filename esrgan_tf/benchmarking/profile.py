@@ -22,8 +22,7 @@ import sys
 import tempfile
 from typing import Any, Callable, Mapping
 
-from esrgan_tf.benchmarking import engines
-from esrgan_tf.benchmarking import measure
+from esrgan_tf.benchmarking import engines, measure
 
 # TF op type → report category (first match wins).
 _CATEGORIES = (

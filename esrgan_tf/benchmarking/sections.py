@@ -13,13 +13,14 @@ import time
 from typing import Any, Mapping, Optional
 
 from esrgan_tf import cpu
-from esrgan_tf.benchmarking import jobs
-from esrgan_tf.benchmarking import profile
-from esrgan_tf.benchmarking.measure import ARCH_DEFAULTS
-from esrgan_tf.benchmarking.measure import knee
-from esrgan_tf.benchmarking.measure import rrdbnet_flops_per_pixel
-from esrgan_tf.benchmarking.measure import tiled_fraction
-from esrgan_tf.benchmarking.measure import useful_fraction
+from esrgan_tf.benchmarking import jobs, profile
+from esrgan_tf.benchmarking.measure import (
+  ARCH_DEFAULTS,
+  knee,
+  rrdbnet_flops_per_pixel,
+  tiled_fraction,
+  useful_fraction,
+)
 
 FULL_ARCH = dict(num_features=64, num_blocks=23, growth_channels=32, scale=4)
 QUICK_ARCH = dict(num_features=64, num_blocks=1, growth_channels=32, scale=4)

@@ -18,13 +18,10 @@ import threading
 import time
 from typing import Any, Mapping, Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import numpy as np
 
-from esrgan_tf.benchmarking import engines
-from esrgan_tf.benchmarking import measure
-
+from esrgan_tf.benchmarking import engines, measure
 
 
 def _define_flags() -> None:

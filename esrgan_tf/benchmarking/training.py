@@ -37,9 +37,9 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   # pylint: disable=g-import-not-at-top
-  from esrgan_tf import train
-  from esrgan_tf import train_state
+  from esrgan_tf import train, train_state
   from esrgan_tf import train_steps as train_steps_lib
   # pylint: enable=g-import-not-at-top
   train.validate_config(config)

@@ -19,8 +19,7 @@ import os
 import sys
 from typing import NoReturn, Optional
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 # TF's C++ log levels (tsl/platform/default/logging.cc): 0 all, 1 no INFO, 2 no WARNING, 3 no
 # ERROR. 3 hides "failed call to cuInit" (an ERROR on every machine without a GPU) and the

@@ -15,8 +15,7 @@ BasicSR's conventions (esrgan_tf.metrics), at the model's native scale (there is
 
 from absl import flags
 
-from esrgan_tf import cli
-from esrgan_tf import tiling
+from esrgan_tf import cli, tiling
 from esrgan_tf import precision as precision_lib
 
 _MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
@@ -51,11 +50,7 @@ def main(argv):
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
     raise cli.usage("--blend_with and --blend_weight go together")
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
-  from esrgan_tf import blending
-  from esrgan_tf import data
-  from esrgan_tf import image_files
-  from esrgan_tf import loading
-  from esrgan_tf import metrics
+  from esrgan_tf import blending, data, image_files, loading, metrics
   from esrgan_tf import report as report_lib
   from esrgan_tf import upscaler as upscaler_lib
   # pylint: enable=g-import-not-at-top

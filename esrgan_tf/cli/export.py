@@ -12,11 +12,9 @@ compatibility check; int8 files (calibrated, float32 islands) are for CPU/NNAPI/
 
 import os
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 
-from esrgan_tf import cli
-from esrgan_tf import export_layout
+from esrgan_tf import cli, export_layout
 from esrgan_tf import precision as precision_lib
 from esrgan_tf import tflite as tflite_modes  # TF-free at import
 
@@ -78,11 +76,7 @@ def main(argv):
     raise cli.usage("--blend_with and --blend_weight go together")
   source = os.path.abspath(_MODEL.value)
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
-  from esrgan_tf import blending
-  from esrgan_tf import export
-  from esrgan_tf import loading
-  from esrgan_tf import tflite
-  from esrgan_tf import upscaler
+  from esrgan_tf import blending, export, loading, tflite, upscaler
   # pylint: enable=g-import-not-at-top
   try:
     if _BLEND_WITH.value:

@@ -11,8 +11,7 @@ in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may al
 
 from absl import flags
 
-from esrgan_tf import cli
-from esrgan_tf import weights
+from esrgan_tf import cli, weights
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint file to import.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .keras (or .pth/.safetensors).")

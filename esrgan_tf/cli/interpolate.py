@@ -10,10 +10,7 @@ that yields a generator, with equal architectures; the output format follows its
 
 from absl import flags
 
-from esrgan_tf import cli
-from esrgan_tf import loading
-from esrgan_tf import upscaler
-from esrgan_tf import weights
+from esrgan_tf import cli, loading, upscaler, weights
 
 _A = flags.DEFINE_string("a", None, "Model at alpha=0 (PSNR-oriented).")
 _B = flags.DEFINE_string("b", None, "Model at alpha=1 (GAN).")

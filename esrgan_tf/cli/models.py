@@ -10,11 +10,9 @@ file at the path `list` shows (or set --model_mirror / $ESRGAN_TF_MODEL_MIRROR).
 
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from esrgan_tf import cli
-from esrgan_tf import hub
+from esrgan_tf import cli, hub
 
 _MIRROR = flags.DEFINE_string("model_mirror", None,
                               "Base URL (http(s):// or file://) holding the files under their "

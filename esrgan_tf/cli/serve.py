@@ -17,8 +17,7 @@ import os
 import signal
 import threading
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 
 from esrgan_tf import cli
 from esrgan_tf.serving import defaults

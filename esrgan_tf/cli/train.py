@@ -8,8 +8,7 @@ The config is locked: a misspelt `--config.key` is an error. Re-running the same
 from the workdir's latest checkpoint. All logic lives in `esrgan_tf.train`.
 """
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from esrgan_tf import cli

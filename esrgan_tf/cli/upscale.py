@@ -20,11 +20,8 @@ import sys
 from absl import flags
 from tqdm import tqdm
 
-from esrgan_tf import cli
-from esrgan_tf import imaging
-from esrgan_tf import pipeline
+from esrgan_tf import cli, imaging, pipeline, tiling
 from esrgan_tf import precision as precision_lib
-from esrgan_tf import tiling
 from esrgan_tf import upscaler as upscaler_lib
 
 _INPUT = flags.DEFINE_multi_string(

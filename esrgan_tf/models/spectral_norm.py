@@ -25,8 +25,8 @@ rows, so v is stored in (kh, kw, in) order; `esrgan_tf.weights.discriminator` pe
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
+import numpy as np
 
 # torch.nn.utils.spectral_norm(module, n_power_iterations=1, eps=1e-12).
 TORCH_EPS = 1e-12

@@ -24,10 +24,9 @@ from typing import Callable, Iterator, Optional
 from absl import logging
 import grpc
 
+from esrgan_tf import export_layout
 from esrgan_tf.serving import limits
 from esrgan_tf.serving.errors import ServingError, status_code_from_int
-
-from esrgan_tf import export_layout
 
 # Servable states of tensorflow_serving/apis/get_model_status.proto (ModelVersionStatus.State).
 STATE_START, STATE_LOADING, STATE_AVAILABLE, STATE_UNLOADING, STATE_END = 10, 20, 30, 40, 50

@@ -14,12 +14,17 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from esrgan_tf import export_layout
 from esrgan_tf.serving import core
+from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
+  DEFAULT_HOST,
+  SERVER_MAX_CONNECTIONS,
+  SERVER_MAX_INFLIGHT,
+  SERVER_MAX_MESSAGE_MB,
+  SERVER_MAX_PIXELS,
+)
 from esrgan_tf.serving.errors import ServingError
 
 DEFAULT_MAX_MESSAGE_MB = export_layout.DEFAULT_MAX_MESSAGE_MB
-from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
-    DEFAULT_HOST, SERVER_MAX_CONNECTIONS, SERVER_MAX_INFLIGHT, SERVER_MAX_MESSAGE_MB,
-    SERVER_MAX_PIXELS)
+
 SIGNATURE_DEF_FIELD = "signature_def"
 
 

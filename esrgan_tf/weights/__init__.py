@@ -16,14 +16,16 @@ import struct
 import numpy as np
 
 from esrgan_tf import fileio
-from esrgan_tf.weights import discriminator
-from esrgan_tf.weights import layouts
-from esrgan_tf.weights import ncnn
-from esrgan_tf.weights import ncnn_srvgg
-from esrgan_tf.weights import safetensors_io
-from esrgan_tf.weights import torch_pickle
-from esrgan_tf.weights import torch_writer
-from esrgan_tf.weights import vgg
+from esrgan_tf.weights import (
+  discriminator,
+  layouts,
+  ncnn,
+  ncnn_srvgg,
+  safetensors_io,
+  torch_pickle,
+  torch_writer,
+  vgg,
+)
 from esrgan_tf.weights.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt")

@@ -30,8 +30,8 @@ import pickle
 import pickletools
 import re
 import struct
-import zipfile
 from typing import Callable
+import zipfile
 
 import numpy as np
 
