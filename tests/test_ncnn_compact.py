@@ -10,11 +10,11 @@ import os
 import numpy as np
 from PIL import Image
 import pytest
+from test_ncnn_reference import MODEL_DIR, ncnn_forward
 
 import esrgan_tf
 from esrgan_tf import weights
 from esrgan_tf.models import SRVGGNetCompact
-from tests.test_ncnn_reference import MODEL_DIR, ncnn_forward
 
 ANIMEVIDEO_X4 = os.path.join(MODEL_DIR, "REALESRGAN_ANIMAVIDEOV3_UP4X")
 

@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_rrdbnet import _np_rrdbnet
 
 from esrgan_tf import weights
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.weights import layouts, safetensors_io
-from tests.test_rrdbnet import _np_rrdbnet
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
 
