@@ -173,7 +173,7 @@ def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   assert run.stderr.count("--precision=auto: ") == 1
   assert f"--precision=auto: {expected}" in run.stderr
   # The output is what that precision computes (bf16 differs from float32 by a few levels).
-  reference = imaging.upscale_loaded(
+  reference = pipeline.upscale_loaded(
       imaging.read_image(src), lambda x: tiling.upscale_array(
           x, loading.load_upscaler(model_path, precision=expected), tile=0), SCALE)
   imaging.write_image(str(tmp_path / "reference.png"), reference)
