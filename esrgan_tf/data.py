@@ -267,6 +267,39 @@ def tfrecord_source(pattern: str, gt_size: int, input_context, stream: bool, see
 
 # --- the training dataset --------------------------------------------------------------------
 
+def decoded_images(data_config, scale: int, gt_size: int, input_context, seed: int
+                   ) -> tf.data.Dataset:
+  """The infinite, shuffled stream of decoded training images ({"hr"} or {"lr", "hr"} uint8).
+
+  The part of the input pipeline before cropping, shared with the Real-ESRGAN pipeline
+  (`esrgan_tf.realesrgan_degradation`): TFRecord shards or a folder, sharded by input pipeline,
+  decoded once and cached (`cache`) or streamed, shuffled with `shuffle_buffer`.
+  """
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  pattern = data_config["tfrecords"]
+  cache = bool(data_config["cache"])
+  if pattern:
+    elements, decode, count = tfrecord_source(pattern, gt_size, input_context, not cache, seed)
+  else:
+    elements, decode, count = folder_source(data_config, scale, gt_size, input_context)
+    logging.info("Training data: %d image(s) for input pipeline %d", count, pipeline_id)
+
+  buffer = int(data_config["shuffle_buffer"]) or _DEFAULT_SHUFFLE_BUFFER
+  buffer = max(1, min(buffer, count) if count else buffer)
+  autotune = tf.data.AUTOTUNE
+
+  if cache:
+    ds = elements.map(decode, num_parallel_calls=autotune, deterministic=True)
+    # Safety net for files that pass the up-front check but fail to decode (logged, skipped).
+    ds = ds.ignore_errors(log_warning=True).cache()
+    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  else:
+    ds = elements.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)
+  return ds
+
+
 def make_train_dataset(data_config, scale: int, batch_size: int, input_context=None,
                        seed: int | None = None) -> tf.data.Dataset:
   """The training `tf.data.Dataset` of (lr, hr) float32 batches in [0, 1].
@@ -297,28 +330,7 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
   if seed is None:
     seed = random.randrange(2 ** 31)
   pipeline_id = input_context.input_pipeline_id if input_context else 0
-  pattern = data_config["tfrecords"]
-  cache = bool(data_config["cache"])
-  if pattern:
-    elements, decode, count = tfrecord_source(pattern, gt_size, input_context, not cache, seed)
-  else:
-    elements, decode, count = folder_source(data_config, scale, gt_size, input_context)
-    logging.info("Training data: %d image(s) for input pipeline %d", count, pipeline_id)
-
-  buffer = int(data_config["shuffle_buffer"]) or _DEFAULT_SHUFFLE_BUFFER
-  buffer = max(1, min(buffer, count) if count else buffer)
-  autotune = tf.data.AUTOTUNE
-
-  if cache:
-    ds = elements.map(decode, num_parallel_calls=autotune, deterministic=True)
-    # Safety net for files that pass the up-front check but fail to decode (logged, skipped).
-    ds = ds.ignore_errors(log_warning=True).cache()
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  else:
-    ds = elements.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
-
+  ds = decoded_images(data_config, scale, gt_size, input_context, seed)
   augment = bool(data_config["augment"])
   pipeline_seed = tf.constant(seed * 1000 + pipeline_id, tf.int64)
 
@@ -332,6 +344,7 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
       lr, hr = augment_pair(lr, hr, seeds[1])
     return lr, hr
 
+  autotune = tf.data.AUTOTUNE
   ds = ds.enumerate().map(make_example, num_parallel_calls=autotune, deterministic=True)
   return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
 

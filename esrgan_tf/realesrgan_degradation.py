@@ -235,30 +235,14 @@ def degrade_example(image: tf.Tensor, seed, config, scale: int) -> dict[str, tf.
 
 
 def _source(data_config, scale: int, gt_size: int, input_context, seed: int):
-  """(dataset of {"hr": uint8}, count or None), the sources of esrgan_tf.data (HR only)."""
+  """The shuffled stream of decoded HR images ({"hr": uint8}) of `esrgan_tf.data`."""
   if data_config.get("train_lr_dir", ""):
     raise data_lib.DataError("the degradation pipeline makes its own LR: train_lr_dir must be "
                              f"empty, got {data_config.get('train_lr_dir')!r}")
-  pattern = data_config.get("tfrecords", "")
-  cache = bool(data_config.get("cache", True))
-  if pattern:
-    elements, decode, count = data_lib.tfrecord_source(
-        pattern, gt_size, input_context, not cache, seed)
-  else:
-    elements, decode, count = data_lib.folder_source(
-        data_config, scale, gt_size, input_context)
-  buffer = int(data_config.get("shuffle_buffer", 0)) or 1000
-  buffer = max(1, min(buffer, count) if count else buffer)
-  autotune = tf.data.AUTOTUNE
-  if cache:
-    ds = elements.map(decode, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True).cache()
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  else:
-    ds = elements.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
-  return ds
+  # Fields this pipeline may be given without (the training configs always have them).
+  fields = {"tfrecords": "", "cache": True, "shuffle_buffer": 0, "train_lr_dir": ""}
+  fields.update({key: data_config[key] for key in data_config.keys()})
+  return data_lib.decoded_images(fields, scale, gt_size, input_context, seed)
 
 
 def make_degraded_train_dataset(data_config, scale: int, batch_size: int, input_context=None,

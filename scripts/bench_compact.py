@@ -12,15 +12,12 @@ table; nothing is asserted. The machine may be shared: quote the CPU flags and l
 from __future__ import annotations
 
 import os
-import statistics
-import sys
 import tempfile
-import time
 
 from absl import app, flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from esrgan_tf.benchmarking import measure
 
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square input sizes.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per row (median reported).")
@@ -28,13 +25,7 @@ _THREADS = flags.DEFINE_integer("threads", 2, "Threads for every engine.")
 
 
 def _median_ms(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1000 * statistics.median(times)
+  return 1000 * measure.measure(fn, warmup=1, repeats=repeats).median
 
 
 def main(argv):
