@@ -406,12 +406,15 @@ def test_unary_and_single_runtime_input_rules(op):
 def test_pad_rules(op):
   tensors = {"x": (X, "FLOAT32", False), "p": ([4, 2], "INT32", True),
              "p3": ([3, 2], "INT32", True), "p5": ([5, 2], "INT32", True),
+             "p43": ([4, 3], "INT32", True),
              "rp": ([4, 2], "INT32", False), "y": ([1, 10, 10, 3], "FLOAT32", False)}
   opts = _opts("MirrorPadOptions", mode=S.MirrorPadMode.REFLECT) if op == "MIRROR_PAD" else None
   for pads in ("p", "p3"):
     assert _problems(tensors, [(op, ["x", pads], ["y"], opts)]) == [], pads
   assert _problems(tensors, [(op, ["x", "p5"], ["y"], opts)]) == [
       _op(0, op, "paddings must be 4x2 or 3x2, got [5, 2]")]
+  assert _problems(tensors, [(op, ["x", "p43"], ["y"], opts)]) == [
+      _op(0, op, "paddings must be 4x2 or 3x2, got [4, 3]")]
   assert _problems(tensors, [(op, ["x", "rp"], ["y"], opts)]) == [
       _op(0, op, "expected 1 runtime (non-constant) input(s), has 2")]
   if op == "MIRROR_PAD":
@@ -424,11 +427,13 @@ def test_pad_rules(op):
 
 def test_strided_slice_rules():
   tensors = {"x": (X, "FLOAT32", False), "x2": ([8, 8], "FLOAT32", False),
+             "x3": ([8, 8, 3], "FLOAT32", False),
              "b": ([4], "INT32", True), "e": ([4], "INT32", True), "s": ([4], "INT32", True),
              "y": ([1, 4, 8, 3], "FLOAT32", False)}
   slice_ = lambda inputs, opts: [("STRIDED_SLICE", inputs, ["y"], opts)]  # noqa: E731
   ok = _opts("StridedSliceOptions")
   assert _problems(tensors, slice_(["x", "b", "e", "s"], ok)) == []
+  assert _problems(tensors, slice_(["x3", "b", "e", "s"], ok)) == []  # 3-D HWC is accepted too.
   assert _problems(tensors, slice_(["x", "b", "e", "s"], None)) == [
       _op(0, "STRIDED_SLICE", "missing StridedSliceOptions")]
   for mask in ("ellipsisMask", "newAxisMask", "shrinkAxisMask"):
