@@ -85,10 +85,14 @@ def _io_problem(op: _Op, runtime_inputs: int, outputs: int = 1) -> Optional[str]
   return None
 
 
+def _dims(tensor) -> list[int]:
+  # Python ints: the parsed shape is a numpy int32 array, whose items print as np.int32(8).
+  return [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
+
+
 def _broadcast_problem(a, b) -> Optional[str]:
   """ADD/MUL broadcasting with TFLite's 'enhanced broadcast' (numpy rules) for ranks > 1."""
-  da, db = list(a.shape if a.shape is not None else []), list(b.shape if b.shape is not None
-                                                              else [])
+  da, db = _dims(a), _dims(b)
   if len(da) > 1 and len(db) > 1 and len(da) != len(db):
     for x, y in zip(reversed(da), reversed(db)):
       if x != y and x != 1 and y != 1:
@@ -151,7 +155,7 @@ def _check_add(op: _Op) -> Optional[str]:
 def _check_mul(op: _Op) -> Optional[str]:
   if len(op.inputs) != 2:
     return "MUL requires two input tensors"
-  a, b = (list(t.shape if t.shape is not None else []) for t in op.inputs)
+  a, b = (_dims(t) for t in op.inputs)
   if len(a) == len(b):
     if any(x < y for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b)):
       return f"neither input covers the other in all dimensions ({a} vs {b})"
@@ -191,7 +195,7 @@ def _check_pad(op: _Op) -> Optional[str]:
   if problem:
     return problem
   pads = op.inputs[1] if len(op.inputs) > 1 else None
-  shape = list(pads.shape) if pads is not None and pads.shape is not None else []
+  shape = _dims(pads) if pads is not None else []
   if len(shape) != 2 or shape[0] not in (3, 4) or shape[1] != 2:
     return f"paddings must be 4x2 or 3x2, got {shape}"
   return None
@@ -218,12 +222,12 @@ def _check_prelu(op: _Op) -> Optional[str]:
   and one output (gpu_compatibility.cc). Keras' PReLU(shared_axes=[1, 2]) gives [1, 1, C]."""
   if len(op.inputs) != 2 or op.inputs[1] is None:
     return "expected an input and an alpha tensor"
+  alpha = op.inputs[1]
+  if not op.is_const(alpha):  # Before the input count, which a runtime alpha also breaks.
+    return f"alpha {_tensor_name(alpha)!r} is not constant"
   problem = _io_problem(op, 1)
   if problem:
     return problem
-  alpha = op.inputs[1]
-  if not op.is_const(alpha):
-    return f"alpha {_tensor_name(alpha)!r} is not constant"
   shape = [int(d) for d in (alpha.shape if alpha.shape is not None else [])]
   data = [int(d) for d in (op.inputs[0].shape if op.inputs[0].shape is not None else [])]
   if len(data) != 4:

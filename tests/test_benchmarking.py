@@ -88,19 +88,19 @@ def test_measure_warmup_and_repeats():
   assert measure.Timing([3.0, 1.0, 2.0]).median == 2.0
   assert measure.Timing([3.0, 1.0, 2.0]).as_dict() == {"median_s": 2.0, "min_s": 1.0,
                                                             "runs": 3}
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="need repeats ≥ 1 and warmup ≥ 0, got 0, 1"):
     measure.measure(lambda: None, repeats=0)
 
 
 def test_useful_fraction_and_knee():
   assert measure.useful_fraction(64, 16) == pytest.approx(0.5625)  # (48/64)²
   assert measure.useful_fraction(256, 0) == 1.0
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="need 0 ≤ overlap < tile, got overlap 16, tile 16"):
     measure.useful_fraction(16, 16)
   points = [(64, 50.0), (128, 90.0), (192, 97.0), (256, 100.0)]
   assert measure.knee(points, 0.95) == 192
   assert measure.knee(points, 0.5) == 64
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="no points"):
     measure.knee([])
 
 
@@ -141,8 +141,9 @@ def test_inference_job_engines_agree():
   # The export computes the same float32 graph: identical after uint8 rounding.
   assert math.isinf(result["psnr"]["saved_model_fp32"])
   assert math.isinf(result["psnr"]["keras_eager"])
-  # bf16 (8-bit mantissa) differs, but not grossly.
-  assert 25 < result["psnr"]["keras_upscaler_bf16"] < math.inf
+  # bf16 (8-bit mantissa) differs, but not grossly: measured 45.3 dB (uint8 outputs); 39 dB is
+  # twice that RMS error.
+  assert 39 < result["psnr"]["keras_upscaler_bf16"] < math.inf
   assert [r["engine"] for r in result["rows"] if "psnr_db" in r] == [
       "keras_eager", "saved_model_fp32", "keras_upscaler_bf16"]  # 24² is not compared.
 

@@ -204,9 +204,11 @@ def test_bfloat16_export(tmp_path):
   got = up(x)
   assert got.dtype == np.float32
   # bf16 keeps 8 mantissa bits (relative step 2^-8 ≈ 0.004): close to, but not equal to, fp32.
+  # Measured: max error 0.87 % of the output's peak (0.051 of 5.86); the same net at scale 2
+  # gives 0.56–1.22 % over 6 random inits (test_upscaler); bound 3 %.
   reference = model(x).numpy()
   error = np.abs(got - reference).max()
-  assert 0 < error < 0.05 * max(1.0, np.abs(reference).max())
+  assert 0 < error < 0.03 * max(1.0, np.abs(reference).max())
   reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
   dtypes = {name: dtype for name, dtype in reader.get_variable_to_dtype_map().items()
             if "/.ATTRIBUTES/VARIABLE_VALUE" in name}

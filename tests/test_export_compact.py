@@ -106,7 +106,9 @@ def test_keras_upscaler_bfloat16_compact():
   x = _image(5, 6)
   got = up(x)
   assert got.shape == (1, 15, 18, 3) and got.dtype == np.float32
-  np.testing.assert_allclose(got, model(x).numpy(), atol=0.1)  # bf16: 8 mantissa bits
+  # bf16: 8 mantissa bits. Measured max error 0.0039 (output peak 1.03, seeded weights); 3×.
+  np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=0.012)
+  assert not np.array_equal(got, model(x).numpy())  # bf16 really computed.
 
 
 def test_unshuffle_tflite_from_saved_model_export_passes_gpu_check(tmp_path):

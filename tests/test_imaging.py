@@ -347,7 +347,8 @@ def test_multi_frame_tiff(tmp_path, caplog):
     img = imaging.read_image(src, multi_frame="first")
   assert "first frame only" in caplog.text
   np.testing.assert_array_equal(imaging.from_float(img.color), np.full((4, 6, 3), 10))
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError,
+                     match=r"multi_frame must be one of \('error', 'first'\), got 'all'"):
     imaging.read_image(src, multi_frame="all")
 
 

@@ -163,5 +163,5 @@ def test_bad_inputs(tmp_path):
     tflite.convert_to_bytes(None, input_size=(8, 8), quantize="int4")
   existing = tmp_path / "exists.tflite"
   existing.write_bytes(b"x")
-  with pytest.raises(FileExistsError):
+  with pytest.raises(FileExistsError, match="exists.tflite: exists \\(pass overwrite=True"):
     tflite.convert(None, str(existing), input_size=(8, 8))

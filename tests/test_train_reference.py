@@ -371,20 +371,25 @@ def test_ema_continues_from_the_restored_ema_after_resume(tmp_path):
             np.float32))
 
 
-# Mixed precision against float32 from the same weights and batch. Stated tolerances: relative
-# error of each reported loss ≤ 2^-5 (bf16: 8-bit significand, a few roundings per layer) and
-# ≤ 2^-9 (float16: 11-bit significand); the first Adam update is ≈ lr·sign(g), so the weights
-# after the step may differ by ≤ 2·lr where a gradient's sign flips, and most must not.
-@pytest.mark.parametrize("precision,rtol", [("mixed_bfloat16", 2 ** -5),
-                                            ("mixed_float16", 2 ** -9)])
-def test_mixed_precision_step_agrees_with_float32(precision, rtol, gan_float32):
+# Mixed precision against float32 from the same weights and batch. Stated tolerances, ~4× the
+# measured errors: relative error of each reported loss ≤ 2^-7 for bf16 (8-bit significand;
+# measured ≤ 2.0e-3, l_g_gan) and ≤ 2^-9 for float16 (11-bit significand; measured ≤ 6.7e-4,
+# d_loss); d_real/d_fake are batch-mean logits near 0, bounded absolutely: 2^-5 for bf16
+# (measured ≤ 8.0e-3) and 2^-9 for float16 (measured ≤ 7.6e-4). The first Adam update is
+# ≈ lr·sign(g), so the weights after the step may differ by ≤ 2·lr where a gradient's sign
+# flips, and most must not (measured: 94 % within lr/2 for bf16, 97 % for float16).
+@pytest.mark.parametrize("precision,rtol,logit_atol", [("mixed_bfloat16", 2 ** -7, 2 ** -5),
+                                                       ("mixed_float16", 2 ** -9, 2 ** -9)])
+def test_mixed_precision_step_agrees_with_float32(precision, rtol, logit_atol, gan_float32):
   ref, ref_g, c = gan_float32["out"], gan_float32["g1"], gan_float32["config"]
   run, _, _, _ = _gan_run(precision)
   assert run.generator.compute_dtype == precision.split("_")[1]
   out = run.step()
   for key, value in ref.items():
-    # d_real/d_fake are batch-mean logits near 0: an absolute bound of the same size.
-    np.testing.assert_allclose(out[key], value, rtol=rtol, atol=rtol, err_msg=key)
+    if key in ("d_real", "d_fake"):
+      np.testing.assert_allclose(out[key], value, rtol=0, atol=logit_atol, err_msg=key)
+    else:
+      np.testing.assert_allclose(out[key], value, rtol=rtol, atol=0, err_msg=key)
   lr_g = c.optim.g_lr
   same, total = 0, 0
   for a, b in zip(ref_g, _weights(run.generator)):

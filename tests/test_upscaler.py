@@ -88,8 +88,9 @@ def test_bfloat16_computes_in_bfloat16_close_to_float32(tiny_keras):
   bf16 = upscaler_lib.keras_upscaler(model, precision="bfloat16")(x)
   assert bf16.dtype == np.float32
   err = np.abs(bf16 - f32)
-  # bf16 keeps 8 significant bits: relative error ~2^-8 per op, so clearly non-zero but small.
-  assert 0 < err.max() < 0.1 * np.abs(f32).max()
+  # bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.004 per rounding): measured max error
+  # 0.56–1.22 % of the output's peak over 6 random inits (this fixture is not seeded); bound 3 %.
+  assert 0 < err.max() < 0.03 * np.abs(f32).max()
   with pytest.raises(upscaler_lib.ModelError, match="precision"):
     upscaler_lib.keras_upscaler(model, precision="float16")
 
