@@ -55,7 +55,8 @@ def _held_out_pairs(config, scale):
   pairs = data.load_validation_set(config.data, scale)
   heldout = os.path.join(esrgan_tf.SAMPLES_DIR, "heldout")
   if os.path.isdir(heldout):
-    pairs += data.load_validation_set({"val_dir": heldout}, scale)
+    pairs += data.load_validation_set(
+        {"val_dir": heldout, "val_lr_dir": "", "val_max_images": 0}, scale)
   return pairs
 
 

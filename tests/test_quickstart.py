@@ -48,3 +48,17 @@ def test_quickstart_dataset_fn_yields_recoloured_aligned_batches():
   for i in range(4):
     # Still a MATLAB-bicubic pair: the recoloured LR is the degraded recoloured HR.
     assert np.abs(lr[i] - data.degrade(hr[i], 4)).mean() < 1.5 / 255, i
+
+
+def test_quickstart_script_end_to_end_with_few_steps(tmp_path):
+  """README command 1's script, shortened: trains, evaluates on val + heldout, exports, and
+  exits 1 naming the photo because a 5-step model cannot beat bicubic (the real run does)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  run = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "quickstart.py"),
+       f"--workdir={tmp_path / 'qs'}", "--psnr_steps=5", "--gan_steps=2"],
+      capture_output=True, text=True, timeout=600, cwd=REPO)
+  assert run.returncode == 1, run.stderr[-3000:]
+  assert "error: the quickstart model did not beat bicubic" in run.stderr
+  assert "held-out photos: mean" in run.stdout  # chelsea + samples/heldout were evaluated
