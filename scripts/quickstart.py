@@ -101,19 +101,15 @@ def main(argv):
   gain = first["psnr"] - first["bicubic_psnr"]
 
   print("[4/4] Export and comparison image", flush=True)
+  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)  # SavedModel tracing logs pages of INFO lines.
   try:
-    from esrgan_tf import export  # pylint: disable=g-import-not-at-top
-    export_fn = export.export_saved_model
-  except (ImportError, AttributeError) as e:
-    print(f"  SavedModel export skipped: esrgan_tf.export.export_saved_model unavailable ({e})")
-  else:
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # SavedModel tracing logs pages of INFO lines.
-    try:
-      version_dir = export_fn(model, os.path.join(workdir, "saved_model"), source=gan_dir)
-    finally:
-      logging.set_verbosity(verbosity)
-    print(f"  SavedModel: {version_dir}")
+    version_dir = export.export_saved_model(model, os.path.join(workdir, "saved_model"),
+                                            source=gan_dir)
+  finally:
+    logging.set_verbosity(verbosity)
+  print(f"  SavedModel: {version_dir}")
   name, lr, hr = pairs[0]
   sr = upscaler.keras_upscaler(model)(lr[None])[0]
   grid_path = os.path.join(workdir, "comparison.png")
