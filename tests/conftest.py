@@ -31,6 +31,26 @@ def tiny_generator():
   return make
 
 
+@pytest.fixture(scope="session")
+def tiny_keras_model(tmp_path_factory):
+  """make(scale) → path of a saved tiny random RRDBNet (.keras), one file per scale."""
+  made = {}
+
+  def make(scale: int) -> str:
+    if scale not in made:
+      import keras  # pylint: disable=g-import-not-at-top
+
+      from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+      keras.utils.set_random_seed(0)
+      model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=scale)
+      model.build((None, None, None, 3))
+      made[scale] = str(tmp_path_factory.mktemp(f"model_x{scale}") / "tiny.keras")
+      model.save(made[scale])
+    return made[scale]
+
+  return make
+
+
 @pytest.fixture
 def image_files():
   """tests/imaging_fixtures.py: raw_png, header_only_png, tiff16_big_endian, pil_bytes."""

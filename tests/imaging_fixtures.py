@@ -5,6 +5,7 @@ TIFF writer is big-endian, where the package writes filter 2 (Up) and little-end
 """
 
 import io
+import os
 import struct
 import zlib
 
@@ -65,3 +66,22 @@ def pil_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
   buffer = io.BytesIO()
   image.save(buffer, format=fmt, **kwargs)
   return buffer.getvalue()
+
+
+def rgb_image(height: int, width: int, seed: int = 0) -> Image.Image:
+  """A random RGB Pillow image (uint8 noise)."""
+  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3),
+                                                              dtype=np.uint8))
+
+
+def touch(path, data: bytes = b"") -> str:
+  """Writes `data` to `path` (parents created); returns the path as str."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+  return str(path)
+
+
+def listing(directory) -> list:
+  """Sorted names in `directory` ([] if it does not exist)."""
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from imaging_fixtures import listing, rgb_image, touch
 import numpy as np
 from PIL import Image
 import pytest
@@ -18,33 +19,9 @@ from esrgan_tf import pipeline
 SCALE = 2
 
 
-def _rgb(height, width, seed=0):
-  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3),
-                                                              dtype=np.uint8))
-
-
-def _touch(path, data=b""):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(data)
-  return str(path)
-
-
-def _listing(directory):
-  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-
-
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-  import keras
-
-  from esrgan_tf.models import RRDBNet
-  keras.utils.set_random_seed(0)
-  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=SCALE)
-  model.build((None, None, None, 3))
-  path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-  model.save(path)
-  return path
+def model_path(tiny_keras_model):
+  return tiny_keras_model(SCALE)
 
 
 def _cli(*args):
@@ -69,17 +46,17 @@ def test_bad_input_matrix_end_to_end(tmp_path, model_path, image_files):
   d = tmp_path / "mixed"
   d.mkdir()
   png = io.BytesIO()
-  _rgb(12, 10).save(png, format="PNG")
+  rgb_image(12, 10).save(png, format="PNG")
   png = bytearray(png.getvalue())
   png[60] ^= 0xFF  # Inside the IDAT data: CRC mismatch / bad zlib stream.
-  _touch(d / "corrupt.png", bytes(png))
-  _touch(d / "truncated.jpg", _jpeg_bytes(_rgb(64, 64))[:400])
-  _touch(d / "empty.png")
-  _touch(d / "text.png", b"hello, I am not an image\n")
-  _touch(d / "bomb.png", image_files.header_only_png(30000, 30000))
-  _touch(d / "notes.txt", b"skipped: not an image extension")
+  touch(d / "corrupt.png", bytes(png))
+  touch(d / "truncated.jpg", _jpeg_bytes(rgb_image(64, 64))[:400])
+  touch(d / "empty.png")
+  touch(d / "text.png", b"hello, I am not an image\n")
+  touch(d / "bomb.png", image_files.header_only_png(30000, 30000))
+  touch(d / "notes.txt", b"skipped: not an image extension")
   deep = np.random.default_rng(1).integers(0, 65536, (6, 7, 3), dtype=np.uint16)
-  _touch(d / "deep16.png", image_files.raw_png(deep))
+  touch(d / "deep16.png", image_files.raw_png(deep))
   Image.new("CMYK", (8, 6), (0, 255, 128, 30)).save(d / "cmyk.jpg")
   palette = Image.new("P", (7, 5), 1)
   palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
@@ -87,8 +64,8 @@ def test_bad_input_matrix_end_to_end(tmp_path, model_path, image_files):
   palette.save(d / "palette.png", transparency=0)
   Image.fromarray(np.dstack([np.full((5, 6), 100, np.uint8),
                              np.full((5, 6), 200, np.uint8)]), "LA").save(d / "la.png")
-  _rgb(11, 9, seed=2).save(d / "good1.png")
-  _rgb(8, 16, seed=3).save(d / "good2.jpg")
+  rgb_image(11, 9, seed=2).save(d / "good1.png")
+  rgb_image(8, 16, seed=3).save(d / "good2.jpg")
   gif = str(tmp_path / "anim.gif")
   frames = [Image.new("P", (4, 4), i) for i in range(2)]
   frames[0].save(gif, save_all=True, append_images=frames[1:])
@@ -107,14 +84,14 @@ def test_bad_input_matrix_end_to_end(tmp_path, model_path, image_files):
       assert word.lower() in line.lower(), line
   assert "notes" not in run.stderr
   # Good files done at scale × size, kinds kept; nothing written for the bad ones, no temp files.
-  assert _listing(out) == sorted(["deep16_out.png", "cmyk_out.jpg", "palette_out.png",
+  assert listing(out) == sorted(["deep16_out.png", "cmyk_out.jpg", "palette_out.png",
                                   "la_out.png", "good1_out.png", "good2_out.jpg"])
   sizes = {"deep16": (7, 6), "cmyk": (8, 6), "palette": (7, 5), "la": (6, 5), "good1": (9, 11),
            "good2": (16, 8)}
   modes = {"deep16": None, "cmyk": "RGB", "palette": "RGBA", "la": "LA", "good1": "RGB",
            "good2": "RGB"}
   for stem, (width, height) in sizes.items():
-    name = next(n for n in _listing(out) if n.startswith(stem + "_out"))
+    name = next(n for n in listing(out) if n.startswith(stem + "_out"))
     with Image.open(out / name) as im:
       assert im.size == (SCALE * width, SCALE * height), name
       if modes[stem]:
@@ -126,16 +103,16 @@ def test_bad_input_matrix_end_to_end(tmp_path, model_path, image_files):
 def test_directory_with_one_bad_and_two_good_files(tmp_path, model_path):
   d = tmp_path / "photos"
   d.mkdir()
-  _rgb(10, 12, seed=4).save(d / "a.png")
-  _rgb(7, 9, seed=5).save(d / "b.png")
-  _touch(d / "c.png", b"\x89PNG\r\n\x1a\n garbage")
+  rgb_image(10, 12, seed=4).save(d / "a.png")
+  rgb_image(7, 9, seed=5).save(d / "b.png")
+  touch(d / "c.png", b"\x89PNG\r\n\x1a\n garbage")
   out = tmp_path / "results"
   run = _cli(f"--model={model_path}", f"--input={d}", f"--output={out}", "--tile=0",
              "--suffix=_x{scale}", "--format=webp")
   assert run.returncode == 1
   assert run.stdout.strip().splitlines()[-1] == "2 upscaled, 1 failed"
   assert "c.png" in _failure_line(run.stderr, "c.png")
-  assert _listing(out) == ["a_x2.webp", "b_x2.webp"]
+  assert listing(out) == ["a_x2.webp", "b_x2.webp"]
   for name, size in (("a_x2.webp", (24, 20)), ("b_x2.webp", (18, 14))):
     with Image.open(out / name) as im:
       assert (im.format, im.size) == ("WEBP", size)
@@ -143,7 +120,7 @@ def test_directory_with_one_bad_and_two_good_files(tmp_path, model_path):
 
 def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   src = str(tmp_path / "cat.png")
-  _rgb(20, 30, seed=6).save(src)
+  rgb_image(20, 30, seed=6).save(src)
   tiled, whole = str(tmp_path / "tiled.png"), str(tmp_path / "whole.png")
   # float32: the reference below computes in float32 (the default, auto, is bf16 on some CPUs).
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tiled}", "--tile=16",
@@ -166,7 +143,7 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
 def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   from esrgan_tf import cpu, imaging, loading, tiling  # pylint: disable=g-import-not-at-top
   src, out = str(tmp_path / "cat.png"), str(tmp_path / "out.png")
-  _rgb(12, 10, seed=2).save(src)
+  rgb_image(12, 10, seed=2).save(src)
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={out}", "--tile=0")
   assert run.returncode == 0, run.stderr
   expected = "bfloat16" if cpu.read_cpuinfo().bf16_flags else "float32"
@@ -187,7 +164,7 @@ def test_exit_codes_without_work(tmp_path, model_path):
   assert run.returncode == 1 and "no input images" in run.stdout
   assert "none*.png" in _failure_line(run.stderr, "none*.png")
   src = str(tmp_path / "a.png")
-  _rgb(4, 4).save(src)
+  rgb_image(4, 4).save(src)
   run = _cli("--model=/nonexistent/model.keras", f"--input={src}", f"--output={tmp_path / 'o'}")
   assert run.returncode == 1  # a runtime failure: one `error: <what> (<file>)` line
   assert ("error: cannot load the model: no such file or directory (/nonexistent/model.keras)\n"

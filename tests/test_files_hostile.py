@@ -10,7 +10,6 @@ import threading
 import time
 import zlib
 
-import keras
 import numpy as np
 from PIL import Image
 import pytest
@@ -81,14 +80,8 @@ def test_default_max_pixels_is_sized_by_the_output():
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(0)
-  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=SCALE)
-  model.build((None, None, None, 3))
-  path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-  model.save(path)
-  return path
+def model_path(tiny_keras_model):
+  return tiny_keras_model(SCALE)
 
 
 def _rgb(path, h=6, w=5):

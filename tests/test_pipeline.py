@@ -2,6 +2,7 @@
 
 import os
 
+from imaging_fixtures import listing, rgb_image, touch
 import numpy as np
 from PIL import Image
 import pytest
@@ -23,22 +24,6 @@ class NearestUpscaler:
     return np.repeat(np.repeat(batch, SCALE, axis=1), SCALE, axis=2)
 
 
-def _rgb(height, width, seed=0):
-  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3),
-                                                              dtype=np.uint8))
-
-
-def _touch(path, data=b""):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(data)
-  return str(path)
-
-
-def _listing(directory):
-  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-
-
 def nearest2(x):
   return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
 
@@ -53,8 +38,8 @@ def _small_image(tmp_path):
 def test_expand_inputs(tmp_path):
   d = tmp_path / "in"
   for name in ("b.png", "a.JPG", "notes.txt", "sub/c.webp", "sub/deeper/d.bmp"):
-    _touch(d / name, b"x")
-  named = _touch(tmp_path / "named.gif", b"x")
+    touch(d / name, b"x")
+  named = touch(tmp_path / "named.gif", b"x")
   sources, problems = pipeline.expand_inputs([str(d), named, str(d / "b.png"),
                                               str(tmp_path / "missing.png"),
                                               str(tmp_path / "*.nothing")])
@@ -74,13 +59,13 @@ def test_expand_inputs(tmp_path):
   sources, _ = pipeline.expand_inputs([str(tmp_path / "**" / "*.webp")], recursive=True)
   assert [os.path.basename(s.path) for s in sources] == ["c.webp"]
   (tmp_path / "empty").mkdir()
-  _touch(tmp_path / "empty" / "readme.md", b"x")
+  touch(tmp_path / "empty" / "readme.md", b"x")
   _, problems = pipeline.expand_inputs([str(tmp_path / "empty")])
   assert len(problems) == 1 and "no image files" in problems[0][1]
 
 
 def test_plan_outputs(tmp_path):
-  src = _touch(tmp_path / "in" / "cat.png", b"x")
+  src = touch(tmp_path / "in" / "cat.png", b"x")
   one = [pipeline.Source(src)]
   # One named file and an output with an image extension: that is the output file.
   assert pipeline.plan_outputs(one, str(tmp_path / "x.jpg"), scale=4)[0].dst == str(
@@ -92,7 +77,7 @@ def test_plan_outputs(tmp_path):
                                format="jpg")
   assert job.dst == str(tmp_path / "out" / "cat_x4.jpg")
   # Same stem twice with one format: the second is refused, not silently overwritten.
-  other = _touch(tmp_path / "in" / "cat.bmp", b"x")
+  other = touch(tmp_path / "in" / "cat.bmp", b"x")
   jobs = pipeline.plan_outputs([pipeline.Source(src), pipeline.Source(other)],
                                str(tmp_path / "out"), scale=4, format="png")
   assert jobs[0].dst and jobs[1].dst is None and "cat.png" in jobs[1].problem
@@ -102,7 +87,7 @@ def test_plan_outputs(tmp_path):
   job, = pipeline.plan_outputs(one, src, scale=4)
   assert job.dst is None and "replace the input" in job.problem
   # Recursive inputs keep their sub-directories.
-  deep = _touch(tmp_path / "in" / "a" / "b.png", b"x")
+  deep = touch(tmp_path / "in" / "a" / "b.png", b"x")
   job, = pipeline.plan_outputs([pipeline.Source(deep, str(tmp_path / "in"))],
                                str(tmp_path / "out"), scale=2)
   assert job.dst == str(tmp_path / "out" / "a" / "b_out.png")
@@ -110,8 +95,8 @@ def test_plan_outputs(tmp_path):
 
 def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
   good = str(tmp_path / "good.png")
-  _rgb(9, 13).save(good)
-  bad = _touch(tmp_path / "bad.png", b"not a png")
+  rgb_image(9, 13).save(good)
+  bad = touch(tmp_path / "bad.png", b"not a png")
   out = str(tmp_path / "out")
   jobs = pipeline.plan_outputs([pipeline.Source(bad), pipeline.Source(good)], out, scale=SCALE)
   lines = []
@@ -132,12 +117,12 @@ def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
   options.overwrite = True
   summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
   assert len(summary.upscaled) == 1 and not summary.skipped
-  assert _listing(out) == ["good_out.png"]  # No temporary files left.
+  assert listing(out) == ["good_out.png"]  # No temporary files left.
 
 
 def test_model_errors_are_reported_per_file(tmp_path):
   good = str(tmp_path / "good.png")
-  _rgb(5, 5).save(good)
+  rgb_image(5, 5).save(good)
 
   class Broken(NearestUpscaler):
     def __call__(self, batch):
@@ -146,7 +131,7 @@ def test_model_errors_are_reported_per_file(tmp_path):
   jobs = pipeline.plan_outputs([pipeline.Source(good)], str(tmp_path / "o"), scale=SCALE)
   summary = pipeline.upscale_files(jobs, Broken(), pipeline.Options(), report=lambda _: None)
   assert summary.failed == [(good, f"{good}: RuntimeError: device lost")]
-  assert _listing(tmp_path / "o") == []
+  assert listing(tmp_path / "o") == []
 
 
 def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
