@@ -98,13 +98,17 @@ _ACCEPTED = ("a .keras file, a training workdir (with config.json), a checkpoint
              "or a .tflite file")
 
 
-def _published_model(spec: str) -> str:
-  """A published model name (esrgan_tf.hub: downloaded and cached) → its file; others as given."""
+def _existing_path(spec) -> str:
+  """The file or directory a spec names: a published model name (esrgan_tf.hub: downloaded and
+  cached) becomes its file, anything else is taken as a path, which must exist."""
   from esrgan_tf import hub  # pylint: disable=g-import-not-at-top
   try:
-    return hub.resolve_spec(spec)
+    spec = hub.resolve_spec(os.fspath(spec))
   except hub.HubError as e:
     raise ModelError(str(e)) from e
+  if not os.path.exists(spec):
+    raise ModelError(f"{spec}: no such file or directory")
+  return spec
 
 
 def load_generator(spec: str):
@@ -119,9 +123,7 @@ def load_generator(spec: str):
   Raises:
     ModelError: Unknown kind, missing file, or a file that fails to load.
   """
-  spec = _published_model(os.fspath(spec))
-  if not os.path.exists(spec):
-    raise ModelError(f"{spec}: no such file or directory")
+  spec = _existing_path(spec)
   for _, matches, load in _GENERATOR_LOADERS:
     if matches(spec):
       return load(spec)
@@ -144,9 +146,7 @@ def load_upscaler(spec: str, *, precision: str = "float32", num_threads: Optiona
   Raises:
     ModelError: Unknown kind, missing file, or a file that fails to load.
   """
-  spec = _published_model(os.fspath(spec))
-  if not os.path.exists(spec):
-    raise ModelError(f"{spec}: no such file or directory")
+  spec = _existing_path(spec)
   for _, matches, load in _UPSCALER_LOADERS:
     if matches(spec):
       options = {"precision": precision} if load is _load_saved_model else {
