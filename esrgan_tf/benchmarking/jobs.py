@@ -19,7 +19,7 @@ import tempfile
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from esrgan_tf.benchmarking import engines, profile, training
+from esrgan_tf.benchmarking import engines, profile, roofline, training
 from esrgan_tf.benchmarking import measure as measure_lib
 from esrgan_tf.benchmarking import serving as serving_bench
 
@@ -304,4 +304,5 @@ JOBS: dict[str, Callable[[Mapping[str, Any]], dict]] = {
     "data_pipeline": training.job_data_pipeline,
     "serving": serving_bench.job_serving,
     "profile": profile.job_profile,
+    "roofline": roofline.job_roofline,
 }

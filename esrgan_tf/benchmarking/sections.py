@@ -54,7 +54,8 @@ def _gflops(arch: Mapping[str, Any], pixels: float, seconds: float) -> float:
 # comparison of the performance issue: ncnn (Real-ESRGAN's own engine, fp32) against our
 # SavedModel fp32/bf16 and TFLite fp32/int8 on the real x4plus weights, in one child process.
 _FULL_PLAN = {
-    "nearest": {"ncnn_fp32": (64, 128), "keras_upscaler": (64, 128),
+    "nearest": {"ncnn_fp32": (64, 128), "ncnn_fp32_direct": (64, 128),
+                "keras_upscaler": (64, 128),
                 "saved_model_fp32": (64, 128), "saved_model_bf16": (64, 128),
                 "tflite_fp32": (64, 128), "tflite_dynamic": (64,), "tflite_int8": (64, 128)},
     "depth_to_space": {"keras_upscaler": (64,), "saved_model_fp32": (64,)},
@@ -106,6 +107,9 @@ def section_inference(quick: bool) -> list[dict]:
       if ncnn and r["engine"] != "ncnn_fp32":
         note += f"; **{r['median_s'] / ncnn['median_s']:.2f}× ncnn**"
         goal = _NCNN_GOALS.get(r["engine"], "")
+      direct = times.get(("ncnn_fp32_direct", size))
+      if direct and r["engine"] not in ("ncnn_fp32", "ncnn_fp32_direct"):
+        note += f"; {r['median_s'] / direct['median_s']:.2f}× ncnn without Winograd"
       base = times.get(("keras_upscaler", size))
       if base and r["engine"] == "saved_model_fp32":
         note += f"; {r['median_s'] / base['median_s']:.3f}× plain TF (keras_upscaler)"
@@ -367,7 +371,30 @@ def section_profile(quick: bool) -> list[dict]:
     return rows
   where = (f"{_arch_text(arch)}, {os.path.basename(result['weights'])}, chelsea {size}², "
            "tf.function (keras_upscaler's graph)")
-  return rows + profile.profile_rows(result, where, rrdbnet_flops_per_pixel(arch) * size * size)
+  rows += profile.profile_rows(result, where, rrdbnet_flops_per_pixel(arch) * size * size)
+  return rows + _roofline_rows(rows, size, quick)
+
+
+def _roofline_rows(rows: list, size: int, quick: bool) -> list[dict]:
+  """The fp32 limit: matmul rate, one direct conv's share of it, Winograd from TF ops."""
+  job = {"kind": "roofline", "size": size, "matmul": 1024 if quick else 2048,
+         "repeats": 5 if quick else 20}
+  r = _try_job(rows, "roofline", job)
+  if r is None:
+    return []
+  conv = f"one {r['cin']}→{r['cout']} 3×3 conv + bias + LeakyReLU at {r['size']}², batch 1"
+  return [
+      _row("roofline: fp32 matmul rate", r["matmul_gflops"], "GFLOP/s", "",
+           f"{r['matmul_side']}² × {r['matmul_side']}² tf.matmul, median; the reachable fp32 "
+           "rate of this CPU with TF's threads"),
+      _row("roofline: direct conv (our graph's oneDNN conv)", r["direct_gflops"], "GFLOP/s", "",
+           f"{conv}: {r['direct_ms']:.2f} ms, {r['conv_mflop']:.0f} MFLOP; "
+           f"{r['direct_gflops'] / r['matmul_gflops']:.0%} of the matmul rate"),
+      _row("roofline: Winograd F(4,3) from TF ops / direct", r["winograd_ms"] / r["direct_ms"],
+           "×", "", f"{conv}: {r['winograd_ms']:.2f} ms vs {r['direct_ms']:.2f} ms direct "
+           f"(max |error| {r['winograd_max_abs_error']:.1e}); 4× fewer multiplies, but the "
+           "transforms and transposes as separate TF ops cost more than they save"),
+  ]
 
 
 SECTIONS = {
