@@ -30,6 +30,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from esrgan_tf import imresize as imresize_lib
+
 
 def permutation_matrices(seed, batch: int) -> tf.Tensor:
   """[batch, 3, 3] random RGB permutation matrices (each of the 6 equally likely)."""
@@ -88,7 +90,8 @@ def random_color_matrices(seed, batch: int, permute: bool = True, max_hue: float
 
 def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True,
                         max_hue: float = 0.0, saturation: tuple[float, float] = (1.0, 1.0),
-                        min_contrast: float = 1.0, contrast_prob: float = 0.0
+                        min_contrast: float = 1.0, contrast_prob: float = 0.0,
+                        grain: float = 0.0, grain_prob: float = 0.0
                         ) -> tuple[tf.Tensor, tf.Tensor]:
   """The same random colour matrix for the LR and HR of each pair of a batch.
 
@@ -102,6 +105,11 @@ def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True
       matrix): flat, low-contrast pairs of any brightness and hue, never clipped. Affine maps
       commute with bicubic resizing (its weights sum to 1), so the pair stays aligned.
     contrast_prob: See `min_contrast`.
+    grain: With probability `grain_prob`, Gaussian grain of σ uniform in [0, grain] is added to
+      the HR and its MATLAB-bicubic downscale to the LR (linear, so the pair stays aligned):
+      fluctuations the LR cannot predict, as in a real photo's flat sky, whose best estimate is
+      smooth.
+    grain_prob: See `grain`.
 
   Returns:
     (lr, hr) recoloured and clipped to [0, 1]; lr rounded to 8-bit levels again, as the
@@ -118,6 +126,16 @@ def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True
     c = tf.where(apply, c, tf.ones_like(c))[:, None, None, None]
     t = tf.random.stateless_uniform([batch, 1, 1, 3], seeds[3])
     hr, lr = c * hr + (1.0 - c) * t, c * lr + (1.0 - c) * t
+  if grain_prob > 0:
+    # A stream of its own (fold_in), so that grain_prob = 0 keeps the other draws as they were.
+    g_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), 3)
+    sigma = tf.random.stateless_uniform([batch], g_seeds[0], maxval=grain)
+    sigma = tf.where(tf.random.stateless_uniform([batch], g_seeds[1]) < grain_prob, sigma, 0.0)
+    noise = sigma[:, None, None, None] * tf.random.stateless_normal(tf.shape(hr), g_seeds[2])
+    scale = hr.shape[1] // lr.shape[1]
+    hr = tf.clip_by_value(hr + noise, 0.0, 1.0)
+    lr = tf.clip_by_value(lr + imresize_lib.imresize(noise, 1.0 / scale), 0.0, 1.0)
   lr = tf.round(lr * 255.0) / 255.0
   return lr, hr
 
