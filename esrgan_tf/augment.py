@@ -11,7 +11,8 @@ grey axis R = G = B fixed (so the per-pixel channel mean is unchanged):
   - a hue rotation by θ about the grey axis (Rodrigues' rotation formula with axis
     (1, 1, 1)/√3);
   - a saturation scale s about the grey axis: M = s·I + (1 − s)·J/3 (J the all-ones matrix).
-and, optionally, a contrast cut c·x + (1 − c)·t towards a random colour t (flat patches).
+and, optionally, a contrast cut c·x + (1 − c)·t towards a random colour t (flat patches) and
+Gaussian grain added to the HR (and its bicubic downscale to the LR).
 MATLAB bicubic downscaling is linear per channel with weights summing to 1, so these affine
 maps applied to the LR and HR of a bicubic pair give (up to LR rounding, redone here, and
 clipping) the pair of the recoloured HR: the pair stays aligned. That does not hold for
@@ -147,7 +148,7 @@ def color_augmented_dataset(dataset: tf.data.Dataset, seed: int, **kwargs) -> tf
     dataset: Of (lr [B, h, w, 3], hr [B, H, W, 3]) float32 batches, e.g.
       `esrgan_tf.data.make_train_dataset`.
     seed: Base seed (batch i uses the stateless seed (seed, i)).
-    **kwargs: `permute`, `max_hue`, `saturation` of `color_augment_pairs`.
+    **kwargs: Options of `color_augment_pairs` (`permute`, `max_hue`, `saturation`, ...).
 
   Returns:
     The recoloured dataset (same element spec).
@@ -169,8 +170,8 @@ def with_color_augment(dataset_fn: Callable, seed: int, **kwargs) -> Callable:
     dataset_fn: `input_context -> tf.data.Dataset` of per-replica (lr, hr) batches, e.g.
       `train.make_dataset_fn(config, global_batch)`.
     seed: Base seed; input pipeline i uses seed·1000 + i + 1 (distinct from the crop seeds).
-    **kwargs: `permute`, `max_hue`, `saturation`, `min_contrast`, `contrast_prob` of
-      `color_augment_pairs`.
+    **kwargs: `permute`, `max_hue`, `saturation`, `min_contrast`, `contrast_prob`, `grain`,
+      `grain_prob` of `color_augment_pairs`.
 
   Returns:
     A dataset_fn of the same signature.
