@@ -259,26 +259,26 @@ def upscale_array(image: np.ndarray, upscaler, *, tile: int = DEFAULT_TILE,
     raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
   if batch < 1:
     raise ValueError(f"batch must be ≥ 1, got {batch}")
-  (top, _), (left, _) = pre_pad_widths(pre_pad, pre_pad_sides)  # Validated before allocating.
+  (top, bottom), (left, right) = pre_pad_widths(pre_pad, pre_pad_sides)
   height, width, channels = image.shape
   scale = int(upscaler.scale)
   name = getattr(upscaler, "name", "model")
-  out_shape = (height * scale, width * scale, channels)
-  if out is None:
-    out = np.empty(out_shape, np.float32)
-  elif tuple(out.shape) != out_shape:
-    raise ValueError(f"out has shape {out.shape}, expected {out_shape}")
-  # From here on the image is the pre-padded one; `full` is the size of its output, of which
-  # rows [y0, y0 + s·H) and columns [x0, x0 + s·W) are `out`.
-  image = reflect_pad(image, pre_pad, pre_pad_sides)
-  y0, x0 = top * scale, left * scale
-  padded_h, padded_w = image.shape[:2]
+  # The model sees the pre-padded image; `full` is the size of its output, of which rows
+  # [y0, y0 + s·H) and columns [x0, x0 + s·W) are `out`.
+  padded_h, padded_w = height + top + bottom, width + left + right
   full = (padded_h * scale, padded_w * scale)
+  y0, x0 = top * scale, left * scale
   tile_h, tile_w = _tile_size(padded_h, padded_w, upscaler, tile)
   static = bool(getattr(upscaler, "input_size", None))
   if static and overlap >= min(tile_h, tile_w):
     raise ValueError(f"tile overlap ({overlap}) must be smaller than the model's fixed input "
                      f"size {tile_h}x{tile_w}")
+  out_shape = (height * scale, width * scale, channels)
+  if out is None:
+    out = np.empty(out_shape, np.float32)
+  elif tuple(out.shape) != out_shape:
+    raise ValueError(f"out has shape {out.shape}, expected {out_shape}")
+  image = reflect_pad(image, pre_pad, pre_pad_sides)
   if static and (padded_h < tile_h or padded_w < tile_w):
     # A fixed-size model needs full tiles: mirror-pad the short axes (only they are copied) and
     # crop the output afterwards.
