@@ -11,7 +11,8 @@ grey axis R = G = B fixed (so the per-pixel channel mean is unchanged):
   - a hue rotation by θ about the grey axis (Rodrigues' rotation formula with axis
     (1, 1, 1)/√3);
   - a saturation scale s about the grey axis: M = s·I + (1 − s)·J/3 (J the all-ones matrix).
-and, optionally, a contrast cut c·x + (1 − c)·t towards a random colour t (flat patches).
+and, optionally, a contrast cut c·x + (1 − c)·t towards a random colour t (flat patches) and
+Gaussian grain added to the HR (and its bicubic downscale to the LR).
 MATLAB bicubic downscaling is linear per channel with weights summing to 1, so these affine
 maps applied to the LR and HR of a bicubic pair give (up to LR rounding, redone here, and
 clipping) the pair of the recoloured HR: the pair stays aligned. That does not hold for
@@ -29,6 +30,8 @@ import math
 from typing import Callable
 
 import tensorflow as tf
+
+from esrgan_tf import imresize as imresize_lib
 
 
 def permutation_matrices(seed, batch: int) -> tf.Tensor:
@@ -88,7 +91,8 @@ def random_color_matrices(seed, batch: int, permute: bool = True, max_hue: float
 
 def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True,
                         max_hue: float = 0.0, saturation: tuple[float, float] = (1.0, 1.0),
-                        min_contrast: float = 1.0, contrast_prob: float = 0.0
+                        min_contrast: float = 1.0, contrast_prob: float = 0.0,
+                        grain: float = 0.0, grain_prob: float = 0.0
                         ) -> tuple[tf.Tensor, tf.Tensor]:
   """The same random colour matrix for the LR and HR of each pair of a batch.
 
@@ -102,6 +106,11 @@ def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True
       matrix): flat, low-contrast pairs of any brightness and hue, never clipped. Affine maps
       commute with bicubic resizing (its weights sum to 1), so the pair stays aligned.
     contrast_prob: See `min_contrast`.
+    grain: With probability `grain_prob`, Gaussian grain of σ uniform in [0, grain] is added to
+      the HR and its MATLAB-bicubic downscale to the LR (linear, so the pair stays aligned):
+      fluctuations the LR cannot predict, as in a real photo's flat sky, whose best estimate is
+      smooth.
+    grain_prob: See `grain`.
 
   Returns:
     (lr, hr) recoloured and clipped to [0, 1]; lr rounded to 8-bit levels again, as the
@@ -118,6 +127,16 @@ def color_augment_pairs(lr: tf.Tensor, hr: tf.Tensor, seed, permute: bool = True
     c = tf.where(apply, c, tf.ones_like(c))[:, None, None, None]
     t = tf.random.stateless_uniform([batch, 1, 1, 3], seeds[3])
     hr, lr = c * hr + (1.0 - c) * t, c * lr + (1.0 - c) * t
+  if grain_prob > 0:
+    # A stream of its own (fold_in), so that grain_prob = 0 keeps the other draws as they were.
+    g_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), 3)
+    sigma = tf.random.stateless_uniform([batch], g_seeds[0], maxval=grain)
+    sigma = tf.where(tf.random.stateless_uniform([batch], g_seeds[1]) < grain_prob, sigma, 0.0)
+    noise = sigma[:, None, None, None] * tf.random.stateless_normal(tf.shape(hr), g_seeds[2])
+    scale = hr.shape[1] // lr.shape[1]
+    hr = tf.clip_by_value(hr + noise, 0.0, 1.0)
+    lr = tf.clip_by_value(lr + imresize_lib.imresize(noise, 1.0 / scale), 0.0, 1.0)
   lr = tf.round(lr * 255.0) / 255.0
   return lr, hr
 
@@ -129,7 +148,7 @@ def color_augmented_dataset(dataset: tf.data.Dataset, seed: int, **kwargs) -> tf
     dataset: Of (lr [B, h, w, 3], hr [B, H, W, 3]) float32 batches, e.g.
       `esrgan_tf.data.make_train_dataset`.
     seed: Base seed (batch i uses the stateless seed (seed, i)).
-    **kwargs: `permute`, `max_hue`, `saturation` of `color_augment_pairs`.
+    **kwargs: Options of `color_augment_pairs` (`permute`, `max_hue`, `saturation`, ...).
 
   Returns:
     The recoloured dataset (same element spec).
@@ -151,8 +170,8 @@ def with_color_augment(dataset_fn: Callable, seed: int, **kwargs) -> Callable:
     dataset_fn: `input_context -> tf.data.Dataset` of per-replica (lr, hr) batches, e.g.
       `train.make_dataset_fn(config, global_batch)`.
     seed: Base seed; input pipeline i uses seed·1000 + i + 1 (distinct from the crop seeds).
-    **kwargs: `permute`, `max_hue`, `saturation`, `min_contrast`, `contrast_prob` of
-      `color_augment_pairs`.
+    **kwargs: `permute`, `max_hue`, `saturation`, `min_contrast`, `contrast_prob`, `grain`,
+      `grain_prob` of `color_augment_pairs`.
 
   Returns:
     A dataset_fn of the same signature.

@@ -148,16 +148,20 @@ def to_uint8_levels(image: np.ndarray) -> np.ndarray:
   return pixels.from_float(np.asarray(image, np.float32)).astype(np.float64)
 
 
-def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int) -> np.ndarray:
-  if tile is None:
+def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int, pre_pad: int,
+             pre_pad_sides: str) -> np.ndarray:
+  if tile is None and not pre_pad:
     return np.asarray(upscaler(lr[None].astype(np.float32))[0])
-  return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile, overlap=overlap))
+  return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile or 0, overlap=overlap,
+                                         pre_pad=pre_pad, pre_pad_sides=pre_pad_sides))
 
 
 def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
                       y_channel: bool = False, tile: Optional[int] = None,
                        overlap: int = tiling.DEFAULT_OVERLAP, bicubic: bool = True,
-                       on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
+                       on_image: Optional[Callable[[str, dict], None]] = None,
+                       pre_pad: int = 0,
+                       pre_pad_sides: str = tiling.DEFAULT_PRE_PAD_SIDES) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
@@ -177,6 +181,9 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
     bicubic: Also measure the MATLAB-bicubic upscale of the LR image.
     on_image: Called once per image as `on_image(name, {"lr", "hr", "sr", "bicubic"})` (float
       arrays; keys of what was not computed are absent), e.g. `report.ReportWriter`.
+    pre_pad: Reflect-pad each LR by this many pixels before upscaling and crop it off after
+      (`tiling.upscale_array`; needs an `Upscaler`); 0, the papers' protocol, does not.
+    pre_pad_sides: "all" or "bottom_right" (`tiling.PRE_PAD_SIDES`).
 
   Returns:
     {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}, ...],
@@ -195,7 +202,7 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
     scale = hr.shape[0] // lr.shape[0]
     row = {"name": name}
     if upscaler is not None:
-      sr = _upscale(upscaler, np.asarray(lr, np.float32), tile, overlap)
+      sr = _upscale(upscaler, np.asarray(lr, np.float32), tile, overlap, pre_pad, pre_pad_sides)
       if sr.shape != hr.shape:
         raise ValueError(f"{name}: model output {sr.shape} differs from the HR image {hr.shape}")
       sr255 = to_uint8_levels(sr)

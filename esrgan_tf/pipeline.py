@@ -218,6 +218,8 @@ class Options:
   # Final size (int(w·F), int(h·F)) of a w×h input, resized from the model's output with
   # Lanczos; None or the model's scale: no resize.
   outscale: Optional[float] = None
+  # Reflect padding of the image's edges before upscaling (`tiling.upscale_array`).
+  pre_pad: int = tiling.DEFAULT_PRE_PAD
 
 
 def resize_output(img: imaging.LoadedImage, size: tuple[int, int]) -> imaging.LoadedImage:
@@ -318,7 +320,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
 
   def color_fn(x):
     return tiling.upscale_array(x, upscaler, tile=options.tile, overlap=options.overlap,
-                                batch=options.batch, progress=progress)
+                                batch=options.batch, progress=progress, pre_pad=options.pre_pad)
 
   result = upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
   if options.outscale and options.outscale != upscaler.scale:

@@ -2,7 +2,7 @@
 
   pip install scikit-image scikit-learn matplotlib   # dev tools only: their wheels ship photos
   python scripts/eval_quickstart_generalisation.py \
-      --workdirs=runs/quickstart/psnr,runs/quickstart/gan
+      --workdirs=runs/quickstart/psnr,runs/quickstart/gan [--pre_pad=0,8 --pre_pad_sides=all]
 
 The held-out set (`HELD_OUT`) is natural photos bundled in those wheels (none is in
 esrgan_tf/samples/train) plus crops of them that stress what a tiny model trained on four photos
@@ -12,6 +12,8 @@ the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y 
 crop_border = scale (`esrgan_tf.metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
 to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
 8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
+--pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.tiling`), as
+esrgan-upscale runs by default.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from absl import app, flags
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Training workdirs to evaluate (EMA weights).")
 _CACHE = flags.DEFINE_string("cache_dir", "/tmp/esrgan_tf_heldout",
                              "Where the held-out PNGs are written (built once).")
-_PRE_PAD = flags.DEFINE_integer("pre_pad", 0, "Reflect-pad the LR by this many pixels before "
-                                "upscaling and crop it off after (Real-ESRGAN's pre_pad).")
+_PRE_PAD = flags.DEFINE_list("pre_pad", ["0"], "Reflect-pad the LR by this many pixels before "
+                             "upscaling and crop it off after (Real-ESRGAN's pre_pad, "
+                             "esrgan_tf.tiling); a list evaluates each.")
+_SIDES = flags.DEFINE_list("pre_pad_sides", ["all"], "Edges pre_pad pads: all, bottom_right "
+                           "(Real-ESRGAN's); a list evaluates each.")
 _WHICH = flags.DEFINE_enum("which", "latest", ["latest", "best"], "Checkpoint to evaluate.")
 
 # (name, package, path inside the package's data folder, (top, left, height, width) or None,
@@ -44,6 +49,14 @@ HELD_OUT = (
     ("flower", "sklearn", "datasets/images/flower.jpg", None, "CC BY 2.0, vultilion"),
     ("flower_bokeh", "sklearn", "datasets/images/flower.jpg", (0, 0, 192, 192),
      "CC BY 2.0, vultilion"),
+    # q_*: the photos scripts/quickstart.py reports on (esrgan_tf/samples/heldout: 256² crops
+    # of the above and a flat grey sky), so that one run gives every figure of the config.
+    ("q_camera_gray", "esrgan_tf", "samples/heldout/camera_gray.png", None, "CC0"),
+    ("q_camera_sky", "esrgan_tf", "samples/heldout/camera_sky.png", None, "CC0"),
+    ("q_grace_hopper", "esrgan_tf", "samples/heldout/grace_hopper.png", None,
+     "public domain (US Navy)"),
+    ("q_retina_disc", "esrgan_tf", "samples/heldout/retina_disc.png", None, "CC0"),
+    ("q_retina_fovea", "esrgan_tf", "samples/heldout/retina_fovea.png", None, "CC0"),
 )
 _MAX = 512
 
@@ -89,30 +102,12 @@ def build_held_out(cache_dir: str) -> list[str]:
   return paths
 
 
-def pre_padded(upscaler, pad: int):
-  """Wraps an `Upscaler`: reflect-pad the LR by `pad`, upscale, crop `pad`·scale off each side.
+def evaluate_held_out(upscaler, pairs, scale: int, pre_pad: int = 0,
+                      pre_pad_sides: str = "all") -> list[dict]:
+  """Rows {"name", "psnr", "bicubic_psnr", "gain", "shift" (SR − HR mean RGB levels)}.
 
-  Real-ESRGAN's `RealESRGANer.pre_pad` (realesrgan/utils.py) does this so the network's zero
-  padding does not darken or tint the borders.
+  `pre_pad`, `pre_pad_sides`: as `esrgan_tf.metrics.evaluate_upscaler`'s.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top
-
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  if pad <= 0:
-    return upscaler
-  s = upscaler.scale
-
-  def fn(batch):
-    padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    out = upscaler(padded)
-    return out[:, pad * s:out.shape[1] - pad * s, pad * s:out.shape[2] - pad * s]
-
-  return dataclasses.replace(upscaler, fn=fn, name=f"{upscaler.name} (pre_pad {pad})")
-
-
-def evaluate_held_out(upscaler, pairs, scale: int) -> list[dict]:
-  """Rows {"name", "psnr", "bicubic_psnr", "gain", "shift" (SR − HR mean RGB levels)}."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
@@ -125,7 +120,8 @@ def evaluate_held_out(upscaler, pairs, scale: int) -> list[dict]:
     shifts[name] = (sr.mean(axis=(0, 1)) - hr.mean(axis=(0, 1)))
 
   result = metrics.evaluate_upscaler(upscaler, pairs, crop_border=scale, y_channel=True,
-                                     on_image=on_image)
+                                     on_image=on_image, pre_pad=pre_pad,
+                                     pre_pad_sides=pre_pad_sides)
   return [dict(name=r["name"], psnr=r["psnr"], bicubic_psnr=r["bicubic_psnr"],
                gain=r["psnr"] - r["bicubic_psnr"], shift=shifts[r["name"]])
           for r in result["images"]]
@@ -133,10 +129,10 @@ def evaluate_held_out(upscaler, pairs, scale: int) -> list[dict]:
 
 def format_rows(rows: list[dict]) -> str:
   """A plain-text table with the mean and worst gain."""
-  lines = [f"{'photo':<14}{'bicubic':>9}{'model':>9}{'gain':>8}   shift R/G/B (levels)"]
+  lines = [f"{'photo':<16}{'bicubic':>9}{'model':>9}{'gain':>8}   shift R/G/B (levels)"]
   for r in rows:
     dr, dg, db = r["shift"]
-    lines.append(f"{r['name']:<14}{r['bicubic_psnr']:9.2f}{r['psnr']:9.2f}{r['gain']:+8.2f}"
+    lines.append(f"{r['name']:<16}{r['bicubic_psnr']:9.2f}{r['psnr']:9.2f}{r['gain']:+8.2f}"
                  f"   {dr:+5.1f} {dg:+5.1f} {db:+5.1f}")
   gains = [r["gain"] for r in rows]
   worst = min(rows, key=lambda r: r["gain"])
@@ -154,10 +150,13 @@ def main(argv):
   for spec in _WORKDIRS.value or ():
     model = workdir_lib.load_generator_from_workdir(spec, which=_WHICH.value)
     scale = int(model.scale)
-    pairs = data.load_validation_set({"val_dir": _CACHE.value}, scale)
-    up = pre_padded(upscaler.keras_upscaler(model, name=spec), _PRE_PAD.value)
-    print(f"== {spec} (Y-PSNR dB, crop {scale}, pre_pad {_PRE_PAD.value})")
-    print(format_rows(evaluate_held_out(up, pairs, scale)), flush=True)
+    pairs = data.load_validation_set(
+        {"val_dir": _CACHE.value, "val_lr_dir": "", "val_max_images": 0}, scale)
+    up = upscaler.keras_upscaler(model, name=spec)
+    for pre_pad in (int(v) for v in _PRE_PAD.value):
+      for sides in _SIDES.value if pre_pad else ["all"]:
+        print(f"== {spec} (Y-PSNR dB, crop {scale}, pre_pad {pre_pad} {sides})")
+        print(format_rows(evaluate_held_out(up, pairs, scale, pre_pad, sides)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Quickstart (README command 1): train a small ESRGAN on the bundled photos and measure it.
 
-  python scripts/quickstart.py [--workdir=runs/quickstart]
+  python scripts/quickstart.py [--workdir=runs/quickstart] [--seed=N]
 
 1. PSNR phase of configs/quickstart.py in WORKDIR/psnr;
 2. a short GAN phase (configs/quickstart.py:gan) in WORKDIR/gan, initialised from WORKDIR/psnr;
@@ -8,7 +8,8 @@
    `esrgan_tf.augment`): without it the model tints strongly coloured photos;
 3. evaluates the EMA generators on the held-out photos (samples/val/chelsea.png and
    samples/heldout/*.png, never trained on) against MATLAB bicubic (PSNR on Y, crop_border =
-   scale, as papers report) and prints the per-photo, mean and worst gains;
+   scale, as papers report) and prints the per-photo, mean and worst gains; the model runs as
+   esrgan-upscale runs it, with reflect pre-padding (`tiling.DEFAULT_PRE_PAD`, --pre_pad);
 4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when esrgan_tf.export exists;
 5. writes WORKDIR/comparison.png: bicubic | SR | HR.
 
@@ -28,6 +29,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
 _PSNR_STEPS = flags.DEFINE_integer("psnr_steps", None, "Override the PSNR-phase steps.")
 _GAN_STEPS = flags.DEFINE_integer("gan_steps", None, "Override the GAN-phase steps.")
+_SEED = flags.DEFINE_integer("seed", None, "Override the seed of both phases (config.seed).")
+_PRE_PAD = flags.DEFINE_integer("pre_pad", None, "Reflect pre-padding at evaluation (input "
+                                "pixels; esrgan_tf.tiling); default esrgan-upscale's.")
 
 
 def _config_module():
@@ -63,7 +67,7 @@ def _held_out_pairs(config, scale):
 def main(argv):
   del argv
   start = time.perf_counter()
-  from esrgan_tf import metrics, train, upscaler
+  from esrgan_tf import metrics, tiling, train, upscaler
   from esrgan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value
   module = _config_module()
@@ -72,6 +76,9 @@ def main(argv):
     psnr_cfg.train.steps = _PSNR_STEPS.value
   if _GAN_STEPS.value is not None:
     gan_cfg.train.steps = _GAN_STEPS.value
+  if _SEED.value is not None:
+    psnr_cfg.seed = gan_cfg.seed = _SEED.value
+  pre_pad = tiling.DEFAULT_PRE_PAD if _PRE_PAD.value is None else _PRE_PAD.value
   psnr_dir, gan_dir = os.path.join(workdir, "psnr"), os.path.join(workdir, "gan")
   gan_cfg.train.init_from = psnr_dir
 
@@ -84,12 +91,12 @@ def main(argv):
   scale = gan_cfg.model.scale
   pairs = _held_out_pairs(gan_cfg, scale)
   print(f"[3/4] Evaluating on {len(pairs)} held-out photos (samples/val, samples/heldout): "
-        f"Y-PSNR dB, crop {scale}", flush=True)
+        f"Y-PSNR dB, crop {scale}, pre_pad {pre_pad}", flush=True)
   rows = {}
   for label, spec in (("PSNR phase", psnr_dir), ("GAN phase", gan_dir)):
     model = workdir_lib.load_generator_from_workdir(spec)  # EMA weights.
     result = metrics.evaluate_upscaler(upscaler.keras_upscaler(model, name=spec), pairs,
-                                       crop_border=scale, y_channel=True)
+                                       crop_border=scale, y_channel=True, pre_pad=pre_pad)
     rows[label] = (model, result)
     gains = {r["name"]: r["psnr"] - r["bicubic_psnr"] for r in result["images"]}
     worst = min(gains, key=gains.get)
@@ -111,7 +118,7 @@ def main(argv):
     logging.set_verbosity(verbosity)
   print(f"  SavedModel: {version_dir}")
   name, lr, hr = pairs[0]
-  sr = upscaler.keras_upscaler(model)(lr[None])[0]
+  sr = tiling.upscale_array(lr, upscaler.keras_upscaler(model), tile=0, pre_pad=pre_pad)
   grid_path = os.path.join(workdir, "comparison.png")
   _write_png(grid_path, train.comparison_grid(lr, sr, hr))
   print(f"  {grid_path}: bicubic | SR | HR ({name})")

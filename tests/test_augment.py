@@ -133,3 +133,22 @@ def test_contrast_makes_flat_aligned_pairs_without_clipping():
     # Affine maps commute with bicubic (weights sum to 1): LR = degrade(HR) up to rounding.
     assert np.abs(lr_aug[i] - data.degrade(hr_aug[i], 4)).max() <= 1.01 / 255, i
   assert np.mean([hr_aug[i][..., 0].std() / hr[i][..., 0].std() for i in range(4)]) < 0.9
+
+
+def test_grain_is_added_to_hr_and_its_downscale_to_lr():
+  lr, hr = _photo_pairs(batch=6)
+  seed = tf.constant([3, 4])
+  plain = augment.color_augment_pairs(tf.constant(lr), tf.constant(hr), seed, permute=False)
+  lr_g, hr_g = (x.numpy() for x in augment.color_augment_pairs(
+      tf.constant(lr), tf.constant(hr), seed, permute=False, grain=8 / 255, grain_prob=0.5))
+  sigmas = []
+  for i in range(6):
+    noise = hr_g[i] - plain[1][i].numpy()
+    sigmas.append(noise.std() * 255)
+    # Still a MATLAB-bicubic pair (the grain is linear; LR rounding and rare clipping aside).
+    assert np.abs(lr_g[i] - data.degrade(hr_g[i], 4)).max() <= 1.01 / 255, i
+  sigmas = np.array(sigmas)
+  # σ uniform in [0, 8] levels on about half of the pairs; the others are untouched.
+  assert (sigmas <= 8.1).all() and 1 <= (sigmas > 0).sum() <= 5, sigmas
+  untouched = sigmas == 0
+  np.testing.assert_array_equal(lr_g[untouched], plain[0].numpy()[untouched])

@@ -130,7 +130,8 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   from esrgan_tf import imaging, loading, tiling
   reference = pipeline.upscale_loaded(
       imaging.read_image(src),
-      lambda x: tiling.upscale_array(x, loading.load_upscaler(model_path), tile=0), SCALE)
+      lambda x: tiling.upscale_array(x, loading.load_upscaler(model_path), tile=0,
+                                     pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
   imaging.write_image(whole, reference)
   a = np.asarray(Image.open(tiled), np.float64)
   b = np.asarray(Image.open(whole), np.float64)
@@ -138,6 +139,28 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   # The tiny net's edge effect is ~4 px; 3 px of context and a 6 px fade hide it (measured:
   # identical after uint8 rounding; with tile 12, overlap 8 up to 63 levels apart).
   assert np.abs(a - b).max() <= 1
+
+
+def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
+  from esrgan_tf import imaging, loading  # pylint: disable=g-import-not-at-top
+  src = str(tmp_path / "cat.png")
+  rgb_image(14, 18, seed=3).save(src)
+  outputs = {}
+  for pad in (0, 5):
+    out = str(tmp_path / f"pad{pad}.png")
+    run = _cli(f"--model={model_path}", f"--input={src}", f"--output={out}", "--tile=0",
+               f"--pre_pad={pad}", "--precision=float32")
+    assert run.returncode == 0, run.stderr
+    # Reference: pad by hand (numpy's reflect, as torch's), run the whole image, crop.
+    color = imaging.read_image(src).color
+    padded = np.pad(color, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    sr = loading.load_upscaler(model_path)(padded[None])[0]
+    sr = np.clip(sr[pad * SCALE:sr.shape[0] - pad * SCALE, pad * SCALE:sr.shape[1] - pad * SCALE],
+                 0, 1)
+    outputs[pad] = np.asarray(Image.open(out))
+    assert outputs[pad].shape == (28, 36, 3)
+    np.testing.assert_array_equal(outputs[pad], np.rint(sr * 255).astype(np.uint8))
+  assert np.any(outputs[0] != outputs[5])  # The edges differ: the flag is not ignored.
 
 
 def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
@@ -152,7 +175,8 @@ def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   # The output is what that precision computes (bf16 differs from float32 by a few levels).
   reference = pipeline.upscale_loaded(
       imaging.read_image(src), lambda x: tiling.upscale_array(
-          x, loading.load_upscaler(model_path, precision=expected), tile=0), SCALE)
+          x, loading.load_upscaler(model_path, precision=expected), tile=0,
+          pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
   imaging.write_image(str(tmp_path / "reference.png"), reference)
   np.testing.assert_array_equal(np.asarray(Image.open(out)),
                                 np.asarray(Image.open(tmp_path / "reference.png")))
@@ -173,6 +197,9 @@ def test_exit_codes_without_work(tmp_path, model_path):
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
              "--tile=8", "--tile_overlap=8")
   assert run.returncode == 2 and "--tile_overlap" in run.stderr  # a usage error
+  run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
+             "--pre_pad=-1")
+  assert run.returncode == 2 and "--pre_pad must be ≥ 0, got -1" in run.stderr
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
              "--tile=eight")
   assert run.returncode == 2 and "Flags parsing error" in run.stderr

@@ -47,6 +47,12 @@ _TILE = flags.DEFINE_integer("tile", tiling.DEFAULT_TILE,
                              "Tile size in input pixels; 0 = whole image at once.")
 _OVERLAP = flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
                                 "Tile overlap in input pixels (blended).")
+_PRE_PAD = flags.DEFINE_integer(
+    "pre_pad", tiling.DEFAULT_PRE_PAD,
+    "Reflect-pad each image by this many input pixels on every side before upscaling and crop "
+    "the padding off the output (Real-ESRGAN's --pre_pad, which pads bottom/right only and "
+    "defaults to 0): the model sees continued content instead of its zero padding at the "
+    "image's edges. 0 = off.")
 _BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
 _ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
                            "Alpha channel upscaling: bicubic, or through the model.")
@@ -107,6 +113,8 @@ def main(argv):
     raise cli.usage("give exactly one of --model and --server")
   if _TILE.value < 0 or _OVERLAP.value < 0 or _BATCH.value < 1:
     raise cli.usage("--tile and --tile_overlap must be ≥ 0 and --tile_batch ≥ 1")
+  if _PRE_PAD.value < 0:
+    raise cli.usage(f"--pre_pad must be ≥ 0, got {_PRE_PAD.value}")
   if _TILE.value and _OVERLAP.value >= _TILE.value:
     raise cli.usage(f"--tile_overlap={_OVERLAP.value} must be smaller than --tile={_TILE.value}")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
@@ -133,7 +141,8 @@ def main(argv):
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
       max_pixels=(pipeline.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
                   else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
-      overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
+      overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value,
+      pre_pad=_PRE_PAD.value)
   scale = f"{_OUTSCALE.value:g}" if _OUTSCALE.value else model.scale
   jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
                                format=_FORMAT.value)
