@@ -27,9 +27,9 @@ samples/train; QuantizationDebugger layer statistics; the numbers of the int8 br
     limit); 40 dB needed all but the first 8 of 23 RRDBs in float32 (39.6 dB), i.e. mostly a
     float model. Cross-layer equalisation of the dense-block channels (LeakyReLU is positively
     homogeneous) gains 1.9 dB (36.7 dB), still short.
-  * int16x8: 40.0 dB mean with 4 calibration tiles, but XNNPACK has no int16 kernels: it runs on
-    TFLite's reference kernels, ~4.7× slower than ncnn fp32 at 32² (an accuracy option for
-    NNAPI/DSP back ends with int16 support, not for CPU speed).
+  * int16x8: 41.0 dB mean (36.4 dB worst tile) at 64² with 8 calibration tiles, but XNNPACK has
+    no int16 kernels: it runs on TFLite's reference kernels, 37× slower than the float32 .tflite
+    at 64² (an accuracy option for NNAPI/DSP back ends with int16 support, not for CPU speed).
 
 int8/int16x8 files are for CPUs (XNNPACK's int8 kernels), NNAPI and DSPs (Hexagon); the TFLite GPU
 delegate runs float models, so the GPU-compatibility check does not apply to them.
