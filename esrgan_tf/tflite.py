@@ -20,9 +20,9 @@ from esrgan_tf import fileio, tflite_gpu
 from esrgan_tf.tflite_gpu import GpuIncompatibleError  # noqa: F401  (re-exported)
 from esrgan_tf.upscaler import ModelError, Upscaler
 
-QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
-# Modes whose files the TFLite GPU delegate is meant to run (it computes in fp32/fp16); int8
-# files are for CPU (XNNPACK), NNAPI and DSPs, so the GPU check is not applied to them.
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
+# Modes whose files the TFLite GPU delegate is meant to run (it computes in fp32/fp16); int8 and
+# int16x8 files are for CPU (XNNPACK), NNAPI and DSPs, so the GPU check is not applied to them.
 GPU_QUANTIZE_MODES = ("none", "fp16", "dynamic")
 
 
@@ -78,7 +78,8 @@ def _static_saved_model(model, directory: str, input_size: Sequence[int]) -> str
 
 
 def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none",
-                     calibration_dir: Optional[str] = None) -> bytes:
+                     calibration_dir: Optional[str] = None,
+                     float_ops: Optional[Sequence[str]] = None) -> bytes:
   """Converts a generator (or one of our SavedModel exports) to a TFLite flatbuffer.
 
   Args:
@@ -87,8 +88,11 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
     input_size: (H, W) of the static [1, H, W, 3] input.
     quantize: "none" (float32), "fp16" (float16 weights, dequantized at load: the GPU delegate
       runs them in fp16), "dynamic" (int8 weights, dynamic-range quantization: no calibration
-      data) or "int8" (calibrated int8 with float islands, `esrgan_tf.tflite_int8`).
-    calibration_dir: int8 only: folder of calibration images (default the bundled photos).
+      data), "int8" (calibrated int8 with float islands, `esrgan_tf.tflite_int8`) or "int16x8"
+      (calibrated int16 activations, int8 weights; TFLite's reference kernels: accurate, slow).
+    calibration_dir: int8/int16x8: folder of calibration images (default the bundled photos).
+    float_ops: int8 only: TFLite op names kept in float32 (default
+      `tflite_int8.FLOAT_OPS`; () = every op int8).
 
   Returns:
     The .tflite bytes.
@@ -101,17 +105,26 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
 
   if quantize not in QUANTIZE_MODES:
     raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+  if float_ops is not None and quantize != "int8":
+    raise ValueError(f"float_ops applies to quantize='int8' only, not {quantize!r}")
+  if float_ops is not None:
+    from esrgan_tf import tflite_int8  # pylint: disable=g-import-not-at-top
+    float_ops = tflite_int8.check_float_ops(float_ops)  # before the minutes of calibration
   if len(input_size) != 2 or any(int(s) < 1 for s in input_size):
     raise ValueError(f"input_size must be (height, width) of positive ints, got {input_size!r}")
   with tempfile.TemporaryDirectory(prefix="esrgan_tflite_") as tmp:
     key = _static_saved_model(model, tmp, input_size)
     converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "int8":
+    if quantize in ("int8", "int16x8"):
       from esrgan_tf import tflite_int8  # pylint: disable=g-import-not-at-top
       tiles = tflite_int8.calibration_tiles(
           calibration_dir or tflite_int8.default_calibration_dir(), input_size)
-      return tflite_int8.quantize_int8(converter, tiles)
+      if quantize == "int16x8":
+        return tflite_int8.quantize_int8(converter, tiles, float_ops=(), activations="int16")
+      return tflite_int8.quantize_int8(
+          converter, tiles,
+          float_ops=tflite_int8.FLOAT_OPS if float_ops is None else tuple(float_ops))
     if quantize != "none":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
@@ -121,18 +134,20 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
 
 def convert(model, output_path: str, *, input_size: Sequence[int], quantize: str = "none",
             gpu_check: bool = True, overwrite: bool = False,
-            calibration_dir: Optional[str] = None) -> str:
+            calibration_dir: Optional[str] = None,
+            float_ops: Optional[Sequence[str]] = None) -> str:
   """Converts and writes a .tflite file atomically (no partial file on any failure).
 
   Args:
     model: A Keras `RRDBNet`, or one of our SavedModel export directories.
     output_path: The .tflite path.
     input_size: (H, W) of the static input.
-    quantize: "none", "fp16", "dynamic" or "int8" (see `convert_to_bytes`).
+    quantize: "none", "fp16", "dynamic", "int8" or "int16x8" (see `convert_to_bytes`).
     gpu_check: Run `tflite_gpu.check_gpu_compatibility` and refuse to write an incompatible model
-      (not for int8, whose files are for CPU/NNAPI/DSP).
+      (not for int8/int16x8, whose files are for CPU/NNAPI/DSP).
     overwrite: Replace an existing file.
-    calibration_dir: int8 only: folder of calibration images (default the bundled photos).
+    calibration_dir: int8/int16x8: folder of calibration images (default the bundled photos).
+    float_ops: int8 only: TFLite op names kept in float32 (see `convert_to_bytes`).
 
   Returns:
     `output_path`.
@@ -145,7 +160,7 @@ def convert(model, output_path: str, *, input_size: Sequence[int], quantize: str
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path}: exists (pass overwrite=True, or --overwrite)")
   data = convert_to_bytes(model, input_size=input_size, quantize=quantize,
-                          calibration_dir=calibration_dir)
+                          calibration_dir=calibration_dir, float_ops=float_ops)
   if gpu_check and quantize in GPU_QUANTIZE_MODES:
     problems = tflite_gpu.check_gpu_compatibility(data)
     if problems:

@@ -160,9 +160,10 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
       (`esrgan_tf.upscaler.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
       jit_compile), "saved_model_fp32" / "saved_model_bf16" (`esrgan_tf.export` round trip,
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.tflite`, static
-      size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" (dynamic-range
-      int8 weights / calibrated int8, `esrgan_tf.tflite`), "ncnn_fp32" (`ncnn_upscaler` on the
-      .param `weights`), "ncnn_fp32_direct" (the same without Winograd convolutions).
+      size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" / "tflite_int16x8"
+      (dynamic-range int8 weights / calibrated int8 / int16 activations, `esrgan_tf.tflite`),
+      "ncnn_fp32" (`ncnn_upscaler` on the .param `weights`), "ncnn_fp32_direct" (the same
+      without Winograd convolutions).
     model: The Keras generator.
     tmp: A scratch directory for exports.
     size: The input size (TFLite models are converted for exactly size²).
@@ -197,7 +198,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   if name.startswith("tflite_"):
     from esrgan_tf import tflite  # pylint: disable=g-import-not-at-top
     quantize = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_dynamic": "dynamic",
-                "tflite_int8": "int8"}[name]
+                "tflite_int8": "int8", "tflite_int16x8": "int16x8"}[name]
     path = os.path.join(tmp, f"{name}_{size}.tflite")
     start = time.perf_counter()
     tflite.convert(model, path, input_size=(size, size), quantize=quantize, gpu_check=False,

@@ -7,7 +7,8 @@ r"""esrgan-export: a generator → TF Serving SavedModel version and/or a .tflit
 
 The .tflite goes to `<export_dir>/esrgan_x<scale>_<H>x<W>_<quantize>.tflite` (TF Serving ignores
 files in a model base directory). none/fp16/dynamic files must pass the GPU-delegate
-compatibility check; int8 files (calibrated, float32 islands) are for CPU/NNAPI/DSP.
+compatibility check; int8 files (calibrated, float32 islands) and int16x8 files are for
+CPU/NNAPI/DSP, not the GPU delegate.
 """
 
 import os
@@ -24,11 +25,17 @@ _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "
                             "What to write.")
 _QUANTIZE = flags.DEFINE_enum(
     "tflite_quantize", "none", list(tflite_modes.QUANTIZE_MODES),
-    "TFLite: none (float32), fp16 (float16 weights), dynamic (int8 weights, dynamic-range) or "
-    "int8 (calibrated int8 convolutions with float32 islands, for CPU/NNAPI/DSP; see "
-    "--calibration_dir).")
+    "TFLite: none (float32), fp16 (float16 weights), dynamic (int8 weights, dynamic-range), "
+    "int8 (calibrated int8 convolutions with float32 islands, see --int8_float_ops) or int16x8 "
+    "(calibrated int16 activations, int8 weights: more accurate, but XNNPACK has no int16 "
+    "kernels, so slow on CPUs). int8 and int16x8 files are for CPU/NNAPI/DSP, not the TFLite "
+    "GPU delegate (it runs float models); see --calibration_dir.")
+_FLOAT_OPS = flags.DEFINE_list(
+    "int8_float_ops", None, "--tflite_quantize=int8: TFLite op types kept in float32 (float "
+    "islands), comma-separated, e.g. ADD,MUL,LEAKY_RELU; empty = every op int8; default ADD,MUL "
+    "(the residual additions and 0.2 scalings).")
 _CALIBRATION_DIR = flags.DEFINE_string(
-    "calibration_dir", None, "--tflite_quantize=int8: images whose tiles (of "
+    "calibration_dir", None, "--tflite_quantize=int8/int16x8: images whose tiles (of "
     "--tflite_input_size) calibrate the activation ranges; default the bundled photos "
     "(esrgan_tf/samples/train).")
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
@@ -47,8 +54,8 @@ _BLEND_WITH = flags.DEFINE_string(
 _BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
 _GPU_CHECK = flags.DEFINE_bool(
     "gpu_check", True, "Refuse a .tflite the TFLite GPU delegate could not run fully. Applies to "
-    "none/fp16 (and dynamic) files; int8 files are for CPU (XNNPACK), NNAPI and DSPs, not the "
-    "GPU delegate, and are not checked.")
+    "none/fp16 (and dynamic) files; int8/int16x8 files are for CPU (XNNPACK), NNAPI and DSPs, "
+    "not the GPU delegate, and are not checked.")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -68,8 +75,10 @@ def main(argv):
   if not _MODEL.value or not _EXPORT_DIR.value:
     raise cli.usage("--model and --export_dir are required")
   size = parse_size(_INPUT_SIZE.value)
-  if _CALIBRATION_DIR.value and _QUANTIZE.value != "int8":
-    raise cli.usage("--calibration_dir applies to --tflite_quantize=int8 only")
+  if _CALIBRATION_DIR.value and _QUANTIZE.value not in ("int8", "int16x8"):
+    raise cli.usage("--calibration_dir applies to --tflite_quantize=int8/int16x8 only")
+  if _FLOAT_OPS.value is not None and _QUANTIZE.value != "int8":
+    raise cli.usage("--int8_float_ops applies to --tflite_quantize=int8 only")
   if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
     raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
@@ -103,7 +112,8 @@ def main(argv):
       name = f"esrgan_x{generator.scale}_{size[0]}x{size[1]}_{_QUANTIZE.value}.tflite"
       path = tflite.convert(generator, os.path.join(_EXPORT_DIR.value, name), input_size=size,
                             quantize=_QUANTIZE.value, gpu_check=_GPU_CHECK.value,
-                            overwrite=_OVERWRITE.value, calibration_dir=_CALIBRATION_DIR.value)
+                            overwrite=_OVERWRITE.value, calibration_dir=_CALIBRATION_DIR.value,
+                            float_ops=_FLOAT_OPS.value)
       checked = _GPU_CHECK.value and _QUANTIZE.value in tflite.GPU_QUANTIZE_MODES
       logging.info("GPU-delegate check: %s", "passed" if checked else "skipped")
       print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
