@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from esrgan_tf import models as models_lib
 from esrgan_tf import workdir as workdir_lib
+from esrgan_tf.fused_adam import FusedAdam
 from esrgan_tf.models.discriminator import DISCRIMINATOR_TYPES, Discriminator
 from esrgan_tf.models.unet_discriminator import UNetDiscriminatorSN
 
@@ -276,8 +277,9 @@ def create_optimizers(config, models: Models):
 
   def make(lr, variables, name):
     # ε = 1e-8: torch.optim.Adam's default, which BasicSR's ESRGAN options keep.
-    opt = keras.optimizers.Adam(lr_schedule(lr, o.milestones, o.gamma), beta_1=o.beta1,
-                                beta_2=o.beta2, epsilon=1e-8, name=name)
+    # FusedAdam: Keras' Adam maths in one kernel per variable (fused_adam.py: measured reason).
+    opt = FusedAdam(lr_schedule(lr, o.milestones, o.gamma), beta_1=o.beta1, beta_2=o.beta2,
+                    epsilon=1e-8, name=name)
     if config.train.precision == "mixed_float16":
       opt = keras.mixed_precision.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     opt.build(variables)
