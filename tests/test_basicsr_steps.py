@@ -131,7 +131,7 @@ def test_resolve_basicsr_python_and_the_not_installed_row():
   assert rows[0]["note"] == "BasicSR not installed (pip install -e .[benchmark])"
   # --quick ignores the environment; an explicit flag wins everywhere ("" = none).
   python, rows = sbs.resolve_basicsr_python(True, None, {"BASICSR_PYTHON": "/v/bin/python"})
-  assert python == "" and "only with --basicsr_python" in rows[0]["note"]
+  assert python == "" and "give --basicsr_python" in rows[0]["note"]
   assert sbs.resolve_basicsr_python(True, "/w/python", {}) == ("/w/python", [])
   assert sbs.resolve_basicsr_python(False, "", {"BASICSR_PYTHON": "/v"})[0] == ""
 

@@ -96,5 +96,6 @@ def resolve_basicsr_python(quick: bool, basicsr_python: Optional[str],
         "BASICSR_PYTHON", "")
   if basicsr_python:
     return basicsr_python, []
-  note = BASICSR_MISSING + ("" if not quick else "; --quick compares only with --basicsr_python")
+  note = ("skipped in --quick (give --basicsr_python to compare the one-block nets)" if quick
+          else BASICSR_MISSING)
   return "", [row("BasicSR side by side", "skipped", "", BASICSR_STEP_GOAL, note)]
