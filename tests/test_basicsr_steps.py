@@ -119,6 +119,10 @@ def test_basicsr_rows_ratio_rss_and_startup():
   assert by["train start-up BasicSR"]["value"] == 22.0
   note = by["BasicSR step"]["note"]
   assert "SRModel" in note and "torch 2.13.0+cpu" in note
+  assert "CPU time" not in ratio["note"]  # Only when every run measured it.
+  cpu = sbs.basicsr_rows("x", [{**_ours(2.0, 1.0, 1.0), "step_cpu_s": 3.0}],
+                         [{**_theirs(2.0, 1.0, 1.0), "step_cpu_s": 4.0}])[1]
+  assert "CPU time per step ours 3.00 s vs BasicSR 4.00 s (0.75×)" in cpu["note"]
   with pytest.raises(ValueError, match="at least one run of each side"):
     sbs.basicsr_rows("x", [_ours(1.0, 1.0, 1.0)], [])
 

@@ -201,7 +201,8 @@ def run(job: Mapping[str, Any]) -> dict:
   """Builds BasicSR's model for `job` (see `parse_job`) and times its steps.
 
   Returns:
-    {**job, "step_time_s" (median), "min_step_s", "step_times_s", "startup_s", "build_s",
+    {**job, "step_time_s" (median), "min_step_s", "step_times_s", "step_cpu_s" (median CPU
+     time of all threads per step), "startup_s", "build_s",
      "import_s", "images_per_s", "max_rss_mb" (peak RSS, MiB), "torch", "basicsr",
      "torchvision_ops", "functional_tensor_shim"}.
   """
@@ -240,13 +241,15 @@ def run(job: Mapping[str, Any]) -> dict:
     for step in range(2, job["warmup"] + 1):
       model.feed_data({"lq": lq, "gt": gt})
       model.optimize_parameters(step)
-    times = []
+    times, cpu_times = [], []
     for step in range(job["warmup"] + 1, job["warmup"] + job["steps"] + 1):
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       model.feed_data({"lq": lq, "gt": gt})
       model.optimize_parameters(step)
       times.append(time.perf_counter() - start)
+      cpu_times.append(time.process_time() - cpu_start)
   result = {**job, **summarize(times, startup_s, build_s), "import_s": import_s,
+            "step_cpu_s": statistics.median(cpu_times),
             "torch": torch.__version__, "basicsr": basicsr.__version__, **info}
   result["images_per_s"] = job["batch_size"] / result["step_time_s"]
   # ru_maxrss is KiB on Linux: MiB like `measure.peak_rss_mb` (VmHWM) on our side.

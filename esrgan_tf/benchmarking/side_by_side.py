@@ -60,6 +60,13 @@ def basicsr_rows(what: str, ours: list[dict], theirs: list[dict]) -> list[dict]:
   where = (f"BasicSR {first.get('basicsr', '?')} {model}.optimize_parameters, torch "
            f"{first.get('torch', '?')}, {first['threads']} threads")
   rounds = f"{len(ours)} round(s) ours/BasicSR alternating"
+  if all("step_cpu_s" in r for r in ours + theirs):
+    # Process CPU time per step (all threads): other load on the machine inflates wall time far
+    # more than CPU time (though OpenMP spin-waits count as CPU time).
+    ours_cpu = statistics.median(r["step_cpu_s"] for r in ours)
+    their_cpu = statistics.median(r["step_cpu_s"] for r in theirs)
+    rounds += (f"; CPU time per step ours {ours_cpu:.2f} s vs BasicSR {their_cpu:.2f} s "
+               f"({ours_cpu / their_cpu:.2f}×)")
   return [
       row(f"BasicSR step {what}", their_step, "s/step", "",
            f"{where}; medians per round {spread([r['step_time_s'] for r in theirs])} (each of "

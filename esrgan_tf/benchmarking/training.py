@@ -34,7 +34,8 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
 
   Returns:
     {"phase", "precision", "jit_compile", "replicas", "batch_size", "gt_size",
-     "step_time_s" (median), "step_times_s" (each timed step), "images_per_s",
+     "step_time_s" (median), "step_times_s" (each timed step), "step_cpu_s" (median CPU time
+     of all threads per step: less sensitive than wall time to other load), "images_per_s",
      "startup_s" (model build + the first step, which traces), "build_s"}.
   """
   import keras  # pylint: disable=g-import-not-at-top
@@ -76,16 +77,18 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
   startup_s = time.perf_counter() - build_start
   for _ in range(max(warmup, 1) - 1):
     train_steps(iterator, one)["g_loss"].numpy()
-  times = []
+  times, cpu_times = [], []
   for _ in range(steps):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     train_steps(iterator, one)["g_loss"].numpy()
     times.append(time.perf_counter() - start)
+    cpu_times.append(time.process_time() - cpu_start)
   median = statistics.median(times)
   return {"phase": config.phase, "precision": config.train.precision,
           "jit_compile": bool(config.train.jit_compile), "replicas": strategy.num_replicas_in_sync,
           "batch_size": global_batch, "gt_size": gt, "step_time_s": median,
-          "step_times_s": times, "images_per_s": global_batch / median, "startup_s": startup_s,
+          "step_times_s": times, "step_cpu_s": statistics.median(cpu_times),
+          "images_per_s": global_batch / median, "startup_s": startup_s,
           "build_s": build_s}
 
 
