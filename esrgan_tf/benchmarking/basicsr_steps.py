@@ -7,7 +7,16 @@ TensorFlow's `tensorboard`):
   PYTHONPATH=<checkout> $BASICSR_PYTHON -m esrgan_tf.benchmarking.basicsr_steps \
       '{"phase": "gan", "batch_size": 4, "gt_size": 128, "threads": 2, "steps": 3, "warmup": 1}'
 
-prints one JSON line (the result of `run`). This module imports only the standard library at
+prints one JSON line (the result of `run`). The interpreter this was measured with (Python 3.11):
+
+  python -m venv /work/torchvenv && /work/torchvenv/bin/pip install torch==2.13.0+cpu  # a wheel
+  /work/torchvenv/bin/pip install "torchvision==0.28.*"   # PyPI's build (see below)
+  /work/torchvenv/bin/pip install --no-build-isolation --no-deps basicsr==1.4.2
+  /work/torchvenv/bin/pip install opencv-python-headless pyyaml scipy tqdm
+
+(`--no-deps` keeps out basicsr's unused requirements: tb-nightly, lmdb, scikit-image, yapf, ...).
+
+This module imports only the standard library at
 module level, and torch / numpy / basicsr inside functions: no TensorFlow and no other
 `esrgan_tf` module (the package's `__init__` imports nothing either).
 
