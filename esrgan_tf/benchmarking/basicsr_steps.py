@@ -16,9 +16,9 @@ prints one JSON line (the result of `run`). The interpreter this was measured wi
 
 (`--no-deps` keeps out basicsr's unused requirements: tb-nightly, lmdb, scikit-image, yapf, ...).
 
-This module imports only the standard library at
-module level, and torch / numpy / basicsr inside functions: no TensorFlow and no other
-`esrgan_tf` module (the package's `__init__` imports nothing either).
+This module imports only the standard library at module level, and torch / torchvision /
+basicsr inside functions: no TensorFlow and no other `esrgan_tf` module (the package's
+`__init__` imports nothing either).
 
 What is timed: `model.feed_data({"lq", "gt"})` + `model.optimize_parameters(step)` of BasicSR's
 `SRModel` (PSNR phase, L1) or `ESRGANModel` (GAN phase: L1 1e-2 + VGG19 conv5_4 perceptual 1.0 +
