@@ -1,6 +1,7 @@
 r"""One command for the performance figures: JSON + a markdown table.
 
   python scripts/benchmark.py [--sections=inference,...] [--quick] [--out=benchmark.json]
+  BASICSR_PYTHON=/path/to/venv/bin/python python scripts/benchmark.py --sections=train
 
 Writes --out (JSON: machine, settings, rows per section) and a markdown table beside it
 (benchmark.md), and prints the table. Not a test: nothing here asserts; goals are shown next to
@@ -29,6 +30,14 @@ _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller inputs: a few minutes in total.")
 _OUT = flags.DEFINE_string("out", "benchmark.json", "JSON output; the .md goes beside it.")
 _NOTE = flags.DEFINE_string("note", "", "A line for the report header (e.g. machine load).")
+_BASICSR_PYTHON = flags.DEFINE_string(
+    "basicsr_python", None,
+    "train section: an interpreter with torch + basicsr 1.4.2 (the `benchmark` extra) that times "
+    "BasicSR's own steps side by side. Default: $BASICSR_PYTHON in full runs (empty: skipped); "
+    "given with --quick, also compares the one-block nets.")
+_TRAIN_ROUNDS = flags.DEFINE_integer(
+    "train_rounds", None, "train section: ours/BasicSR alternations per side-by-side setting "
+    "(default 2, --quick 1).")
 
 
 def machine_info() -> dict:
@@ -107,7 +116,9 @@ def main(argv):
              "sections": {}, "seconds": {}}
   for name in names:
     start = time.perf_counter()
-    results["sections"][name] = sections.SECTIONS[name](_QUICK.value)
+    options = ({"basicsr_python": _BASICSR_PYTHON.value, "rounds": _TRAIN_ROUNDS.value}
+               if name == "train" else {})
+    results["sections"][name] = sections.SECTIONS[name](_QUICK.value, **options)
     results["seconds"][name] = round(time.perf_counter() - start, 1)
     _write(results)  # After every section: an interrupted long run keeps what it measured.
   results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]

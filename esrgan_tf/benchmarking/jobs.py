@@ -78,6 +78,44 @@ def run_job(job: Mapping[str, Any], env: Optional[Mapping[str, str]] = None,
   return result
 
 
+def run_basicsr_job(python: str, job: Mapping[str, Any], timeout: Optional[float] = None) -> dict:
+  """Runs `basicsr_steps` (BasicSR's own train step) with another interpreter `python`.
+
+  That interpreter has torch + basicsr (the `benchmark` extra), not TensorFlow; it imports this
+  source tree through PYTHONPATH (only the torch-side module and the package's empty `__init__`).
+
+  Args:
+    python: Path of the interpreter.
+    job: A `basicsr_steps.parse_job` job.
+    timeout: Seconds before the child is killed.
+
+  Returns:
+    `basicsr_steps.run`'s result plus "process_s" (the child's wall time).
+
+  Raises:
+    JobError: The child could not start, exited non-zero, timed out, or printed no result.
+  """
+  source_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+  start = time.perf_counter()
+  try:
+    proc = subprocess.run([python, "-m", "esrgan_tf.benchmarking.basicsr_steps", json.dumps(job)],
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False,
+                          cwd=tempfile.gettempdir())
+  except subprocess.TimeoutExpired as e:
+    raise JobError(f"BasicSR job {dict(job)} timed out after {timeout} s") from e
+  except OSError as e:
+    raise JobError(f"BasicSR interpreter {python!r} cannot run: {e}") from e
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode != 0 or not lines:
+    raise JobError(f"BasicSR job {dict(job)} failed (exit {proc.returncode}):\n"
+                   f"{proc.stderr[-3000:]}", error_summary(proc.stderr))
+  result = json.loads(lines[-1])
+  result["process_s"] = time.perf_counter() - start
+  return result
+
+
 def child_main() -> None:
   """The child's side of `run_job`: one job from stdin, its result as stdout's last line."""
   job = json.loads(sys.stdin.read())

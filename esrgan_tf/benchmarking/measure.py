@@ -7,12 +7,21 @@ allocator growth), then `repeats` times, and reports the median and the minimum.
 from __future__ import annotations
 
 import dataclasses
+import math
 import resource
 import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
 from esrgan_tf import cpu
+
+
+def row(metric: str, value, unit: str, goal: str = "", note: str = "") -> dict:
+  """One report row of `scripts/benchmark.py`: {"metric", "value", "unit", "goal", "note"}."""
+  if isinstance(value, float) and not math.isfinite(value):
+    value = str(value)  # "inf" (identical outputs): JSON has no infinity.
+  return {"metric": metric, "value": value, "unit": unit, "goal": goal, "note": note}
+
 
 # --- FLOP counts -------------------------------------------------------------------------------
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from typing import Any, Mapping, Optional
 
 from esrgan_tf import cpu
 from esrgan_tf.benchmarking import jobs, profile
+from esrgan_tf.benchmarking import measure as measure_lib
+from esrgan_tf.benchmarking import side_by_side as sbs
 from esrgan_tf.benchmarking.measure import (
   ARCH_DEFAULTS,
   knee,
@@ -26,10 +29,7 @@ FULL_ARCH = dict(num_features=64, num_blocks=23, growth_channels=32, scale=4)
 QUICK_ARCH = dict(num_features=64, num_blocks=1, growth_channels=32, scale=4)
 
 
-def _row(metric: str, value, unit: str, goal: str = "", note: str = "") -> dict:
-  if isinstance(value, float) and not math.isfinite(value):
-    value = str(value)  # "inf" (identical outputs): JSON has no infinity.
-  return {"metric": metric, "value": value, "unit": unit, "goal": goal, "note": note}
+_row = measure_lib.row
 
 
 def _try_job(rows: list, metric: str, job: Mapping[str, Any], **kwargs) -> Optional[dict]:
@@ -200,17 +200,34 @@ def _config_path(name: str) -> str:
   return os.path.join(os.path.dirname(package), "configs", name)
 
 
-# Train-section time budget of a full run (seconds). The paper setting costs ~1 min per step of the
-# full networks on 2 cores; the precision and XLA comparisons therefore use batch 4 and 64² HR
-# crops (same networks), and runs are made in the order below until the budget is spent.
+# Train-section time budget of a full run (seconds), for the rows after the side-by-side ones
+# (which always run): the paper's batch 16, then the precision/XLA/upsampler comparisons at
+# batch 4 and 64² HR crops (same networks), made in the order below until the budget is spent.
 TRAIN_BUDGET_S = 240.0
+# Threads of the side-by-side rows (both sides): the 2-core machines of the issue.
+TRAIN_THREADS = 2
 
 
-def _train_plan(quick: bool) -> list[tuple]:
-  """(phase, precision, jit_compile, upsampler, batch, gt_size) in order of priority."""
-  paper = [] if quick else [("psnr", "float32", False, "nearest", 16, 128),
-                            ("gan", "float32", False, "nearest", 16, 128)]
-  b, gt = (2, 32) if quick else (4, 64)
+def _train_plan(quick: bool, compare_quick: bool = False) -> list[tuple]:
+  """(phase, precision, jit_compile, upsampler, batch, gt_size, compare) in order of priority.
+
+  compare: time BasicSR's step on the same nets and size too (fp32, no XLA, nearest). Full runs:
+  batch 4 / 128² HR (side by side, with mixed_bfloat16 next to it) and the paper's batch 16.
+  Quick runs only with `compare_quick` (batch 2, 128²: BasicSR's discriminator takes 128² or
+  256² only).
+  """
+  if quick:
+    b, gt = 2, 32
+    head = ([("psnr", "float32", False, "nearest", 2, 128, True),
+             ("gan", "float32", False, "nearest", 2, 128, True)] if compare_quick else [])
+  else:
+    b, gt = 4, 64
+    head = [("psnr", "float32", False, "nearest", 4, 128, True),
+            ("gan", "float32", False, "nearest", 4, 128, True),
+            ("psnr", "mixed_bfloat16", False, "nearest", 4, 128, False),
+            ("gan", "mixed_bfloat16", False, "nearest", 4, 128, False),
+            ("psnr", "float32", False, "nearest", 16, 128, True),
+            ("gan", "float32", False, "nearest", 16, 128, True)]
   small = [("psnr", "float32", False, "nearest", b, gt),
            ("psnr", "mixed_bfloat16", False, "nearest", b, gt),
            ("psnr", "float32", False, "depth_to_space", b, gt),
@@ -221,32 +238,62 @@ def _train_plan(quick: bool) -> list[tuple]:
     small += [("gan", "mixed_bfloat16", False, "nearest", b, gt),
               ("gan", "float32", True, "depth_to_space", b, gt),
               ("gan", "float32", False, "depth_to_space", b, gt)]
-  return paper + small
+  return head + [entry + (False,) for entry in small]
 
 
-def section_train(quick: bool) -> list[dict]:
-  """Train step time: phase × precision × XLA (`training.step_time`)."""
+def section_train(quick: bool, basicsr_python: Optional[str] = None,
+                  rounds: Optional[int] = None) -> list[dict]:
+  """Train step time: phase × precision × XLA (`training.step_time`), and BasicSR side by side.
+
+  Args:
+    quick: One-block nets and small inputs; no BasicSR rows unless `basicsr_python` is given.
+    basicsr_python: Interpreter with torch + basicsr 1.4.2; None = $BASICSR_PYTHON (full runs
+      only); "" = none (a row says how to install it).
+    rounds: Side-by-side settings run ours, BasicSR, ours, BasicSR, ... `rounds` times each, so
+      that other load on the machine hits both sides; default 2 (full) or 1 (quick).
+  """
+  explicit = basicsr_python is not None
+  basicsr_python, rows = sbs.resolve_basicsr_python(quick, basicsr_python)
+  rounds = rounds or (1 if quick else 2)
   arch = {"num_blocks": 1} if quick else {}
   budget = math.inf if quick else TRAIN_BUDGET_S
-  rows, times, start = [], {}, time.perf_counter()
-  for phase, precision, jit, upsampler, batch, gt in _train_plan(quick):
+  times, start = {}, None
+  plan = _train_plan(quick, compare_quick=quick and explicit)
+  for phase, precision, jit, upsampler, batch, gt, compare in plan:
     key = (phase, precision, jit, upsampler, batch, gt)
+    what = f"{phase} {precision}, batch {batch}, {gt}² HR"
     metric = (f"train step {phase} {precision} {'XLA' if jit else 'no XLA'} {upsampler}, "
               f"batch {batch}, {gt}² HR")
-    spent = time.perf_counter() - start
-    if spent > budget:
-      rows.append(_row(metric, "skipped", "", "", f"section time budget {budget:.0f} s spent"))
-      continue
+    priority = compare or (not quick and batch == 4 and gt == 128)
+    if not priority:
+      start = time.perf_counter() if start is None else start
+      if time.perf_counter() - start > budget:
+        rows.append(_row(metric, "skipped", "", "", f"section time budget {budget:.0f} s spent"))
+        continue
     config = "psnr_x4.py" if phase == "psnr" else "esrgan_x4.py"
+    steps, warmup = (3, 1) if priority else (1, 1)
     job = {"kind": "train_step", "config": _config_path(config), "precision": precision,
-           "jit_compile": jit, "batch_size": batch, "gt_size": gt,
-           "arch": {**arch, "upsampler": upsampler}, "steps": 1, "warmup": 1}
+           "jit_compile": jit, "batch_size": batch, "gt_size": gt, "intra_op": TRAIN_THREADS,
+           "arch": {**arch, "upsampler": upsampler}, "steps": steps, "warmup": warmup}
+    their_job = {"phase": phase, "batch_size": batch, "gt_size": gt, "threads": TRAIN_THREADS,
+                 "steps": steps, "warmup": warmup, "num_block": 1 if quick else 23}
     a = {**FULL_ARCH, **job["arch"]}
-    try:
-      r = jobs.run_job(job, timeout=None if quick else max(120.0, budget - spent + 240))
-    except jobs.JobError as e:
-      rows.append(_row(metric, "failed", "", "", f"{_arch_text(a)}: {e.summary}"))
+    ours, theirs, failed = [], [], None
+    for _ in range(rounds if compare and basicsr_python else 1):
+      try:
+        load = sbs.load_text()
+        ours.append({**jobs.run_job(job, timeout=None), "load": f"{load} → {sbs.load_text()}"})
+        if compare and basicsr_python:
+          load = sbs.load_text()
+          theirs.append({**jobs.run_basicsr_job(basicsr_python, their_job),
+                         "load": f"{load} → {sbs.load_text()}"})
+      except jobs.JobError as e:
+        failed = e
+        break
+    if not ours:
+      rows.append(_row(metric, "failed", "", "", f"{_arch_text(a)}: {failed.summary}"))
       continue
+    r = {**ours[0], "step_time_s": statistics.median(o["step_time_s"] for o in ours)}
     times[key] = r["step_time_s"]
     # Generator forward + backward ≈ 3× the forward FLOPs (input and weight gradients).
     g_flops = 3 * rrdbnet_flops_per_pixel(a) * batch * (gt // 4) ** 2
@@ -254,15 +301,28 @@ def section_train(quick: bool) -> list[dict]:
             if phase == "psnr" else "G + D + VGG19")
     rows.append(_row(metric, r["step_time_s"], "s/step",
                      "" if batch != 16 else "paper setting",
-                     f"{_arch_text(a)}; {r['images_per_s']:.2f} images/s; {rate}; 1 timed step "
-                     f"after 1 warm-up (tracing{', XLA compile' if jit else ''}); peak RSS "
-                     f"{r['max_rss_mb']:.0f} MB; child wall {r['process_s']:.0f} s"))
+                     f"{_arch_text(a)}; {batch / r['step_time_s']:.2f} images/s; {rate}; median "
+                     f"of {steps} separately timed step(s) after {warmup} warm-up (tracing"
+                     f"{', XLA compile' if jit else ''}); per round "
+                     f"{sbs.spread([o['step_time_s'] for o in ours])}; "
+                     f"start-up {r['startup_s']:.0f} s; peak RSS {r['max_rss_mb']:.0f} MB; child "
+                     f"wall {r['process_s']:.0f} s; load {'; '.join(o['load'] for o in ours)}"))
+    if compare and basicsr_python:
+      if failed is not None or len(theirs) < len(ours):
+        rows.append(_row(f"BasicSR step {what}", "failed", "", "",
+                         failed.summary if failed else "no BasicSR run"))
+      if theirs:
+        rows += sbs.basicsr_rows(what, ours[:len(theirs)], theirs)
+  bf16 = cpu.read_cpuinfo().bf16_flags
   for (phase, precision, jit, upsampler, batch, gt), seconds in times.items():
     base = times.get((phase, "float32", False, upsampler, batch, gt))
     if base and (precision != "float32" or jit):
       what = "mixed_bfloat16" if precision != "float32" else "XLA"
+      goal = sbs.BF16_TRAIN_GOAL if what == "mixed_bfloat16" and bf16 else ""
       rows.append(_row(f"train speed-up of {what} ({phase}, {upsampler}, batch {batch}, {gt}²)",
-                       base / seconds, "×", "", "float32 no-XLA step time / this step time"))
+                       base / seconds, "×", goal,
+                       f"float32 no-XLA step time / this step time; native bf16: "
+                       f"{', '.join(bf16) or 'none, oneDNN emulates'}"))
   return rows
 
 

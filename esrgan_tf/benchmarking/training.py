@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 import tempfile
 import time
 from typing import Any, Mapping, Optional, Sequence
@@ -27,12 +28,15 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
   Args:
     config: A full config; uses model, phase, data.gt_size/batch_size, train.precision,
       train.jit_compile, train.strategy, perceptual (VGG weights only if available).
-    steps: Timed steps (one `tf.function` call of `steps` inner steps).
-    warmup: Untimed steps first (tracing, compilation).
+    steps: Timed steps, each its own call of the train function (one inner step per call) and
+      timed separately, as BasicSR's side is (`basicsr_steps`): the result is their median.
+    warmup: Untimed steps first (at least 1: the first call traces).
 
   Returns:
     {"phase", "precision", "jit_compile", "replicas", "batch_size", "gt_size",
-     "step_time_s", "images_per_s"}.
+     "step_time_s" (median), "step_times_s" (each timed step), "step_cpu_s" (median CPU time
+     of all threads per step: less sensitive than wall time to other load), "images_per_s",
+     "startup_s" (model build + the first step, which traces), "build_s"}.
   """
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -46,6 +50,7 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
   keras.utils.set_random_seed(config.seed)
   strategy = train_state.create_strategy(config.train.strategy, config.train.tpu_address)
   global_batch, gt = int(config.data.batch_size), config.data.gt_size
+  build_start = time.perf_counter()
   with strategy.scope():
     state = train_state.create_train_state(config)
     models = state.models
@@ -66,14 +71,25 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
 
   iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
   train_steps = train_steps_lib.make_train_step(config, strategy, state, global_batch)
-  train_steps(iterator, tf.constant(max(warmup, 1), tf.int32))["g_loss"].numpy()
-  start = time.perf_counter()
-  train_steps(iterator, tf.constant(steps, tf.int32))["g_loss"].numpy()
-  elapsed = (time.perf_counter() - start) / steps
+  one = tf.constant(1, tf.int32)  # A tensor: every call reuses the one trace.
+  build_s = time.perf_counter() - build_start
+  train_steps(iterator, one)["g_loss"].numpy()  # .numpy() waits for the step to finish.
+  startup_s = time.perf_counter() - build_start
+  for _ in range(max(warmup, 1) - 1):
+    train_steps(iterator, one)["g_loss"].numpy()
+  times, cpu_times = [], []
+  for _ in range(steps):
+    start, cpu_start = time.perf_counter(), time.process_time()
+    train_steps(iterator, one)["g_loss"].numpy()
+    times.append(time.perf_counter() - start)
+    cpu_times.append(time.process_time() - cpu_start)
+  median = statistics.median(times)
   return {"phase": config.phase, "precision": config.train.precision,
           "jit_compile": bool(config.train.jit_compile), "replicas": strategy.num_replicas_in_sync,
-          "batch_size": global_batch, "gt_size": gt, "step_time_s": elapsed,
-          "images_per_s": global_batch / elapsed}
+          "batch_size": global_batch, "gt_size": gt, "step_time_s": median,
+          "step_times_s": times, "step_cpu_s": statistics.median(cpu_times),
+          "images_per_s": global_batch / median, "startup_s": startup_s,
+          "build_s": build_s}
 
 
 def data_pipeline_speed(train_dir: Optional[str] = None, scale: int = 4, gt_size: int = 128,
@@ -125,8 +141,8 @@ def job_train_step(job: Mapping[str, Any]) -> dict:
   """Train step time (`step_time`) on synthetic batches.
 
   Job keys: config (a configs/*.py path), precision, jit_compile, batch_size, gt_size, arch
-  (overrides of config.model, optional), steps, warmup. The gan phase's VGG19 gets random weights
-  (same cost as ImageNet's; no download).
+  (overrides of config.model, optional), steps, warmup, intra_op/inter_op (optional threads).
+  The gan phase's VGG19 gets random weights (same cost as ImageNet's; no download).
   """
   import keras  # pylint: disable=g-import-not-at-top
   engines.set_threads(job)
