@@ -283,3 +283,9 @@ def test_data_pipeline_job_times_both_cache_settings():
   result = training.job_data_pipeline({"num_batches": 1})
   assert [r["cache"] for r in result["rows"]] == [True, False]
   assert all(r["images_per_s"] > 0 and r["batch_size"] == 16 for r in result["rows"])
+
+
+def test_degradation_pipeline_job_reports_the_requested_batch():
+  result = training.job_degradation_pipeline({"num_batches": 1, "batch_size": 2, "gt_size": 32})
+  (row,) = result["rows"]
+  assert row["batch_size"] == 2 and row["gt_size"] == 32 and row["images_per_s"] > 0

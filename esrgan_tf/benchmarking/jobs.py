@@ -340,6 +340,7 @@ JOBS: dict[str, Callable[[Mapping[str, Any]], dict]] = {
     "cli": job_cli,
     "train_step": training.job_train_step,
     "data_pipeline": training.job_data_pipeline,
+    "degradation_pipeline": training.job_degradation_pipeline,
     "serving": serving_bench.job_serving,
     "profile": profile.job_profile,
     "roofline": roofline.job_roofline,

@@ -163,3 +163,17 @@ def job_train_step(job: Mapping[str, Any]) -> dict:
 def job_data_pipeline(job: Mapping[str, Any]) -> dict:
   """Input-pipeline speed (`data_pipeline_speed`); job keys: num_batches. → {"rows": [...]}."""
   return {"rows": data_pipeline_speed(num_batches=int(job.get("num_batches", 30)))}
+
+
+def job_degradation_pipeline(job: Mapping[str, Any]) -> dict:
+  """Real-ESRGAN degradation pipeline speed at the yml's batch and sizes.
+
+  Job keys: num_batches, batch_size (default 12), gt_size (default 256). → {"rows": [...]}.
+  """
+  from esrgan_tf import realesrgan_degradation  # pylint: disable=g-import-not-at-top
+  config = realesrgan_degradation.default_degradation_config()
+  config.gt_size = int(job.get("gt_size", config.gt_size))
+  row = realesrgan_degradation.benchmark_degradation_pipeline(
+      batch_size=int(job.get("batch_size", 12)), num_batches=int(job.get("num_batches", 10)),
+      degradation_config=config)
+  return {"rows": [row]}
