@@ -22,11 +22,13 @@ Command:
   (`:smoke`: tiny G (nf 8, nb 1) and D (nf 8), the bundled photos, 32² GT, batch 4, 20 steps:
   20 s in total on 2 shared CPU cores; l_g_gan ≈ 0.1·log 2 and d_loss ≈ 2·log 2 (D near chance),
   l_pix falls; eval PSNR far below bicubic, as in realesrnet_x4plus.py:smoke.)
-Expected time per step (scripts/measure_train_step.py, full RRDBNet + U-Net SN D nf 64 + VGG19
-  to conv5_4, 256² GT, synthetic batches, float32, TF 2.21 on 2 shared AMD EPYC cores with
-  AVX-512, load average 5–7): batch 4: 20.4 s (0.20 images/s, 2.2× a Real-ESRNet step), peak RSS
-  8 GB; batch 12 ≈ 61 s/step by that rate (not run: memory). Real-ESRGAN trained 400k steps on
-  4 V100s; on one GPU/TPU: not measured.
+Expected time per step (scripts/measure_train_step.py --config=configs/realesrgan_x4plus.py
+  --batch=12 --gt=256 --steps=2: full RRDBNet + U-Net SN D nf 64 + VGG19 to conv5_4, synthetic
+  batches, TF 2.21, 2 idle AMD EPYC cores with AVX-512 and AVX512_BF16, 2026-12-01): float32 at
+  the yml's batch 12 does not fit in 23 GiB (killed at 24.4 GB RSS); `--precision=mixed_bfloat16`
+  (`--config.train.precision=mixed_bfloat16` when training): 16.4 s/step (0.73 images/s), peak
+  RSS 11.3 GB; float32 at batch 6: 16.9 s/step (0.36 images/s), peak RSS 10.8 GB. Real-ESRGAN
+  trained 400k steps on 4 V100s; on one GPU/TPU: not measured.
 Expected result: sharper, artefact-free textures on real photos than Real-ESRNet, at lower
   PSNR; Real-ESRGAN publishes this recipe's result as RealESRGAN_x4plus.pth.
 """

@@ -20,13 +20,14 @@ Command:
   batch 4, 20 steps, no init: 17 s in total on 2 shared CPU cores; l_pix falls 0.36 → 0.32 and
   eval PSNR stays far below bicubic (~10 vs 29.3 dB on chelsea.png): it checks the installation,
   it does not train a model.)
-Expected time per step (scripts/measure_train_step.py, full RRDBNet, 256² GT, synthetic batches,
-  float32, TF 2.21 on 2 shared AMD EPYC cores with AVX-512, load average 5–9): batch 4: 9.5 s
-  (0.42 images/s), batch 1: 3.0 s; batch 12 (the yml's) needs > 12 GB of RAM, not run here:
-  ≈ 28 s/step by the batch-4 rate. The degradation pipeline alone (realesrgan_degradation.
-  benchmark_degradation_pipeline: gt 256, crop_pad 400, batch 12, bundled photos) feeds 9.6
-  images/s on the same CPU, 23× this step's rate. Real-ESRGAN trained its 1M steps on 4 V100s
-  (batch 12 each); on one GPU/TPU: not measured.
+Expected time per step (scripts/measure_train_step.py --config=configs/realesrnet_x4plus.py
+  --batch=12 --gt=256 --steps=2: full RRDBNet, the yml's batch 12 and 256² GT, synthetic batches,
+  float32, TF 2.21, 2 idle AMD EPYC cores with AVX-512, 2026-12-01): 14.8 s/step (0.81 images/s),
+  warm-up (trace + first step) 49 s, peak RSS 13.2 GB. The degradation pipeline alone
+  (`scripts/benchmark.py --sections=data`: realesrgan_degradation.benchmark_degradation_pipeline,
+  gt 256, crop_pad 400, batch 12, bundled photos) feeds 20.8 images/s on the same CPU, 26× this
+  step's rate. Real-ESRGAN trained its 1M steps on 4 V100s (batch 12 each); on one GPU/TPU: not
+  measured.
 Expected result: eval/psnr on a bicubic validation set is NOT the target (the model is trained
   for real degradations and sharpened GT); judge it on real low-quality photos. Real-ESRGAN
   publishes the result of this recipe as RealESRNet_x4plus.pth.

@@ -46,10 +46,12 @@ from esrgan_tf import pixels
 # also prefers blend ≤ 0.5.)
 DEFAULT_BLEND = 0.5
 # Default tile size (input pixels). scripts/benchmark.py fp32_path, x4 nf64 nb23 nearest, 2-core
-# AVX2 EPYC, 2026-11-25 (benchmarks/latest.md): useful throughput (raw input px/s × the image
-# share of computed pixels for 480–2048 px images, overlap 16) 64: 1.78, 96: 2.26, 128: 2.23,
-# 192: 2.05, 256: 1.86 k px/s. Raw px/s falls for large tiles (activations leave the caches) and
-# small tiles recompute their overlaps; 96 is the best and the knee (smallest within 5%).
+# AVX2 EPYC, 2026-11-25 (benchmarks/avx2_2026-11-25.md): useful throughput (raw input px/s × the
+# image share of computed pixels for 480–2048 px images, overlap 16) 64: 1.78, 96: 2.26, 128:
+# 2.23, 192: 2.05, 256: 1.86 k px/s. Raw px/s falls for large tiles (activations leave the caches)
+# and small tiles recompute their overlaps; 96 is the best and the knee (smallest within 5%).
+# On the AVX-512 EPYC (benchmarks/latest.md, 2026-12-01): 64: 7.40, 96: 9.04, 128: 9.56, 192:
+# 9.48, 256: 9.22 k px/s; 96 gives 94.5% of the best there with 0.56× the tile memory: kept.
 DEFAULT_TILE = 96
 # Default minimum overlap of neighbouring tiles (input pixels): wider than the ~4 px edge effect of
 # a random-init RRDBNet and, with blend 0.5, 43.5 dB tiled-vs-untiled on the trained net above

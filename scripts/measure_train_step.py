@@ -29,6 +29,8 @@ _CONFIG = flags.DEFINE_string("config", None, "Config file (path[:variant]).")
 _BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the config's).")
 _GT = flags.DEFINE_integer("gt", None, "HR crop size (default: the config's).")
 _STEPS = flags.DEFINE_integer("steps", 2, "Timed steps after the warm-up step.")
+_PRECISION = flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                               "Training precision (default: the config's).")
 flags.mark_flag_as_required("config")
 
 
@@ -43,6 +45,8 @@ def main(argv):
   batch = _BATCH.value or config.data.batch_size
   gt = _GT.value or config.data.gt_size
   config.data.batch_size, config.data.gt_size = batch, gt
+  if _PRECISION.value:
+    config.train.precision = _PRECISION.value
   if config.phase == "gan" and config.perceptual.weight > 0:
     if vgg_lib.imagenet_weights_path() is None:  # same FLOPs with random weights
       path = os.path.join(tempfile.mkdtemp(), "vgg19_random.weights.h5")
@@ -70,7 +74,8 @@ def main(argv):
   per_step = (time.perf_counter() - start) / _STEPS.value
   g = state.models.generator.count_params()
   d = state.models.discriminator.count_params() if state.models.discriminator else 0
-  print(f"{_CONFIG.value}: phase {config.phase}, batch {batch}, gt {gt}, G {g:,} params, "
+  print(f"{_CONFIG.value}: phase {config.phase}, {config.train.precision}, batch {batch}, gt {gt}, "
+        f"G {g:,} params, "
         f"D {d:,} params, VGG {'yes' if state.models.vgg is not None else 'no'}: "
         f"warm-up (trace + 1 step) {warm:.1f} s, {per_step:.2f} s/step over {_STEPS.value} "
         f"steps ({batch / per_step:.2f} images/s), peak RSS "
