@@ -318,12 +318,21 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
   img = imaging.read_image(src, max_pixels=options.max_pixels or None,
                            multi_frame=options.multi_frame)
 
-  def color_fn(x):
+  def color_fn(x, out=None):
     return tiling.upscale_array(x, upscaler, tile=options.tile, overlap=options.overlap,
-                                batch=options.batch, progress=progress, pre_pad=options.pre_pad)
+                                batch=options.batch, progress=progress, pre_pad=options.pre_pad,
+                                out=out)
 
-  result = upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
-  if options.outscale and options.outscale != upscaler.scale:
+  resized = options.outscale and options.outscale != upscaler.scale
+  if img.alpha is None and not img.grayscale and img.bit_depth == 8 and not resized:
+    # The tiler quantizes finished rows straight into uint8 (the same rounding rule as
+    # write_image's): no float32 copy of the whole output (805 MB at 8192²).
+    height, width = img.color.shape[:2]
+    out = np.empty((height * upscaler.scale, width * upscaler.scale, 3), np.uint8)
+    result = dataclasses.replace(img, color=color_fn(img.color, out=out))
+  else:
+    result = upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
+  if resized:
     height, width = img.color.shape[:2]
     result = resize_output(result, (int(width * options.outscale),
                                     int(height * options.outscale)))

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging, pipeline
+from esrgan_tf import imaging, pipeline, tiling
 
 SCALE = 2
 
@@ -156,3 +156,46 @@ def test_upscale_checks_color_fn_shape(tmp_path):
     pipeline.upscale_loaded(img, lambda x: x, 2)
   out = pipeline.upscale_loaded(img, lambda x: nearest2(x) * 3 - 1, 2)  # unclipped fn output
   assert out.color.min() >= 0 and out.color.max() <= 1
+
+
+class AffineUpscaler(NearestUpscaler):
+  """Nearest repeat of 1.2·x − 0.1: out-of-range values and many exact .5 levels after ×255."""
+
+  def __call__(self, batch):
+    return super().__call__(batch * np.float32(1.2) - np.float32(0.1))
+
+
+@pytest.mark.parametrize("kind, ext", [("RGB", "png"), ("RGB", "jpg"), ("RGBA", "png"),
+                                       ("RGBA", "jpg"), ("L", "png"), ("RGB", "webp")])
+def test_upscale_file_uint8_path_equals_the_float_path(tmp_path, kind, ext):
+  # upscale_file quantizes 8-bit RGB outputs inside the tiler (uint8, no float32 copy of the
+  # output); every other kind goes through upscale_loaded's float32 result. Both must give the
+  # bytes write_image produces from the float32 result.
+  rng = np.random.default_rng(3)
+  channels = {"RGB": 3, "RGBA": 4, "L": 1}[kind]
+  pixels = rng.integers(0, 256, (37, 29, channels), np.uint8)
+  src = str(tmp_path / "src.png")
+  Image.fromarray(pixels if channels > 1 else pixels[..., 0], kind).save(src)
+  options = pipeline.Options(tile=16, overlap=4, pre_pad=2)
+  got = pipeline.upscale_file(src, str(tmp_path / f"got.{ext}"), AffineUpscaler(), options)
+  img = imaging.read_image(src)
+  reference = pipeline.upscale_loaded(
+      img, lambda x: tiling.upscale_array(x, AffineUpscaler(), tile=16, overlap=4,
+                                          pre_pad=2), SCALE)
+  want = imaging.write_image(str(tmp_path / f"want.{ext}"), reference)
+  assert open(got, "rb").read() == open(want, "rb").read()
+
+
+def test_write_image_takes_quantized_color_where_float_maths_is_needed(tmp_path):
+  # uint8 colour with alpha composited (JPEG) or written as gray equals the same picture as floats.
+  color = np.random.default_rng(4).integers(0, 256, (8, 6, 3), np.uint8)
+  alpha = np.linspace(0, 1, 48, dtype=np.float32).reshape(8, 6)
+  for grayscale, with_alpha, ext in ((False, True, "jpg"), (True, False, "png"),
+                                     (False, True, "png")):  # the last one: written as is
+    base = imaging.LoadedImage(path="<t>", format="PNG", mode="RGB", color=color,
+                               alpha=alpha if with_alpha else None, bit_depth=8,
+                               grayscale=grayscale)
+    as_float = imaging.LoadedImage(**{**base.__dict__, "color": color / np.float32(255)})
+    a = imaging.write_image(str(tmp_path / f"u8_{grayscale}.{ext}"), base)
+    b = imaging.write_image(str(tmp_path / f"f32_{grayscale}.{ext}"), as_float)
+    assert open(a, "rb").read() == open(b, "rb").read()

@@ -402,7 +402,8 @@ def section_tiling(quick: bool) -> list[dict]:
     rows.append(_row(f"peak RSS, pipeline (read+tile+write PNG) {big}² x4", result["max_rss_mb"],
                      "MB", "≤ 2560 (2048²)",
                      f"esrgan_tf.pipeline.upscale_file, nb1, wall {result['wall_s']:.1f} s; "
-                     "includes imaging's float32 full-size copies"))
+                     "8-bit RGB: the tiler quantizes rows into the uint8 output (no float32 "
+                     "full-size copy)"))
   return rows
 
 
