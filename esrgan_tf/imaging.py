@@ -100,9 +100,8 @@ class LoadedImage:
     format: The source format, one of `ALLOWED_FORMATS`.
     mode: The Pillow mode of the file (e.g. "P", "CMYK", "I;16", "LA"). Pillow 13 reports 16-bit
       colour as "RGB"/"RGBA" (bit_depth tells them apart); 16-bit gray+alpha PNG is "LA" here.
-    color: float32 HxWx3 in [0, 1] (grayscale replicated to 3 channels); for writing, also
-      uint8 / uint16 HxWx3 already quantized by `esrgan_tf.pixels` (written as is when the
-      output keeps RGB at that depth, which saves the float32 copy of a large output).
+    color: float32 HxWx3 in [0, 1] (grayscale replicated to 3 channels), or (for writing)
+      uint8/uint16 already quantized by `esrgan_tf.pixels`, written as is where it can be.
     alpha: float32 HxW in [0, 1], or None.
     bit_depth: 8 or 16 (bits per channel when written back).
     grayscale: True if written back as grayscale (L / LA / 16-bit gray).
@@ -127,6 +126,8 @@ class LoadedImage:
 # Integer ↔ float conversions (one rounding rule for the whole package) live in `pixels`.
 to_float = pixels.to_float
 from_float = pixels.from_float
+integer_dtype = pixels.integer_dtype
+join_planes = pixels.join_planes
 
 
 # ----------------------------------------------------------------------------- reading
@@ -414,33 +415,21 @@ def _output_format(path: str, format: Optional[str]) -> str:
 def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -> None:
   """Writes `img` to the open file `fp` in format `fmt` (see `write_image`)."""
   color, alpha, depth = img.color, img.alpha, img.bit_depth
-  if alpha is not None and fmt not in _ALPHA_FORMATS:
-    logger.warning("%s: %s cannot store alpha; composited over white", name, _display(fmt))
-    composite, alpha = alpha[..., None], None
-  else:
-    composite = None
+  composite = alpha is not None and fmt not in _ALPHA_FORMATS
   if depth == 16 and fmt not in _DEEP_FORMATS:
     logger.warning("%s: %s is 8 bit; 16-bit image written as 8 bit", name, _display(fmt))
     depth = 8
   gray = img.grayscale and fmt != "WEBP"  # WebP has no grayscale mode.
-  # Already-quantized colour is written as is unless it needs float maths or another depth.
-  quantized = color.dtype == (np.uint8 if depth == 8 else np.uint16)
-  if color.dtype.kind == "u" and (composite is not None or gray or not quantized):
-    color, quantized = to_float(color), False
-  if composite is not None:
-    color = color * composite + (1.0 - composite)
+  if color.dtype.kind == "u" and (composite or gray or color.dtype != integer_dtype(depth)):
+    color = to_float(color)  # Needs float maths or another depth.
+  if composite:
+    logger.warning("%s: %s cannot store alpha; composited over white", name, _display(fmt))
+    a = alpha[..., None]
+    color, alpha = color * a + (1.0 - a), None
   if gray:
     # ITU-R 601-2 luma, as Pillow's convert("L").
     color = (color @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-  # Converted plane group by plane group into one integer array (no float stack of the planes).
-  channels = color.shape[-1] + (alpha is not None)
-  if quantized and alpha is None:
-    pixels = color
-  else:
-    pixels = np.empty(color.shape[:2] + (channels,), np.uint8 if depth == 8 else np.uint16)
-    pixels[..., :color.shape[-1]] = color if quantized else from_float(color, depth)
-  if alpha is not None:
-    pixels[..., -1] = from_float(alpha, depth)
+  pixels = join_planes(color, alpha, depth)
   icc = img.icc_profile if _icc_space(img.icc_profile) == ("GRAY" if gray else "RGB") else None
   channels = pixels.shape[-1]
   if depth == 16 and (channels > 1 or fmt == "PNG"):

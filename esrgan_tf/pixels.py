@@ -88,6 +88,32 @@ def from_float(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
   return out
 
 
+def integer_dtype(bit_depth: int) -> type:
+  """np.uint8 for 8 bits, np.uint16 for 16."""
+  _peak(bit_depth)
+  return np.uint8 if bit_depth == 8 else np.uint16
+
+
+def join_planes(color: np.ndarray, alpha: np.ndarray | None, bit_depth: int) -> np.ndarray:
+  """HxWxC colour (+ HxW alpha) → one uint8/uint16 HxWx(C+1) array, plane group by plane group.
+
+  Args:
+    color: Float in [0, 1] (quantized by `from_float`), or already of `integer_dtype(bit_depth)`
+      (used as is: with no alpha, `color` itself is returned).
+    alpha: Float HxW in [0, 1], or None.
+    bit_depth: 8 or 16.
+  """
+  dtype = integer_dtype(bit_depth)
+  quantized = color.dtype == dtype
+  if quantized and alpha is None:
+    return color
+  out = np.empty(color.shape[:2] + (color.shape[-1] + (alpha is not None),), dtype)
+  out[..., :color.shape[-1]] = color if quantized else from_float(color, bit_depth)
+  if alpha is not None:
+    out[..., -1] = from_float(alpha, bit_depth)
+  return out
+
+
 def from_float_tf(x, bit_depth: int = 8):
   """`from_float` as TensorFlow ops (for exported graphs): same rule, same float32 product.
 

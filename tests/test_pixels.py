@@ -98,3 +98,13 @@ def test_savedmodel_and_png_round_exact_halves_to_even(tmp_path, tiny_generator)
   expected = np.broadcast_to(np.array([k + (k % 2) for k in ks], np.uint8), (10, 8, 3))
   np.testing.assert_array_equal(served, expected)
   np.testing.assert_array_equal(written, expected)
+
+
+def test_join_planes_by_hand():
+  color = np.array([[[0.0, 0.5, 1.0]]], np.float32)  # 0.5·255 = 127.5 → 128 (half to even)
+  alpha = np.array([[2 / 255 + 0.5 / 255]], np.float32)  # 2.5 → 2 (half to even)
+  np.testing.assert_array_equal(pixels.join_planes(color, alpha, 8), [[[0, 128, 255, 2]]])
+  quantized = np.array([[[7, 8, 9]]], np.uint8)
+  assert pixels.join_planes(quantized, None, 8) is quantized  # written as is, no copy
+  np.testing.assert_array_equal(pixels.join_planes(quantized, alpha, 8), [[[7, 8, 9, 2]]])
+  assert pixels.join_planes(color, None, 16).tolist() == [[[0, 32768, 65535]]]  # 32767.5 → even
