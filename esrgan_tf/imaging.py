@@ -126,8 +126,6 @@ class LoadedImage:
 # Integer ↔ float conversions (one rounding rule for the whole package) live in `pixels`.
 to_float = pixels.to_float
 from_float = pixels.from_float
-integer_dtype = pixels.integer_dtype
-join_planes = pixels.join_planes
 
 
 # ----------------------------------------------------------------------------- reading
@@ -420,7 +418,7 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
     logger.warning("%s: %s is 8 bit; 16-bit image written as 8 bit", name, _display(fmt))
     depth = 8
   gray = img.grayscale and fmt != "WEBP"  # WebP has no grayscale mode.
-  if color.dtype.kind == "u" and (composite or gray or color.dtype != integer_dtype(depth)):
+  if color.dtype.kind == "u" and (composite or gray or color.dtype != pixels.integer_dtype(depth)):
     color = to_float(color)  # Needs float maths or another depth.
   if composite:
     logger.warning("%s: %s cannot store alpha; composited over white", name, _display(fmt))
@@ -429,19 +427,19 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
   if gray:
     # ITU-R 601-2 luma, as Pillow's convert("L").
     color = (color @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-  pixels = join_planes(color, alpha, depth)
+  planes = pixels.join_planes(color, alpha, depth)
   icc = img.icc_profile if _icc_space(img.icc_profile) == ("GRAY" if gray else "RGB") else None
-  channels = pixels.shape[-1]
+  channels = planes.shape[-1]
   if depth == 16 and (channels > 1 or fmt == "PNG"):
     if fmt == "PNG":
-      fp.write(codecs.encode_png(pixels, icc_profile=icc))
+      fp.write(codecs.encode_png(planes, icc_profile=icc))
       return
     if channels == 2:  # 16-bit gray+alpha TIFF: stored as 16-bit RGBA.
-      pixels = pixels[..., [0, 0, 0, 1]]
-    fp.write(codecs.encode_tiff16(pixels, icc))
+      planes = planes[..., [0, 0, 0, 1]]
+    fp.write(codecs.encode_tiff16(planes, icc))
     return
   # uint16 HxW -> "I;16"; uint8 HxW, HxWx2, HxWx3, HxWx4 -> "L", "LA", "RGB", "RGBA".
-  pil = Image.fromarray(pixels if channels > 1 else pixels[..., 0])
+  pil = Image.fromarray(planes if channels > 1 else planes[..., 0])
   options = {}
   if icc:
     options["icc_profile"] = icc

@@ -323,7 +323,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
                                 batch=options.batch, progress=progress, pre_pad=options.pre_pad,
                                 out=out)
 
-  resized = options.outscale and options.outscale != upscaler.scale
+  resized = bool(options.outscale) and options.outscale != upscaler.scale
   if img.alpha is None and not img.grayscale and img.bit_depth == 8 and not resized:
     # The tiler quantizes finished rows straight into uint8 (the same rounding rule as
     # write_image's): no float32 copy of the whole output (805 MB at 8192²).

@@ -1,9 +1,9 @@
 r"""Compares esrgan_tf.degradations with BasicSR 1.4.2's own functions, on the same inputs.
 
-Run it with an interpreter that has torch + basicsr (the `benchmark` extra) and this checkout on
-the path; esrgan_tf.degradations needs only numpy and Pillow, so TensorFlow is not imported:
+Run it with an interpreter that has torch + basicsr (the `benchmark` extra); it imports this
+checkout's esrgan_tf.degradations, which needs only numpy and Pillow (no TensorFlow):
 
-  PYTHONPATH=. /path/to/torch-venv/bin/python scripts/check_basicsr_parity.py
+  /path/to/torch-venv/bin/python scripts/check_basicsr_parity.py
 
 Prints the largest absolute difference per function (kernels over random shapes at sizes 7 and
 21, sinc kernels over cutoffs π/3..π with and without pad_to, USM sharpening and JPEG on
@@ -56,9 +56,13 @@ def main():
   from esrgan_tf import SAMPLES_DIR
   from esrgan_tf import degradations as ours
   from esrgan_tf.benchmarking import basicsr_steps
-  basicsr_steps.install_import_shims()  # BasicSR 1.4.2 next to a current torchvision.
-  from basicsr.data import degradations as theirs
-  from basicsr.utils import img_process_util
+  try:
+    basicsr_steps.install_import_shims()  # BasicSR 1.4.2 next to a current torchvision.
+    from basicsr.data import degradations as theirs
+    from basicsr.utils import img_process_util
+  except ImportError as e:
+    sys.exit(f"error: BasicSR is not importable by {sys.executable} ({e}); run this script with "
+             "an interpreter that has the `benchmark` extra (torch + basicsr 1.4.2)")
   # pylint: enable=g-import-not-at-top
   worst = {}
   for name, a, b in _pairs(ours, theirs, np.random.default_rng(0)):

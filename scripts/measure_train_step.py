@@ -36,7 +36,12 @@ flags.mark_flag_as_required("config")
 
 def _load(spec: str):
   path, _, variant = spec.partition(":")
-  return configlib.load_config_module(path).get_config(variant)
+  if not os.path.isfile(path):
+    raise app.UsageError(f"--config: {path}: no such config file")
+  try:
+    return configlib.load_config_module(path).get_config(variant)
+  except ValueError as e:  # e.g. an unknown variant
+    raise app.UsageError(f"--config: {spec}: {e}") from e
 
 
 def main(argv):
@@ -75,8 +80,7 @@ def main(argv):
   g = state.models.generator.count_params()
   d = state.models.discriminator.count_params() if state.models.discriminator else 0
   print(f"{_CONFIG.value}: phase {config.phase}, {config.train.precision}, batch {batch}, gt {gt}, "
-        f"G {g:,} params, "
-        f"D {d:,} params, VGG {'yes' if state.models.vgg is not None else 'no'}: "
+        f"G {g:,} params, D {d:,} params, VGG {'yes' if state.models.vgg is not None else 'no'}: "
         f"warm-up (trace + 1 step) {warm:.1f} s, {per_step:.2f} s/step over {_STEPS.value} "
         f"steps ({batch / per_step:.2f} images/s), peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB; "
