@@ -54,7 +54,10 @@ contrast c ≥ 0.05 for half the pairs, no grain), seeds 1 and 2, without pre_pa
   Not met: matching bicubic on every photo for every seed. The two flat skies stay within
   0.1 dB below bicubic for some seeds (bicubic is already 53 dB there: the model's residual
   texture of ~0.2 levels RMS, no brightness bias). The recipe trades 0.1–0.3 dB on textured
-  photos for the flat ones (worst of the two seeds −0.10 dB, was −2.14 dB). Tried and worse:
+  photos for the flat ones (worst of the two seeds −0.10 dB, was −2.14 dB). The config's own
+  seed (README command 1 as written, fresh venv, 2026-12-01, 118 s on 2 idle cores): GAN phase
+  mean +1.27 dB on the six bundled photos, chelsea +0.46, camera_sky −0.18 (PSNR phase −0.11),
+  the worst seen on that crop. Tried and worse:
   EMA decay 0.999 (colour casts of up to −16 levels, −21 dB on the sky); the contrast cut on
   70% of the pairs. An inference-time back-projection step, SR + up(LR − down(SR)) with MATLAB
   bicubic, measured on two earlier runs +0.3 dB mean and fixed the red fovea and the white sky
