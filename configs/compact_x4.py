@@ -21,12 +21,12 @@ Expected result: not measured here; bicubic-trained, expect Set5 ×4 between bic
   and the RRDBNet PSNR model (32.73 dB) on Y.
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
 
 def get_config(variant: str = ""):
   """psnr_x4 with the Compact generator; `variant` "smoke" shrinks it."""
-  c = configlib.load_sibling(__file__, "psnr_x4").get_config(variant)
+  c = configs.load_sibling(__file__, "psnr_x4").get_config(variant)
   # SRVGGNetCompact kwargs (Real-ESRGAN's names) plus `arch` for models.build_generator.
   c.model = dict(arch="srvgg", num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4,
                  act_type="prelu")

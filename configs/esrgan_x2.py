@@ -8,11 +8,11 @@ Expected time: ~4–5 days on one V100-class GPU for 400k steps.
 Expected result: sharper textures than psnr_x2 at ~1–2 dB lower PSNR.
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
 
 def get_config(variant: str = ""):
   """esrgan_x4 at scale 2; `variant` "smoke" shrinks it."""
-  c = configlib.load_sibling(__file__, "esrgan_x4").get_config(variant)
+  c = configs.load_sibling(__file__, "esrgan_x4").get_config(variant)
   c.model.scale = 2
   return c

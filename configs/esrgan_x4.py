@@ -14,9 +14,9 @@ Expected result: PSNR drops ~2–3 dB below the PSNR model (as in the paper: ESR
   for texture); judge it on the image grids (bicubic | SR | HR) and perceptual metrics.
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
-psnr_x4 = configlib.load_sibling(__file__, "psnr_x4")
+psnr_x4 = configs.load_sibling(__file__, "psnr_x4")
 
 
 def get_config(variant: str = ""):

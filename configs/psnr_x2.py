@@ -8,11 +8,11 @@ Expected time: ~1.5× a psnr_x4 step (4× the LR pixels through the trunk): over
 Expected result: Set5 ×2 ≈ 38 dB PSNR on Y, crop_border 2 (bicubic: 33.66 dB).
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
 
 def get_config(variant: str = ""):
   """psnr_x4 at scale 2; `variant` "smoke" shrinks it."""
-  c = configlib.load_sibling(__file__, "psnr_x4").get_config(variant)
+  c = configs.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 2
   return c

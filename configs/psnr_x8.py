@@ -8,12 +8,12 @@ Expected time: ~1.3× a psnr_x4 step (the same LR size, one more ×2 stage): abo
 Expected result: Set5 ×8 ≈ 27 dB PSNR on Y, crop_border 8 (bicubic: 24.40 dB).
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
 
 def get_config(variant: str = ""):
   """psnr_x4 at scale 8 with 256² crops; `variant` "smoke" shrinks it."""
-  c = configlib.load_sibling(__file__, "psnr_x4").get_config(variant)
+  c = configs.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 8
   c.data.gt_size = 64 if variant == "smoke" else 256
   return c

@@ -4,7 +4,7 @@
 (`quickstart.py:gan`, initialised from the PSNR workdir), evaluates on the held-out photos
 (samples/val/chelsea.png, samples/heldout/*.png) against MATLAB bicubic and prints the gains.
 
-Both phases train on colour-augmented pairs (`COLOR_AUGMENT` below, `esrgan_tf.augment`, wired
+Both phases train on colour-augmented pairs (`COLOR_AUGMENT` below, `esrgan_tf.data.augment`, wired
 in by scripts/quickstart.py through `train.train_and_evaluate(dataset_fn=...)`): random RGB
 permutation, hue rotation, saturation ×[0.5, 1.5]; for half the pairs a contrast cut to
 c ∈ [0, 1] towards a random colour (flat patches down to one flat colour: they teach the net to
@@ -12,11 +12,11 @@ reproduce any colour exactly, which on real photos is most of the pixels); for h
 HR grain of σ ∈ [0, 4] levels (with its downscale in the LR). Without colour augmentation the
 model, trained on four photos, learnt their colours: on a red retina photo it shifted G +9 /
 B −10 levels (−8 dB vs bicubic), on a dark teal out-of-focus background +84 levels (−32 dB).
-Inference pads the LR by reflection (`esrgan_tf.tiling.DEFAULT_PRE_PAD`, as esrgan-upscale
+Inference pads the LR by reflection (`esrgan_tf.inference.tiling.DEFAULT_PRE_PAD`, as esrgan-upscale
 does by default): the zero padding of the convolutions otherwise costs 0.4–0.9 dB on flat skies.
 
 Command: python scripts/quickstart.py --workdir=runs/quickstart [--seed=1]. The equivalent
-esrgan-train commands (below) do NOT apply COLOR_AUGMENT until esrgan_tf.data has a
+esrgan-train commands (below) do NOT apply COLOR_AUGMENT until esrgan_tf.data.datasets has a
 colour-augmentation option, and then generalise badly (−6 dB mean, measured before it):
   esrgan-train --config=configs/quickstart.py --workdir=runs/quickstart/psnr
   esrgan-train --config=configs/quickstart.py:gan --workdir=runs/quickstart/gan \
@@ -73,11 +73,11 @@ import math
 import os
 
 import esrgan_tf
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
-# `esrgan_tf.augment.color_augment_pairs` settings scripts/quickstart.py trains both phases
+# `esrgan_tf.data.augment.color_augment_pairs` settings scripts/quickstart.py trains both phases
 # with (via `augment.with_color_augment`); kept outside the ConfigDict because the configs share
-# one schema (tests/test_train.py) and esrgan_tf.data has no colour-augmentation option yet.
+# one schema (tests/test_train.py) and esrgan_tf.data.datasets has no colour-augmentation option yet.
 # Measured (worst gain of the 16 held-out photos, seeds 1 / 2, PSNR phase, pre_pad 8): with
 # contrast c ≥ 0.05 for half the pairs and no grain −0.60 / −0.61 dB; grain σ ≤ 4 levels
 # −0.22 / −0.83 (helps the white sky, not the red fovea); then c down to 0: −0.09 / −0.09;
@@ -91,7 +91,7 @@ def get_config(variant: str = ""):
   """The PSNR phase; `variant` "gan" gives the short GAN phase."""
   if variant not in ("", "psnr", "gan"):
     raise ValueError(f"unknown quickstart variant {variant!r} (known: psnr, gan)")
-  c = configlib.load_sibling(__file__, "esrgan_x4" if variant == "gan" else "psnr_x4").get_config()
+  c = configs.load_sibling(__file__, "esrgan_x4" if variant == "gan" else "psnr_x4").get_config()
   c.model.update(num_features=16, num_blocks=2, growth_channels=8)
   c.data.update(train_dir=os.path.join(esrgan_tf.SAMPLES_DIR, "train"),
                 val_dir=os.path.join(esrgan_tf.SAMPLES_DIR, "val"),

@@ -33,10 +33,10 @@ Expected result: sharper, artefact-free textures on real photos than Real-ESRNet
   PSNR; Real-ESRGAN publishes this recipe's result as RealESRGAN_x4plus.pth.
 """
 
-from esrgan_tf import configlib
 from esrgan_tf.models import vgg
+from esrgan_tf.train import configs
 
-realesrnet = configlib.load_sibling(__file__, "realesrnet_x4plus")
+realesrnet = configs.load_sibling(__file__, "realesrnet_x4plus")
 
 
 def get_config(variant: str = ""):

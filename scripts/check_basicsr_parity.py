@@ -1,7 +1,7 @@
-r"""Compares esrgan_tf.degradations with BasicSR 1.4.2's own functions, on the same inputs.
+r"""Compares esrgan_tf.data.degradations with BasicSR 1.4.2's own functions, on the same inputs.
 
 Run it with an interpreter that has torch + basicsr (the `benchmark` extra); it imports this
-checkout's esrgan_tf.degradations, which needs only numpy and Pillow (no TensorFlow):
+checkout's esrgan_tf.data.degradations, which needs only numpy and Pillow (no TensorFlow):
 
   /path/to/torch-venv/bin/python scripts/check_basicsr_parity.py
 
@@ -54,8 +54,8 @@ def main():
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   # pylint: disable=g-import-not-at-top
   from esrgan_tf import SAMPLES_DIR
-  from esrgan_tf import degradations as ours
   from esrgan_tf.benchmarking import basicsr_steps
+  from esrgan_tf.data import degradations as ours
   try:
     basicsr_steps.install_import_shims()  # BasicSR 1.4.2 next to a current torchvision.
     from basicsr.data import degradations as theirs

@@ -9,10 +9,10 @@ esrgan_tf/samples/train) plus crops of them that stress what a tiny model traine
 gets wrong: strong single-hue colour (retina, flower), flat regions (sky, out-of-focus
 background, the black retina surround), grey images. Each photo is cropped to at most 512² so
 the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y with
-crop_border = scale (`esrgan_tf.metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
+crop_border = scale (`esrgan_tf.evaluation.metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
 to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
 8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
---pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.tiling`), as
+--pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.inference.tiling`), as
 esrgan-upscale runs by default.
 """
 
@@ -27,7 +27,7 @@ _CACHE = flags.DEFINE_string("cache_dir", "/tmp/esrgan_tf_heldout",
                              "Where the held-out PNGs are written (built once).")
 _PRE_PAD = flags.DEFINE_list("pre_pad", ["0"], "Reflect-pad the LR by this many pixels before "
                              "upscaling and crop it off after (Real-ESRGAN's pre_pad, "
-                             "esrgan_tf.tiling); a list evaluates each.")
+                             "esrgan_tf.inference.tiling); a list evaluates each.")
 _SIDES = flags.DEFINE_list("pre_pad_sides", ["all"], "Edges pre_pad pads: all, bottom_right "
                            "(Real-ESRGAN's); a list evaluates each.")
 _WHICH = flags.DEFINE_enum("which", "latest", ["latest", "best"], "Checkpoint to evaluate.")
@@ -102,15 +102,15 @@ def build_held_out(cache_dir: str) -> list[str]:
   return paths
 
 
-def evaluate_held_out(upscaler, pairs, scale: int, pre_pad: int = 0,
+def evaluate_held_out(engine, pairs, scale: int, pre_pad: int = 0,
                       pre_pad_sides: str = "all") -> list[dict]:
   """Rows {"name", "psnr", "bicubic_psnr", "gain", "shift" (SR − HR mean RGB levels)}.
 
-  `pre_pad`, `pre_pad_sides`: as `esrgan_tf.metrics.evaluate_upscaler`'s.
+  `pre_pad`, `pre_pad_sides`: as `esrgan_tf.evaluation.metrics.evaluate_upscaler`'s.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.evaluation import metrics  # pylint: disable=g-import-not-at-top
 
   shifts = {}
 
@@ -119,7 +119,7 @@ def evaluate_held_out(upscaler, pairs, scale: int, pre_pad: int = 0,
     hr = metrics.to_uint8_levels(images["hr"]).astype(np.float64)
     shifts[name] = (sr.mean(axis=(0, 1)) - hr.mean(axis=(0, 1)))
 
-  result = metrics.evaluate_upscaler(upscaler, pairs, crop_border=scale, y_channel=True,
+  result = metrics.evaluate_upscaler(engine, pairs, crop_border=scale, y_channel=True,
                                      on_image=on_image, pre_pad=pre_pad,
                                      pre_pad_sides=pre_pad_sides)
   return [dict(name=r["name"], psnr=r["psnr"], bicubic_psnr=r["bicubic_psnr"],
@@ -143,16 +143,17 @@ def format_rows(rows: list[dict]) -> str:
 
 def main(argv):
   del argv
-  from esrgan_tf import data, upscaler  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import engine  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.models import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   build_held_out(_CACHE.value)
   for spec in _WORKDIRS.value or ():
     model = workdir_lib.load_generator_from_workdir(spec, which=_WHICH.value)
     scale = int(model.scale)
-    pairs = data.load_validation_set(
+    pairs = datasets.load_validation_set(
         {"val_dir": _CACHE.value, "val_lr_dir": "", "val_max_images": 0}, scale)
-    up = upscaler.keras_upscaler(model, name=spec)
+    up = engine.keras_upscaler(model, name=spec)
     for pre_pad in (int(v) for v in _PRE_PAD.value):
       for sides in _SIDES.value if pre_pad else ["all"]:
         print(f"== {spec} (Y-PSNR dB, crop {scale}, pre_pad {pre_pad} {sides})")

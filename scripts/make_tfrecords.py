@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from esrgan_tf import image_files, tfrecords
+from esrgan_tf.data import folders, tfrecords
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of images (recursive).")
 _OUTPUT_PATTERN = flags.DEFINE_string(
@@ -25,7 +25,7 @@ def main(argv):
   del argv
   try:
     paths = tfrecords.write_tfrecords(_INPUT_DIR.value, _OUTPUT_PATTERN.value, _NUM_SHARDS.value)
-  except image_files.DataError as e:
+  except folders.DataError as e:
     sys.exit(f"make_tfrecords: {e}")
   print(f"Wrote {len(paths)} shard(s); train with "
         f"--config.data.tfrecords='{_OUTPUT_PATTERN.value}-*.tfrecord'")

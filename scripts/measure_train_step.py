@@ -8,7 +8,7 @@ written to a temporary weights file when the ImageNet one is not cached, same co
 random batches of the config's structure ({lr, hr, gt_usm} for data.pipeline="realesrgan"),
 runs one warm-up step (tracing) and then `--steps` timed steps, and prints seconds per step,
 images/s and the peak RSS. The data pipeline's own throughput is measured separately by
-`esrgan_tf.realesrgan_degradation.benchmark_degradation_pipeline`.
+`esrgan_tf.data.realesrgan.benchmark_degradation_pipeline`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from absl import app, flags
 import keras
 import tensorflow as tf
 
-from esrgan_tf import configlib, train, train_state, train_steps
 from esrgan_tf.models import vgg as vgg_lib
+from esrgan_tf.train import configs
+from esrgan_tf.train import loop as train_loop
+from esrgan_tf.train import state as train_state
+from esrgan_tf.train import steps as train_steps
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file (path[:variant]).")
 _BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the config's).")
@@ -39,7 +42,7 @@ def _load(spec: str):
   if not os.path.isfile(path):
     raise app.UsageError(f"--config: {path}: no such config file")
   try:
-    return configlib.load_config_module(path).get_config(variant)
+    return configs.load_config_module(path).get_config(variant)
   except ValueError as e:  # e.g. an unknown variant
     raise app.UsageError(f"--config: {spec}: {e}") from e
 
@@ -64,7 +67,7 @@ def main(argv):
   scale = state.models.generator.scale
   lr = tf.random.uniform([batch, gt // scale, gt // scale, 3])
   hr = tf.random.uniform([batch, gt, gt, 3])
-  if train.data_pipeline(config) == "realesrgan":
+  if train_loop.data_pipeline(config) == "realesrgan":
     element = {"lr": lr, "hr": hr, "gt_usm": hr}
   else:
     element = (lr, hr)

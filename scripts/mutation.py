@@ -8,7 +8,7 @@ and the chosen tests run against it in a scratch copy of the tree. A mutant the 
 "killed"; one they pass on "survived": a bug a user could get that no test catches. Not in CI (it
 runs the tests once per mutant); run it after changing the maths or its tests:
 
-    python scripts/mutation.py --targets=esrgan_tf/losses.py \
+    python scripts/mutation.py --targets=esrgan_tf/train/losses.py \
         --tests=tests/test_losses.py --out=/tmp/mutation.json
 
 Only code inside function bodies is mutated (not docstrings, messages or defaults in signatures).
@@ -33,7 +33,7 @@ import time
 
 from absl import app, flags
 
-_TARGETS = flags.DEFINE_list("targets", ["esrgan_tf/losses.py"],
+_TARGETS = flags.DEFINE_list("targets", ["esrgan_tf/train/losses.py"],
                              "Python files to mutate (repo-relative).")
 _TESTS = flags.DEFINE_list("tests", ["tests/test_losses.py"], "pytest targets run per mutant.")
 _MAX = flags.DEFINE_integer("max_mutants", 0, "Sample at most this many mutants (0: all).")

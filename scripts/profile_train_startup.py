@@ -57,11 +57,14 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   # pylint: disable=g-import-not-at-top
-  from esrgan_tf import configlib, train, train_state, train_steps
+  from esrgan_tf.train import configs
+  from esrgan_tf.train import loop as train_loop
+  from esrgan_tf.train import state as train_state
+  from esrgan_tf.train import steps as train_steps
   # pylint: enable=g-import-not-at-top
   clock.mark("import")
   path, _, variant = _CONFIG.value.partition(":")
-  config = configlib.load_config_module(path).get_config(variant)
+  config = configs.load_config_module(path).get_config(variant)
   batch, gt = _BATCH.value, _GT.value
   config.data.batch_size, config.data.gt_size = batch, gt
   config.train.precision, config.train.strategy = _PRECISION.value, "default"
@@ -69,7 +72,7 @@ def main(argv):
     vgg_path = os.path.join(tempfile.mkdtemp(), "vgg19_random.weights.h5")
     keras.applications.VGG19(include_top=False, weights=None).save_weights(vgg_path)
     config.perceptual.weights = vgg_path
-  train.validate_config(config)
+  train_loop.validate_config(config)
   keras.utils.set_random_seed(config.seed)
   clock.mark("config")
   strategy = train_state.create_strategy("default")
@@ -80,7 +83,7 @@ def main(argv):
   scale = state.models.generator.scale
   hr = rng.uniform(size=(batch, gt, gt, 3)).astype(np.float32)
   lr = rng.uniform(size=(batch, gt // scale, gt // scale, 3)).astype(np.float32)
-  element = {"lr": lr, "hr": hr, "gt_usm": hr} if train.data_pipeline(config) == "realesrgan" \
+  element = {"lr": lr, "hr": hr, "gt_usm": hr} if train_loop.data_pipeline(config) == "realesrgan" \
       else (lr, hr)
   iterator = iter(strategy.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(element).repeat()))

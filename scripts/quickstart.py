@@ -5,12 +5,12 @@
 1. PSNR phase of configs/quickstart.py in WORKDIR/psnr;
 2. a short GAN phase (configs/quickstart.py:gan) in WORKDIR/gan, initialised from WORKDIR/psnr;
    both phases train on colour-augmented pairs (configs/quickstart.py `COLOR_AUGMENT`,
-   `esrgan_tf.augment`): without it the model tints strongly coloured photos;
+   `esrgan_tf.data.augment`): without it the model tints strongly coloured photos;
 3. evaluates the EMA generators on the held-out photos (samples/val/chelsea.png and
    samples/heldout/*.png, never trained on) against MATLAB bicubic (PSNR on Y, crop_border =
    scale, as papers report) and prints the per-photo, mean and worst gains; the model runs as
    esrgan-upscale runs it, with reflect pre-padding (`tiling.DEFAULT_PRE_PAD`, --pre_pad);
-4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when esrgan_tf.export exists;
+4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when esrgan_tf.export.saved_model exists;
 5. writes WORKDIR/comparison.png: bicubic | SR | HR.
 
 Re-running resumes (finished phases are skipped). Exit status 1 if the GAN-phase model does not
@@ -23,7 +23,8 @@ import time
 
 from absl import app, flags, logging
 
-from esrgan_tf import cli, fileio
+from esrgan_tf import cli
+from esrgan_tf.core import fileio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
@@ -31,35 +32,39 @@ _PSNR_STEPS = flags.DEFINE_integer("psnr_steps", None, "Override the PSNR-phase 
 _GAN_STEPS = flags.DEFINE_integer("gan_steps", None, "Override the GAN-phase steps.")
 _SEED = flags.DEFINE_integer("seed", None, "Override the seed of both phases (config.seed).")
 _PRE_PAD = flags.DEFINE_integer("pre_pad", None, "Reflect pre-padding at evaluation (input "
-                                "pixels; esrgan_tf.tiling); default esrgan-upscale's.")
+                                "pixels; esrgan_tf.inference.tiling); default esrgan-upscale's.")
 
 
 def _config_module():
-  from esrgan_tf import configlib  # pylint: disable=g-import-not-at-top
-  return configlib.load_config_module(os.path.join(REPO, "configs", "quickstart.py"))
+  from esrgan_tf.train import configs  # pylint: disable=g-import-not-at-top
+  return configs.load_config_module(os.path.join(REPO, "configs", "quickstart.py"))
 
 
 def _write_png(path, image):
-  from esrgan_tf import imaging_codecs, pixels  # pylint: disable=g-import-not-at-top
-  png = imaging_codecs.encode_png(pixels.from_float(image))
+  from esrgan_tf.images import (
+    encoders,  # pylint: disable=g-import-not-at-top
+    pixels,  # pylint: disable=g-import-not-at-top
+  )
+  png = encoders.encode_png(pixels.from_float(image))
   fileio.write_bytes(path, png, overwrite=True)  # a re-run replaces its own comparison image
 
 
 def _dataset_fn(config, color_augment):
-  """`train.make_dataset_fn`'s pipeline, recoloured by `esrgan_tf.augment`."""
-  from esrgan_tf import augment, train  # pylint: disable=g-import-not-at-top
-  return augment.with_color_augment(train.make_dataset_fn(config, config.data.batch_size),
+  """`train.make_dataset_fn`'s pipeline, recoloured by `esrgan_tf.data.augment`."""
+  from esrgan_tf.data import augment  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.train import loop as train_loop  # pylint: disable=g-import-not-at-top
+  return augment.with_color_augment(train_loop.make_dataset_fn(config, config.data.batch_size),
                                     config.seed, **color_augment)
 
 
 def _held_out_pairs(config, scale):
   """(name, lr, hr) of samples/val (chelsea) and samples/heldout: photos never trained on."""
   import esrgan_tf  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import data  # pylint: disable=g-import-not-at-top
-  pairs = data.load_validation_set(config.data, scale)
+  from esrgan_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  pairs = datasets.load_validation_set(config.data, scale)
   heldout = os.path.join(esrgan_tf.SAMPLES_DIR, "heldout")
   if os.path.isdir(heldout):
-    pairs += data.load_validation_set(
+    pairs += datasets.load_validation_set(
         {"val_dir": heldout, "val_lr_dir": "", "val_max_images": 0}, scale)
   return pairs
 
@@ -67,8 +72,10 @@ def _held_out_pairs(config, scale):
 def main(argv):
   del argv
   start = time.perf_counter()
-  from esrgan_tf import metrics, tiling, train, upscaler
-  from esrgan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.evaluation import metrics
+  from esrgan_tf.inference import engine, tiling
+  from esrgan_tf.models import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.train import loop as train_loop
   workdir = _WORKDIR.value
   module = _config_module()
   psnr_cfg, gan_cfg = module.get_config("psnr"), module.get_config("gan")
@@ -83,10 +90,10 @@ def main(argv):
   gan_cfg.train.init_from = psnr_dir
 
   print(f"[1/4] PSNR phase: {psnr_cfg.train.steps} steps -> {psnr_dir}", flush=True)
-  train.train_and_evaluate(psnr_cfg, psnr_dir,
+  train_loop.train_and_evaluate(psnr_cfg, psnr_dir,
                            dataset_fn=_dataset_fn(psnr_cfg, module.COLOR_AUGMENT))
   print(f"[2/4] GAN phase: {gan_cfg.train.steps} steps -> {gan_dir}", flush=True)
-  train.train_and_evaluate(gan_cfg, gan_dir, dataset_fn=_dataset_fn(gan_cfg, module.COLOR_AUGMENT))
+  train_loop.train_and_evaluate(gan_cfg, gan_dir, dataset_fn=_dataset_fn(gan_cfg, module.COLOR_AUGMENT))
 
   scale = gan_cfg.model.scale
   pairs = _held_out_pairs(gan_cfg, scale)
@@ -95,7 +102,7 @@ def main(argv):
   rows = {}
   for label, spec in (("PSNR phase", psnr_dir), ("GAN phase", gan_dir)):
     model = workdir_lib.load_generator_from_workdir(spec)  # EMA weights.
-    result = metrics.evaluate_upscaler(upscaler.keras_upscaler(model, name=spec), pairs,
+    result = metrics.evaluate_upscaler(engine.keras_upscaler(model, name=spec), pairs,
                                        crop_border=scale, y_channel=True, pre_pad=pre_pad)
     rows[label] = (model, result)
     gains = {r["name"]: r["psnr"] - r["bicubic_psnr"] for r in result["images"]}
@@ -108,19 +115,19 @@ def main(argv):
   gain = first["psnr"] - first["bicubic_psnr"]
 
   print("[4/4] Export and comparison image", flush=True)
-  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.export import saved_model  # pylint: disable=g-import-not-at-top
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)  # SavedModel tracing logs pages of INFO lines.
   try:
-    version_dir = export.export_saved_model(model, os.path.join(workdir, "saved_model"),
+    version_dir = saved_model.export_saved_model(model, os.path.join(workdir, "saved_model"),
                                             source=gan_dir)
   finally:
     logging.set_verbosity(verbosity)
   print(f"  SavedModel: {version_dir}")
   name, lr, hr = pairs[0]
-  sr = tiling.upscale_array(lr, upscaler.keras_upscaler(model), tile=0, pre_pad=pre_pad)
+  sr = tiling.upscale_array(lr, engine.keras_upscaler(model), tile=0, pre_pad=pre_pad)
   grid_path = os.path.join(workdir, "comparison.png")
-  _write_png(grid_path, train.comparison_grid(lr, sr, hr))
+  _write_png(grid_path, train_loop.comparison_grid(lr, sr, hr))
   print(f"  {grid_path}: bicubic | SR | HR ({name})")
   print(f"PSNR gain over bicubic on {name}: {gain:+.3f} dB; over the {len(pairs)} held-out "
         f"photos: mean {result['psnr_gain']:+.3f} dB (total {time.perf_counter() - start:.0f} s)")

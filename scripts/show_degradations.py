@@ -4,7 +4,7 @@
       [--num=16 --columns=4 --seed=0 --scale=4 --crop_pad_size=400 --zoom=2]
 
 Tile 0 (top left) is the plain bicubic downscale of the centre crop, for reference; the others
-are `esrgan_tf.realesrgan_degradation.degrade` of it with seeds (seed, 1..num-1) and the default
+are `esrgan_tf.data.realesrgan.degrade` of it with seeds (seed, 1..num-1) and the default
 options of Real-ESRGAN's train_realesrnet_x4plus.yml.
 """
 
@@ -26,16 +26,17 @@ _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing outpu
 
 def main(argv):
   del argv
-  from esrgan_tf import SAMPLES_DIR, imaging  # pylint: disable=g-import-not-at-top
-  from esrgan_tf import realesrgan_degradation as rd  # pylint: disable=g-import-not-at-top
+  from esrgan_tf import SAMPLES_DIR  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.data import realesrgan as rd  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.images import image_io  # pylint: disable=g-import-not-at-top
   if _NUM.value < 1 or _COLUMNS.value < 1 or _ZOOM.value < 1:
     sys.exit("--num, --columns and --zoom must be >= 1")
   if os.path.exists(_OUTPUT.value) and not _OVERWRITE.value:
     sys.exit(f"{_OUTPUT.value}: exists (pass --overwrite to replace it)")
   path = _IMAGE.value or os.path.join(SAMPLES_DIR, "val", "chelsea.png")
   try:
-    photo = imaging.read_image(path)
-  except imaging.ImageError as e:
+    photo = image_io.read_image(path)
+  except image_io.ImageError as e:
     sys.exit(str(e))
   config = rd.default_degradation_config()
   config.crop_pad_size = _CROP.value
@@ -46,11 +47,11 @@ def main(argv):
     sys.exit(f"bad options: {e}")
   grid = rd.degradation_grid(photo.color, _NUM.value, _COLUMNS.value, _SEED.value, config,
                              _SCALE.value, _ZOOM.value)
-  out = imaging.LoadedImage(path="<grid>", format="PNG", mode="RGB", color=grid, alpha=None,
+  out = image_io.LoadedImage(path="<grid>", format="PNG", mode="RGB", color=grid, alpha=None,
                             bit_depth=8)
   try:
-    imaging.write_image(_OUTPUT.value, out, overwrite=_OVERWRITE.value)
-  except imaging.ImageError as e:
+    image_io.write_image(_OUTPUT.value, out, overwrite=_OVERWRITE.value)
+  except image_io.ImageError as e:
     sys.exit(str(e))
   print(f"wrote {_OUTPUT.value}: {grid.shape[1]}x{grid.shape[0]}, {_NUM.value} tiles of {path}")
 

@@ -80,16 +80,16 @@ def test_finds_a_cycle_when_there_is_one():
 def test_import_walker_sees_lazy_and_relative_imports(tmp_path):
   path = tmp_path / "m.py"
   path.write_text("def f():\n  from esrgan_tf import tiling\n  from .x import y\n")
-  modules = {"esrgan_tf.tiling": "", "esrgan_tf.pkg.x": "", "esrgan_tf.pkg.m": str(path)}
-  assert _imports("esrgan_tf.pkg.m", str(path), modules) == {"esrgan_tf.tiling",
+  modules = {"esrgan_tf.inference.tiling": "", "esrgan_tf.pkg.x": "", "esrgan_tf.pkg.m": str(path)}
+  assert _imports("esrgan_tf.pkg.m", str(path), modules) == {"esrgan_tf.inference.tiling",
                                                              "esrgan_tf.pkg.x"}
 
 
 def test_no_import_cycles_lazy_imports_included():
   modules = _modules()
-  assert "esrgan_tf.loading" in modules and "esrgan_tf.cli.upscale" in modules
+  assert "esrgan_tf.inference.resolver" in modules and "esrgan_tf.cli.upscale" in modules
   graph = {m: _imports(m, path, modules) for m, path in modules.items()}
-  assert "esrgan_tf.export" in graph["esrgan_tf.loading"]  # a lazy import, seen
+  assert "esrgan_tf.export.saved_model" in graph["esrgan_tf.inference.resolver"]  # a lazy import, seen
   cycles = _cycles(graph)
   assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
 
@@ -109,10 +109,10 @@ def test_modules_are_at_most_500_lines():
 def test_low_layers_do_not_import_the_top():
   """Models, imaging, tiling, weights readers never import the resolver, CLI or training loop."""
   modules = _modules()
-  top = {"esrgan_tf.loading", "esrgan_tf.train", "esrgan_tf.pipeline"}
+  top = {"esrgan_tf.inference.resolver", "esrgan_tf.train.loop", "esrgan_tf.inference.batch"}
   low = [m for m in modules if m.startswith(("esrgan_tf.models", "esrgan_tf.weights"))] + [
-      "esrgan_tf.imaging", "esrgan_tf.tiling", "esrgan_tf.pixels", "esrgan_tf.fileio",
-      "esrgan_tf.upscaler", "esrgan_tf.export_layout"]
+      "esrgan_tf.images.image_io", "esrgan_tf.inference.tiling", "esrgan_tf.images.pixels", "esrgan_tf.core.fileio",
+      "esrgan_tf.inference.engine", "esrgan_tf.export.versions"]
   for module in low:
     bad = {t for t in _imports(module, modules[module], modules)
            if t in top or t.startswith("esrgan_tf.cli")}

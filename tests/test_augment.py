@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.augment (colour augmentation of LR/HR pairs)."""
+"""Tests of esrgan_tf.data.augment (colour augmentation of LR/HR pairs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import augment, data
+from esrgan_tf.data import augment, datasets
 
 
 def _photo_pairs(batch=4, gt=32, scale=4):
@@ -20,7 +20,7 @@ def _photo_pairs(batch=4, gt=32, scale=4):
   with Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")) as im:
     photo = np.asarray(im.convert("RGB"), np.float32) / 255.0
   hr = np.stack([photo[40 * i:40 * i + gt, 30 * i:30 * i + gt] for i in range(batch)])
-  lr = np.stack([data.degrade(h, scale) for h in hr])
+  lr = np.stack([datasets.degrade(h, scale) for h in hr])
   return lr, hr
 
 
@@ -68,7 +68,7 @@ def test_color_augment_keeps_pairs_aligned(eager):
   np.testing.assert_allclose(hr_aug, np.clip(np.einsum("bhwc,bdc->bhwd", hr, m), 0, 1),
                              atol=1e-5)
   for i in range(4):
-    reference = data.degrade(hr_aug[i], 4)
+    reference = datasets.degrade(hr_aug[i], 4)
     # LR rounding (≤ 0.5 level before and after the matrix) and clipping: a few levels at most.
     assert np.abs(lr_aug[i] - reference).max() <= 3.5 / 255, i
     assert np.abs(lr_aug[i] - reference).mean() <= 0.6 / 255, i
@@ -131,7 +131,7 @@ def test_contrast_makes_flat_aligned_pairs_without_clipping():
       np.testing.assert_allclose(hr_aug[i], c * hr[i] + (1 - c) * t, atol=1e-5)
       assert (t >= 0).all() and (t <= 1).all()
     # Affine maps commute with bicubic (weights sum to 1): LR = degrade(HR) up to rounding.
-    assert np.abs(lr_aug[i] - data.degrade(hr_aug[i], 4)).max() <= 1.01 / 255, i
+    assert np.abs(lr_aug[i] - datasets.degrade(hr_aug[i], 4)).max() <= 1.01 / 255, i
   assert np.mean([hr_aug[i][..., 0].std() / hr[i][..., 0].std() for i in range(4)]) < 0.9
 
 
@@ -146,7 +146,7 @@ def test_grain_is_added_to_hr_and_its_downscale_to_lr():
     noise = hr_g[i] - plain[1][i].numpy()
     sigmas.append(noise.std() * 255)
     # Still a MATLAB-bicubic pair (the grain is linear; LR rounding and rare clipping aside).
-    assert np.abs(lr_g[i] - data.degrade(hr_g[i], 4)).max() <= 1.01 / 255, i
+    assert np.abs(lr_g[i] - datasets.degrade(hr_g[i], 4)).max() <= 1.01 / 255, i
   sigmas = np.array(sigmas)
   # σ uniform in [0, 8] levels on about half of the pairs; the others are untouched.
   assert (sigmas <= 8.1).all() and 1 <= (sigmas > 0).sum() <= 5, sigmas

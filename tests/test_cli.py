@@ -45,7 +45,7 @@ def test_quiet_tensorflow_defaults_and_opt_outs():
   record = logging.LogRecord("absl", logging.INFO, "/x/site-packages/tensorflow/python/a.py", 1,
                              "Sharding callback duration", None, None)
   assert not drop[0].filter(record)
-  record.pathname = "/x/esrgan_tf/train.py"
+  record.pathname = "/x/esrgan_tf/train/loop.py"
   assert drop[0].filter(record)  # our own progress lines stay
   for flag in ("--verbosity=1", "-v", "-v=1"):
     env = {}

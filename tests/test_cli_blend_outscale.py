@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging, weights
+from esrgan_tf import weights
+from esrgan_tf.images import image_io
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
 
 W = 0.3
@@ -73,14 +74,14 @@ def test_blend_equals_hand_blended_model(tmp_path, models, rgba16):
   reference = _run("upscale", f"--model={models['mixed']}", f"--input={rgba16}",
                    f"--output={tmp_path / 'y.png'}", "--tile=4", "--tile_overlap=1")
   assert reference.returncode == 0, reference.stderr
-  got, want = (imaging.read_image(str(tmp_path / n)) for n in ("x.png", "y.png"))
+  got, want = (image_io.read_image(str(tmp_path / n)) for n in ("x.png", "y.png"))
   assert got.bit_depth == 16 and got.color.shape == (14, 18, 3)
   assert np.abs(got.color - want.color).max() <= 1 / 65535
   # Not the same as A alone.
   alone = _run("upscale", f"--model={models['a']}", f"--input={rgba16}",
                f"--output={tmp_path / 'a.png'}", "--tile=4", "--tile_overlap=1")
   assert alone.returncode == 0
-  assert np.abs(imaging.read_image(str(tmp_path / "a.png")).color - want.color).max() > 0.01
+  assert np.abs(image_io.read_image(str(tmp_path / "a.png")).color - want.color).max() > 0.01
 
 
 def test_blend_refuses_other_architecture(tmp_path, models, rgba16):
@@ -104,12 +105,12 @@ def test_outscale_resizes_with_lanczos_keeping_alpha_and_depth(tmp_path, models,
   run = _run("upscale", f"--model={models['a']}", "--outscale=3.5", f"--input={rgba16}",
              f"--output={tmp_path}", "--suffix=_x{scale}")
   assert run.returncode == 0, run.stderr
-  out = imaging.read_image(str(tmp_path / "deep_x3.5.png"))
+  out = image_io.read_image(str(tmp_path / "deep_x3.5.png"))
   # Real-ESRGAN's size rule: (int(w·F), int(h·F)) = (int(9·3.5), int(7·3.5)) = (31, 24).
   assert out.color.shape == (24, 31, 3) and out.alpha.shape == (24, 31)
   assert out.bit_depth == 16
   # Reference: the native ×2 output resized per plane with Pillow's Lanczos (float32 planes).
-  ref = imaging.read_image(str(tmp_path / "native.png"))
+  ref = image_io.read_image(str(tmp_path / "native.png"))
 
   def lanczos(plane):
     return np.clip(np.asarray(Image.fromarray(plane.astype(np.float32)).resize(
@@ -122,7 +123,7 @@ def test_outscale_resizes_with_lanczos_keeping_alpha_and_depth(tmp_path, models,
   same = _run("upscale", f"--model={models['a']}", "--outscale=2", f"--input={rgba16}",
               f"--output={tmp_path / 'same.png'}")
   assert same.returncode == 0
-  np.testing.assert_array_equal(imaging.read_image(str(tmp_path / "same.png")).color, ref.color)
+  np.testing.assert_array_equal(image_io.read_image(str(tmp_path / "same.png")).color, ref.color)
   bad = _run("upscale", f"--model={models['a']}", "--outscale=0", f"--input={rgba16}",
              f"--output={tmp_path / 'bad.png'}")
   assert bad.returncode != 0 and "--outscale must be positive" in bad.stderr

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import data, imresize, metrics
+from esrgan_tf.data import datasets
+from esrgan_tf.evaluation import metrics
+from esrgan_tf.images import imresize
 from esrgan_tf.models import rrdbnet
 
 
@@ -71,10 +73,10 @@ def test_eval_cli_bad_hr_path(tmp_path, model_path):
 
 def test_eval_library_matches_tiled_and_direct(model_path):
   # What the CLI calls, in process: tiled (tiling.upscale_array) and direct give the same numbers.
-  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
-  model = loading.load_upscaler(model_path)
+  from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
+  model = resolver.load_upscaler(model_path)
   hr = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
-  pairs = [("x", data.degrade(hr, 4), hr)]
+  pairs = [("x", datasets.degrade(hr, 4), hr)]
   direct = metrics.evaluate_upscaler(model, pairs, crop_border=4)
   tiled = metrics.evaluate_upscaler(model, pairs, crop_border=4, tile=0)
   assert direct["mean"]["psnr"] == pytest.approx(tiled["mean"]["psnr"], abs=1e-6)

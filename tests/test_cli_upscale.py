@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import pipeline
+from esrgan_tf.inference import batch
 
 SCALE = 2
 
@@ -127,12 +127,13 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
              "--tile_overlap=12", "--tile_batch=3", "--precision=float32")
   assert run.returncode == 0, run.stderr
   assert run.stdout.strip().splitlines()[-1] == "1 upscaled, 0 failed"
-  from esrgan_tf import imaging, loading, tiling
-  reference = pipeline.upscale_loaded(
-      imaging.read_image(src),
-      lambda x: tiling.upscale_array(x, loading.load_upscaler(model_path), tile=0,
+  from esrgan_tf.images import image_io
+  from esrgan_tf.inference import resolver, tiling
+  reference = batch.upscale_loaded(
+      image_io.read_image(src),
+      lambda x: tiling.upscale_array(x, resolver.load_upscaler(model_path), tile=0,
                                      pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
-  imaging.write_image(whole, reference)
+  image_io.write_image(whole, reference)
   a = np.asarray(Image.open(tiled), np.float64)
   b = np.asarray(Image.open(whole), np.float64)
   assert a.shape == (40, 60, 3)
@@ -142,7 +143,8 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
 
 
 def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
-  from esrgan_tf import imaging, loading  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.images import image_io  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
   src = str(tmp_path / "cat.png")
   rgb_image(14, 18, seed=3).save(src)
   outputs = {}
@@ -152,9 +154,9 @@ def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
                f"--pre_pad={pad}", "--precision=float32")
     assert run.returncode == 0, run.stderr
     # Reference: pad by hand (numpy's reflect, as torch's), run the whole image, crop.
-    color = imaging.read_image(src).color
+    color = image_io.read_image(src).color
     padded = np.pad(color, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    sr = loading.load_upscaler(model_path)(padded[None])[0]
+    sr = resolver.load_upscaler(model_path)(padded[None])[0]
     sr = np.clip(sr[pad * SCALE:sr.shape[0] - pad * SCALE, pad * SCALE:sr.shape[1] - pad * SCALE],
                  0, 1)
     outputs[pad] = np.asarray(Image.open(out))
@@ -164,7 +166,12 @@ def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
 
 
 def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
-  from esrgan_tf import cpu, imaging, loading, tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.core import cpu  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.images import image_io  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import (
+    resolver,  # pylint: disable=g-import-not-at-top
+    tiling,  # pylint: disable=g-import-not-at-top
+  )
   src, out = str(tmp_path / "cat.png"), str(tmp_path / "out.png")
   rgb_image(12, 10, seed=2).save(src)
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={out}", "--tile=0")
@@ -173,11 +180,11 @@ def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   assert run.stderr.count("--precision=auto: ") == 1
   assert f"--precision=auto: {expected}" in run.stderr
   # The output is what that precision computes (bf16 differs from float32 by a few levels).
-  reference = pipeline.upscale_loaded(
-      imaging.read_image(src), lambda x: tiling.upscale_array(
-          x, loading.load_upscaler(model_path, precision=expected), tile=0,
+  reference = batch.upscale_loaded(
+      image_io.read_image(src), lambda x: tiling.upscale_array(
+          x, resolver.load_upscaler(model_path, precision=expected), tile=0,
           pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
-  imaging.write_image(str(tmp_path / "reference.png"), reference)
+  image_io.write_image(str(tmp_path / "reference.png"), reference)
   np.testing.assert_array_equal(np.asarray(Image.open(out)),
                                 np.asarray(Image.open(tmp_path / "reference.png")))
 

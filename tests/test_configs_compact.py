@@ -4,14 +4,14 @@ import os
 
 import pytest
 
-from esrgan_tf import configlib
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact, build_generator
+from esrgan_tf.train import configs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 
 
 def _load(name):
-  return configlib.load_config_module(os.path.join(CONFIGS, f"{name}.py"))
+  return configs.load_config_module(os.path.join(CONFIGS, f"{name}.py"))
 
 
 @pytest.mark.parametrize("variant, nf, num_conv, params", [

@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import configlib, train, train_state, train_steps, weights
+from esrgan_tf import weights
 from esrgan_tf.models import RRDBNet, UNetDiscriminatorSN, VGGFeatureExtractor
+from esrgan_tf.train import configs
+from esrgan_tf.train import loop as train_loop
+from esrgan_tf.train import state as train_state
+from esrgan_tf.train import steps as train_steps
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 
 
 def _config(name, variant="smoke"):
-  return configlib.load_config_module(os.path.join(CONFIGS, f"{name}.py")).get_config(variant)
+  return configs.load_config_module(os.path.join(CONFIGS, f"{name}.py")).get_config(variant)
 
 
 def _short(c, steps=2):
@@ -44,18 +48,18 @@ def test_paper_values_follow_the_ymls():
   assert (gan.loss.l1_gt_usm, gan.loss.percep_gt_usm, gan.loss.gan_gt_usm) == (True, True, False)
   assert (gan.optim.g_lr, gan.optim.d_lr, gan.train.ema_decay) == (1e-4, 1e-4, 0.999)
   assert tuple(gan.optim.milestones) == (400_000,) and gan.train.steps == 400_000
-  assert train.run_name(gan, 1) == "gan_x4_nf64nb23gc32_gt256_b12x1_400k"
+  assert train_loop.run_name(gan, 1) == "gan_x4_nf64nb23gc32_gt256_b12x1_400k"
 
 
 def test_realesrnet_smoke_trains_on_degraded_pairs(tmp_path):
   config = _short(_config("realesrnet_x4plus"))
   # The dataset really is the degradation pipeline: dicts with the sharpened GT.
-  ds = train.make_dataset_fn(config, 4)(tf.distribute.InputContext())
+  ds = train_loop.make_dataset_fn(config, 4)(tf.distribute.InputContext())
   batch = next(iter(ds))
   assert set(batch) == {"lr", "hr", "gt_usm"}
   assert batch["lr"].shape == (4, 8, 8, 3) and batch["gt_usm"].shape == (4, 32, 32, 3)
   assert not np.allclose(batch["hr"].numpy(), batch["gt_usm"].numpy())
-  result = train.train_and_evaluate(config, str(tmp_path / "net"))
+  result = train_loop.train_and_evaluate(config, str(tmp_path / "net"))
   assert result["final_step"] == 2 and result["run_name"] == "psnr_x4_nf8nb1gc4_gt32_b4x1_2"
   assert list(result["history"]) == ["step", "g_loss", "l_pix"]
   assert 0 < result["history"]["l_pix"][0] < 1 and len(result["eval"]) == 1
@@ -63,7 +67,7 @@ def test_realesrnet_smoke_trains_on_degraded_pairs(tmp_path):
 
 def test_realesrgan_smoke_trains_with_unet_d_and_vanilla_gan(tmp_path):
   config = _short(_config("realesrgan_x4plus"))
-  result = train.train_and_evaluate(config, str(tmp_path / "gan"))
+  result = train_loop.train_and_evaluate(config, str(tmp_path / "gan"))
   models = result["models"]
   assert isinstance(models.generator, RRDBNet)
   assert isinstance(models.discriminator, UNetDiscriminatorSN)
@@ -102,12 +106,12 @@ def test_config_errors():
   config.loss.l1_gt_usm = True
   with pytest.raises(ValueError, match=r"loss.l1_gt_usm need the USM-sharpened GT of "
                      r"data.pipeline='realesrgan'"):
-    train.validate_config(config)
+    train_loop.validate_config(config)
   config = _config("realesrnet_x4plus")
   config.data.pipeline = "jpeg"
   with pytest.raises(ValueError, match=r"data.pipeline must be one of \('bicubic', "
                      r"'realesrgan'\), got 'jpeg'"):
-    train.validate_config(config)
+    train_loop.validate_config(config)
   config = _config("realesrgan_x4plus")
   config.loss.gan_type = "wgan"
   with pytest.raises(ValueError, match=r"loss.gan_type must be one of \['ragan', 'vanilla'\]"):
@@ -117,9 +121,9 @@ def test_config_errors():
 def _restored_state(config, workdir):
   config.train.checkpoint_data_iterator = False
   state = train_state.create_train_state(config)
-  checkpoints = train.create_checkpoints(config, workdir, state, None,
+  checkpoints = train_loop.create_checkpoints(config, workdir, state, None,
                                          tf.distribute.get_strategy())
-  return state, train.restore_or_initialize(config, workdir, state, checkpoints)
+  return state, train_loop.restore_or_initialize(config, workdir, state, checkpoints)
 
 
 def test_init_discriminator_from_a_basicsr_netd(tmp_path):

@@ -1,6 +1,6 @@
-"""Tests for esrgan_tf.cpu: the /proc/cpuinfo parser, on fake files."""
+"""Tests for esrgan_tf.core.cpu: the /proc/cpuinfo parser, on fake files."""
 
-from esrgan_tf import cpu
+from esrgan_tf.core import cpu
 
 # Two processors, as Linux lists them; only the first block is read.
 _CPUINFO = """processor\t: 0

@@ -1,4 +1,4 @@
-"""esrgan_tf.degradations (numpy, BasicSR's primitives) and their TF twins in degradations_tf."""
+"""esrgan_tf.data.degradations (numpy, BasicSR's primitives) and their TF twins in degradations_tf."""
 
 import math
 import os
@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import SAMPLES_DIR
-from esrgan_tf import degradations as dg
-from esrgan_tf import degradations_tf as dtf
+from esrgan_tf.data import degradations as dg
+from esrgan_tf.data import degradations_tf as dtf
 
 ALL_TYPES = list(dg.KERNEL_TYPES)
 

@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.export (SavedModel for TF Serving) and the esrgan-export CLI."""
+"""Tests for esrgan_tf.export.saved_model (SavedModel for TF Serving) and the esrgan-export CLI."""
 
 import io
 import json
@@ -14,9 +14,11 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import export, loading, tflite_gpu
-from esrgan_tf import upscaler as upscaler_lib
 from esrgan_tf.cli import export as export_cli
+from esrgan_tf.export import gpu_delegate
+from esrgan_tf.export import saved_model as saved_model_lib
+from esrgan_tf.inference import engine as engine_lib
+from esrgan_tf.inference import resolver
 from esrgan_tf.models import RRDBNet
 
 UPSAMPLERS = ("depth_to_space", "nearest")
@@ -33,7 +35,7 @@ def _tiny(upsampler, scale=4):
 def exported(request, tmp_path_factory):
   model = _tiny(request.param)
   base = tmp_path_factory.mktemp(f"export_{request.param}")
-  path = export.export_saved_model(model, str(base), source="unit test")
+  path = saved_model_lib.export_saved_model(model, str(base), source="unit test")
   return model, str(base), path, tf.saved_model.load(path)
 
 
@@ -137,17 +139,17 @@ def test_declared_size_from_headers(fmt, kwargs, tag):
   data = _encode(np.zeros((37, 53, 3), np.uint8), fmt, **kwargs)
   if tag:
     assert data[12:16] == tag  # the WebP variant under test.
-  np.testing.assert_array_equal(export.declared_size(tf.constant(data)).numpy(), [37, 53])
+  np.testing.assert_array_equal(saved_model_lib.declared_size(tf.constant(data)).numpy(), [37, 53])
 
 
 def test_declared_size_unknown_for_other_formats():
   for data in [_encode(np.zeros((5, 4, 3), np.uint8), "TIFF"), b"", b"RIFF\x00\x00\x00\x00WEBP"]:
-    np.testing.assert_array_equal(export.declared_size(tf.constant(data)).numpy(), [-1, -1])
+    np.testing.assert_array_equal(saved_model_lib.declared_size(tf.constant(data)).numpy(), [-1, -1])
 
 
 def test_pixel_limit_on_every_signature():
   # The module unsaved (traced eagerly) is the same graph code; a small limit of 100 pixels.
-  module = export.ExportModule(_tiny("depth_to_space"), max_pixels=100)
+  module = saved_model_lib.ExportModule(_tiny("depth_to_space"), max_pixels=100)
   big = np.zeros((1, 11, 10, 3), np.uint8)  # 110 pixels.
   with pytest.raises(tf.errors.InvalidArgumentError, match="limit of 100"):
     module.serving_default(tf.constant(big))
@@ -169,36 +171,36 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
 
   monkeypatch.setattr(tf.saved_model, "save", broken_save)
   with pytest.raises(OSError, match="disk full"):
-    export.export_saved_model(_tiny("nearest"), str(tmp_path / "base"))
+    saved_model_lib.export_saved_model(_tiny("nearest"), str(tmp_path / "base"))
   assert os.listdir(tmp_path / "base") == []
 
 
 def test_bad_arguments(tmp_path):
   model = _tiny("nearest")
   with pytest.raises(ValueError, match="precision"):
-    export.export_saved_model(model, str(tmp_path), precision="float16")
+    saved_model_lib.export_saved_model(model, str(tmp_path), precision="float16")
   with pytest.raises(ValueError, match="version"):
-    export.export_saved_model(model, str(tmp_path), version=-1)
+    saved_model_lib.export_saved_model(model, str(tmp_path), version=-1)
   with pytest.raises(ValueError, match="max_pixels"):
-    export.export_saved_model(model, str(tmp_path), max_pixels=0)
+    saved_model_lib.export_saved_model(model, str(tmp_path), max_pixels=0)
   assert os.listdir(tmp_path) == []
 
 
 def test_load_rejects_dirs_that_are_not_ours(tmp_path):
-  with pytest.raises(upscaler_lib.ModelError, match="not a SavedModel directory"):
-    export.load_saved_model_upscaler(str(tmp_path))
+  with pytest.raises(engine_lib.ModelError, match="not a SavedModel directory"):
+    saved_model_lib.load_saved_model_upscaler(str(tmp_path))
   foreign = tmp_path / "foreign" / "1"
   module = tf.Module()
   module.f = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None], tf.float32)])
   tf.saved_model.save(module, str(foreign), signatures=module.f.get_concrete_function())
-  with pytest.raises(upscaler_lib.ModelError, match="not an esrgan_tf export"):
-    export.load_saved_model_upscaler(str(tmp_path / "foreign"))
+  with pytest.raises(engine_lib.ModelError, match="not an esrgan_tf export"):
+    saved_model_lib.load_saved_model_upscaler(str(tmp_path / "foreign"))
 
 
 def test_bfloat16_export(tmp_path):
   model = _tiny("nearest")
-  path = export.export_saved_model(model, str(tmp_path), precision="bfloat16")
-  up = export.load_saved_model_upscaler(path, precision=None)
+  path = saved_model_lib.export_saved_model(model, str(tmp_path), precision="bfloat16")
+  up = saved_model_lib.load_saved_model_upscaler(path, precision=None)
   assert up.info["precision"] == "bfloat16"
   x = np.random.default_rng(3).random((1, 8, 8, 3), dtype=np.float32)
   got = up(x)
@@ -231,7 +233,7 @@ def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
   loaded = tf.saved_model.load(os.path.join(out, "1"))
   static = loaded.signatures["upscale_static"].structured_input_signature[1]["images"]
   assert static.shape.as_list() == [1, 16, 12, 3]
-  assert tflite_gpu.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
+  assert gpu_delegate.check_gpu_compatibility(os.path.join(out, tflite_name)) == []
 
   with flagsaver.flagsaver(model=keras_path, export_dir=out):  # next free version.
     export_cli.main(["esrgan-export"])
@@ -248,7 +250,7 @@ def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
       export_cli.main(["esrgan-export"])
   assert usage.value.exitcode == 2
 
-  up = loading.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
+  up = resolver.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
   assert up.name == os.path.join(out, "2") and up.scale == 2
   assert up.info["arch"] == model.arch_config()
   x = np.random.default_rng(2).random((2, 6, 5, 3), dtype=np.float32)
@@ -276,8 +278,8 @@ def _bmp_bomb(width, height):
                          ids=["gif", "bmp", "bmp-top-down", "bmp-negative-width"])
 def test_gif_and_bmp_bombs_refused_from_the_header_in_graph(data):
   # 15000² = 225 Mpx (675 MB decoded); refused by the declared size before tf.io.decode_image.
-  module = export.ExportModule(_tiny("depth_to_space"), max_pixels=100)
-  assert abs(export.declared_size(tf.constant(data)).numpy()).tolist() == [15000, 15000]
+  module = saved_model_lib.ExportModule(_tiny("depth_to_space"), max_pixels=100)
+  assert abs(saved_model_lib.declared_size(tf.constant(data)).numpy()).tolist() == [15000, 15000]
   started = time.monotonic()
   with pytest.raises(tf.errors.InvalidArgumentError, match="declared size"):
     module.upscale_bytes(tf.constant([data]))
@@ -285,7 +287,7 @@ def test_gif_and_bmp_bombs_refused_from_the_header_in_graph(data):
 
 
 def test_bytes_without_a_size_header_are_refused_before_decoding():
-  module = export.ExportModule(_tiny("depth_to_space"), max_pixels=100)
+  module = saved_model_lib.ExportModule(_tiny("depth_to_space"), max_pixels=100)
   tiff = _encode(np.zeros((5, 4, 3), np.uint8), "TIFF")
   with pytest.raises(tf.errors.InvalidArgumentError, match="no size in its header"):
     module.upscale_bytes(tf.constant([tiff]))

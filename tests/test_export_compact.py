@@ -8,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from esrgan_tf import export, tflite, tflite_gpu
-from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf.export import gpu_delegate as gpu_delegate_lib
+from esrgan_tf.export import saved_model, tflite
+from esrgan_tf.export.gpu_delegate import _op_names, _schema
+from esrgan_tf.inference import engine as engine_lib
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
-from esrgan_tf.tflite_gpu import _op_names, _schema
 
 SIZE = (15, 17)  # odd static TFLite input: not a multiple of the unshuffle factors
 
@@ -48,11 +49,11 @@ def _image(h, w, seed=0):
                          ids=["compact_x3", "rrdbnet_x1_unshuffle4"])
 def test_saved_model_matches_eager_on_odd_sizes(tmp_path, make):
   model = make()
-  path = export.export_saved_model(model, str(tmp_path))
-  facts = export.read_model_facts(path)
+  path = saved_model.export_saved_model(model, str(tmp_path))
+  facts = saved_model.read_model_facts(path)
   assert facts["arch"] == model.arch_config() and facts["scale"] == model.scale
   assert facts["generator"] == type(model).__name__
-  loaded = export.load_saved_model_upscaler(path)
+  loaded = saved_model.load_saved_model_upscaler(path)
   for h, w in ((7, 9), (8, 8), (2, 3)):
     x = _image(h, w)
     np.testing.assert_allclose(loaded(x), model(x).numpy(), atol=1e-5)
@@ -64,7 +65,7 @@ def test_compact_tflite_fp32_passes_gpu_check_and_matches(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   assert "PRELU" in _ops(data)
-  assert tflite_gpu.check_gpu_compatibility(data) == []
+  assert gpu_delegate_lib.check_gpu_compatibility(data) == []
   runner = tflite.load_tflite_upscaler(path, num_threads=1)
   assert runner.scale == 4
   x = _image(*SIZE)
@@ -75,7 +76,7 @@ def test_compact_tflite_fp32_passes_gpu_check_and_matches(tmp_path):
 def test_compact_tflite_quantized_pass_gpu_check(quantize):
   data = tflite.convert_to_bytes(_compact(2), input_size=SIZE, quantize=quantize)
   assert "PRELU" in _ops(data)
-  assert tflite_gpu.check_gpu_compatibility(data) == []
+  assert gpu_delegate_lib.check_gpu_compatibility(data) == []
 
 
 def test_unshuffle_tflite_pads_in_graph_and_matches(tmp_path):
@@ -95,14 +96,14 @@ def test_gpu_check_refuses_prelu_with_full_alpha():
   # which the delegate reads neither as linear nor as a 4-D HWC tensor.
   model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.PReLU()])
   data = tflite.convert_to_bytes(model, input_size=(8, 8))
-  problems = tflite_gpu.check_gpu_compatibility(data)
+  problems = gpu_delegate_lib.check_gpu_compatibility(data)
   assert len(problems) == 1
   assert "PRELU: alpha shape [8, 8, 3] is neither" in problems[0]
 
 
 def test_keras_upscaler_bfloat16_compact():
   model = _compact(3)
-  up = upscaler_lib.keras_upscaler(model, precision="bfloat16")
+  up = engine_lib.keras_upscaler(model, precision="bfloat16")
   x = _image(5, 6)
   got = up(x)
   assert got.shape == (1, 15, 18, 3) and got.dtype == np.float32
@@ -115,11 +116,11 @@ def test_unshuffle_tflite_from_saved_model_export_passes_gpu_check(tmp_path):
   # From an export the pad is traced with dynamic sizes (tf.cond between MIRROR_PAD and a
   # gather); the static conversion must fold it to MIRROR_PAD, as the GPU delegate has no GATHER.
   model = _unshuffle(2)
-  version = export.export_saved_model(model, str(tmp_path / "export"))
+  version = saved_model.export_saved_model(model, str(tmp_path / "export"))
   path = tflite.convert(version, str(tmp_path / "x2plus.tflite"), input_size=SIZE)
   with open(path, "rb") as f:
     data = f.read()
   assert "GATHER" not in _ops(data) and "MIRROR_PAD" in _ops(data)
-  assert tflite_gpu.check_gpu_compatibility(data) == []
+  assert gpu_delegate_lib.check_gpu_compatibility(data) == []
   x = _image(*SIZE)
   np.testing.assert_allclose(tflite.load_tflite_upscaler(path)(x), model(x).numpy(), atol=1e-4)

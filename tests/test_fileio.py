@@ -1,10 +1,10 @@
-"""Tests of esrgan_tf.fileio: atomic, no-clobber writes that leave nothing behind on failure."""
+"""Tests of esrgan_tf.core.fileio: atomic, no-clobber writes that leave nothing behind on failure."""
 
 import os
 
 import pytest
 
-from esrgan_tf import fileio
+from esrgan_tf.core import fileio
 
 
 class Boom(Exception):

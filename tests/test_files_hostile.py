@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging, pipeline
+from esrgan_tf.images import image_io
+from esrgan_tf.inference import batch
 
 SCALE = 4
 
@@ -36,7 +37,7 @@ def _read_with_timeout(path, seconds=5.0):
 
   def target():
     try:
-      outcome["result"] = imaging.read_image(path)
+      outcome["result"] = image_io.read_image(path)
     except Exception as e:  # pylint: disable=broad-except  # returned to the test.
       outcome["result"] = e
 
@@ -57,26 +58,26 @@ def test_fifo_socket_and_device_are_refused_without_a_blocking_read(tmp_path):
   fifo = str(tmp_path / "pipe.png")
   os.mkfifo(fifo)
   result, elapsed = _read_with_timeout(fifo)
-  assert isinstance(result, imaging.ImageError), result
+  assert isinstance(result, image_io.ImageError), result
   assert "FIFO" in str(result) and "pipe.png" in str(result)
   assert elapsed < 2.0
   sock_path = str(tmp_path / "sock.png")
   with socket.socket(socket.AF_UNIX) as sock:
     sock.bind(sock_path)
-    with pytest.raises(imaging.ImageError, match=r"sock\.png: .*a socket"):
-      imaging.read_image(sock_path)
-  with pytest.raises(imaging.ImageError, match=r"/dev/zero: .*a character device"):
-    imaging.read_image("/dev/zero")  # Would otherwise be read forever.
-  with pytest.raises(imaging.ImageError, match="is a directory"):
-    imaging.read_image(str(tmp_path))
+    with pytest.raises(image_io.ImageError, match=r"sock\.png: .*a socket"):
+      image_io.read_image(sock_path)
+  with pytest.raises(image_io.ImageError, match=r"/dev/zero: .*a character device"):
+    image_io.read_image("/dev/zero")  # Would otherwise be read forever.
+  with pytest.raises(image_io.ImageError, match="is a directory"):
+    image_io.read_image(str(tmp_path))
 
 
 def test_default_max_pixels_is_sized_by_the_output():
-  assert pipeline.output_bounded_max_pixels(4) == (4 << 30) // (24 * 16) == 11_184_810
-  assert pipeline.output_bounded_max_pixels(2) == (4 << 30) // (24 * 4)
-  assert pipeline.output_bounded_max_pixels(1) == imaging.DEFAULT_MAX_PIXELS  # header limit.
+  assert batch.output_bounded_max_pixels(4) == (4 << 30) // (24 * 16) == 11_184_810
+  assert batch.output_bounded_max_pixels(2) == (4 << 30) // (24 * 4)
+  assert batch.output_bounded_max_pixels(1) == image_io.DEFAULT_MAX_PIXELS  # header limit.
   # The case: 89 Mpx at ×4 is 1.4 Gpx of output; refused by default now.
-  assert 89_000_000 > pipeline.output_bounded_max_pixels(4)
+  assert 89_000_000 > batch.output_bounded_max_pixels(4)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf.fused_adam import FusedAdam
+from esrgan_tf.train.optimizer import FusedAdam
 
 
 def _run(optimizer_cls, grads, amsgrad=False, eager=False, schedule=False):

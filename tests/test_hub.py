@@ -1,4 +1,4 @@
-"""Published models by name (esrgan_tf.hub) against a local HTTP server on 127.0.0.1."""
+"""Published models by name (esrgan_tf.weights.registry) against a local HTTP server on 127.0.0.1."""
 
 import hashlib
 import http.server
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import weights_fixtures as wf
 
-from esrgan_tf import hub, loading, upscaler
+from esrgan_tf.inference import engine, resolver
+from esrgan_tf.weights import registry as registry_lib
 
 
 def tiny_pth() -> tuple[bytes, dict]:
@@ -70,7 +71,7 @@ def http_base():
 
 
 def registry(url, sha256=SHA, architecture="rrdbnet"):
-  entry = hub.PublishedModel(name="tiny", url=url, filename="tiny.pth",
+  entry = registry_lib.PublishedModel(name="tiny", url=url, filename="tiny.pth",
                              architecture=architecture, scale=4, licence="MIT",
                              source="test", sha256=sha256)
   return {"tiny": entry}
@@ -84,24 +85,24 @@ def test_good_file_is_cached_once_and_checked(http_base, tmp_path):
   server, base = http_base
   reg = registry(f"{base}/good/tiny.pth")
   before = len(server.requests)
-  path = hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  path = registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert path == str(tmp_path / "tiny.pth")
   assert pathlib.Path(path).read_bytes() == PTH
   assert_nothing_half_written(tmp_path, keep=["tiny.pth"])
-  assert hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="") == path
+  assert registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="") == path
   assert len(server.requests) == before + 1  # The second call used the cache.
   # A cached file that no longer matches its checksum is fetched again.
   with open(path, "r+b") as f:
     f.write(b"\0\0\0\0")
-  hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert pathlib.Path(path).read_bytes() == PTH and len(server.requests) == before + 2
 
 
 def test_checksum_mismatch_deletes_and_refuses(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/good/tiny.pth", sha256="0" * 64)
-  with pytest.raises(hub.HubError, match=f"SHA-256 {SHA}, expected 0{{64}}; it was deleted"):
-    hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  with pytest.raises(registry_lib.HubError, match=f"SHA-256 {SHA}, expected 0{{64}}; it was deleted"):
+    registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
 
@@ -109,24 +110,24 @@ def test_interrupted_transfer_leaves_nothing(http_base, tmp_path):
   _, base = http_base
   (tmp_path / ".download-999999999-stale").mkdir()  # Left by a killed process: cleaned up.
   reg = registry(f"{base}/interrupted/tiny.pth", sha256=None)
-  with pytest.raises(hub.HubError, match="cannot download .*/interrupted/tiny.pth"):
-    hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  with pytest.raises(registry_lib.HubError, match="cannot download .*/interrupted/tiny.pth"):
+    registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
 
 def test_an_html_page_instead_of_the_file_is_refused(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/html/tiny.pth", sha256=None)
-  with pytest.raises(hub.HubError, match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
-    hub.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
+  with pytest.raises(registry_lib.HubError, match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
+    registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
 
 def test_404_names_the_url_and_where_to_place_the_file(http_base, tmp_path):
   _, base = http_base
   url = f"{base}/missing/tiny.pth"
-  with pytest.raises(hub.HubError) as e:
-    hub.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
+  with pytest.raises(registry_lib.HubError) as e:
+    registry_lib.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
   message = str(e.value)
   assert url in message and "404" in message
   assert f"place it at {tmp_path / 'tiny.pth'}" in message
@@ -136,8 +137,8 @@ def test_404_names_the_url_and_where_to_place_the_file(http_base, tmp_path):
 def test_offline_unreachable_host(tmp_path):
   with socket_closed_port() as port:
     url = f"http://127.0.0.1:{port}/tiny.pth"
-    with pytest.raises(hub.HubError, match="Offline\\? .* place it at"):
-      hub.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
+    with pytest.raises(registry_lib.HubError, match="Offline\\? .* place it at"):
+      registry_lib.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
   assert_nothing_half_written(tmp_path)
 
 
@@ -156,9 +157,9 @@ class socket_closed_port:  # pylint: disable=invalid-name
 
 def test_real_name_through_the_resolver_with_a_mirror(http_base, tmp_path, monkeypatch):
   server, base = http_base
-  monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path / "cache"))
-  monkeypatch.setenv(hub.MIRROR_ENV, f"{base}/good/")
-  model = loading.load_generator("RealESRGAN_x4plus")
+  monkeypatch.setenv(registry_lib.CACHE_ENV, str(tmp_path / "cache"))
+  monkeypatch.setenv(registry_lib.MIRROR_ENV, f"{base}/good/")
+  model = resolver.load_generator("RealESRGAN_x4plus")
   assert server.requests[-1] == "/good/RealESRGAN_x4plus.pth"
   assert (tmp_path / "cache" / "RealESRGAN_x4plus.pth").read_bytes() == PTH
   assert model.scale == 4
@@ -171,55 +172,55 @@ def test_real_name_through_the_resolver_with_a_mirror(http_base, tmp_path, monke
 def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, monkeypatch):
   server, base = http_base
   before = len(server.requests)
-  monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path))
+  monkeypatch.setenv(registry_lib.CACHE_ENV, str(tmp_path))
   # Every listed architecture is supported today; a future entry may not be.
-  assert {e.architecture for e in hub.REGISTRY.values()} <= hub.SUPPORTED_ARCHITECTURES
-  monkeypatch.setattr(hub, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet"}))
+  assert {e.architecture for e in registry_lib.REGISTRY.values()} <= registry_lib.SUPPORTED_ARCHITECTURES
+  monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet"}))
   for name in ("RealESRGAN_x2plus", "realesr-general-x4v3"):
-    with pytest.raises(upscaler.ModelError, match=f"{name}: its architecture, .* is not "
+    with pytest.raises(engine.ModelError, match=f"{name}: its architecture, .* is not "
                        "supported"):
-      loading.load_upscaler(name)
-    with pytest.raises(hub.HubError, match="not supported"):
-      hub.fetch(name, mirror=f"{base}/good/")
+      resolver.load_upscaler(name)
+    with pytest.raises(registry_lib.HubError, match="not supported"):
+      registry_lib.fetch(name, mirror=f"{base}/good/")
   assert len(server.requests) == before
   # Flipping the capability list is all it takes (the download then goes ahead).
-  monkeypatch.setattr(hub, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet", "srvgg_compact"}))
-  assert hub.fetch("realesr-general-x4v3", mirror=f"{base}/good/").endswith(
+  monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet", "srvgg_compact"}))
+  assert registry_lib.fetch("realesr-general-x4v3", mirror=f"{base}/good/").endswith(
       "realesr-general-x4v3.pth")
 
 
 def test_existing_path_wins_and_unknown_names_pass_through(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   (tmp_path / "RealESRGAN_x4plus").mkdir()
-  assert hub.resolve_spec("RealESRGAN_x4plus") == "RealESRGAN_x4plus"
-  assert hub.resolve_spec("model.keras") == "model.keras"
-  with pytest.raises(hub.HubError, match="nope: not a published model name; known: RRDB_"):
-    hub.lookup("nope")
+  assert registry_lib.resolve_spec("RealESRGAN_x4plus") == "RealESRGAN_x4plus"
+  assert registry_lib.resolve_spec("model.keras") == "model.keras"
+  with pytest.raises(registry_lib.HubError, match="nope: not a published model name; known: RRDB_"):
+    registry_lib.lookup("nope")
 
 
 def test_cache_dir_precedence(tmp_path):
   home = os.path.expanduser("~")
-  assert hub.cache_dir({}) == os.path.join(home, ".cache", "esrgan_tf")
-  assert hub.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "esrgan_tf")
-  assert hub.cache_dir({"XDG_CACHE_HOME": "/x", hub.CACHE_ENV: str(tmp_path)}) == str(tmp_path)
+  assert registry_lib.cache_dir({}) == os.path.join(home, ".cache", "esrgan_tf")
+  assert registry_lib.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "esrgan_tf")
+  assert registry_lib.cache_dir({"XDG_CACHE_HOME": "/x", registry_lib.CACHE_ENV: str(tmp_path)}) == str(tmp_path)
 
 
 def test_mirror_url(monkeypatch):
-  entry = hub.REGISTRY["RealESRGAN_x4plus"]
-  monkeypatch.delenv(hub.MIRROR_ENV, raising=False)
-  assert hub.download_url(entry) == entry.url
-  assert hub.download_url(entry, "file:///srv/m/") == "file:///srv/m/RealESRGAN_x4plus.pth"
-  monkeypatch.setenv(hub.MIRROR_ENV, "https://m.example/x")
-  assert hub.download_url(entry) == "https://m.example/x/RealESRGAN_x4plus.pth"
+  entry = registry_lib.REGISTRY["RealESRGAN_x4plus"]
+  monkeypatch.delenv(registry_lib.MIRROR_ENV, raising=False)
+  assert registry_lib.download_url(entry) == entry.url
+  assert registry_lib.download_url(entry, "file:///srv/m/") == "file:///srv/m/RealESRGAN_x4plus.pth"
+  monkeypatch.setenv(registry_lib.MIRROR_ENV, "https://m.example/x")
+  assert registry_lib.download_url(entry) == "https://m.example/x/RealESRGAN_x4plus.pth"
 
 
 def test_registry_entries():
   names = {"RealESRGAN_x4plus", "RealESRNet_x4plus", "RealESRGAN_x4plus_anime_6B",
            "RealESRGAN_x2plus", "realesr-animevideov3", "realesr-general-x4v3",
            "realesr-general-wdn-x4v3", "RRDB_ESRGAN_x4", "RRDB_PSNR_x4"}
-  assert set(hub.REGISTRY) == names
-  for entry in hub.REGISTRY.values():
-    assert entry.architecture in hub.ARCHITECTURES
+  assert set(registry_lib.REGISTRY) == names
+  for entry in registry_lib.REGISTRY.values():
+    assert entry.architecture in registry_lib.ARCHITECTURES
     assert entry.url.startswith("https://")
     assert entry.sha256 is None or len(entry.sha256) == 64
 

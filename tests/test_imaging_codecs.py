@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.imaging_codecs: the 16-bit PNG/TIFF encoders, read back by Pillow/imaging."""
+"""Tests of esrgan_tf.images.encoders: the 16-bit PNG/TIFF encoders, read back by Pillow/imaging."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging, imaging_codecs, pixels
+from esrgan_tf.images import encoders, image_io, pixels
 
 RNG = np.random.default_rng(99)
 
@@ -15,8 +15,8 @@ RNG = np.random.default_rng(99)
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_encode_png_roundtrip(dtype, channels):
   a = RNG.integers(0, np.iinfo(dtype).max + 1, (5, 3, channels)).astype(dtype)
-  data = imaging_codecs.encode_png(a)
-  img = imaging.decode_image_bytes(data)
+  data = encoders.encode_png(a)
+  img = image_io.decode_image_bytes(data)
   assert img.bit_depth == (16 if dtype == np.uint16 else 8)
   depth = img.bit_depth
   planes = [img.color[..., :1] if channels <= 2 else img.color]
@@ -27,4 +27,4 @@ def test_encode_png_roundtrip(dtype, channels):
     with Image.open(io.BytesIO(data)) as ref:
       np.testing.assert_array_equal(np.asarray(ref).reshape(a.shape), a)
   with pytest.raises(ValueError, match="uint8 or uint16"):
-    imaging_codecs.encode_png(a.astype(np.float32))
+    encoders.encode_png(a.astype(np.float32))

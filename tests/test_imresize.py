@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import SAMPLES_DIR
-from esrgan_tf import imresize as imr
+from esrgan_tf.images import imresize as imr
 
 # --- independent reference: straight loops over MATLAB's definition -----------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.losses against hand-computed values."""
+"""Tests for esrgan_tf.train.losses against hand-computed values."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import vgg_reference
 
-from esrgan_tf import losses
 from esrgan_tf.models import vgg as vgg_lib
+from esrgan_tf.train import losses
 
 
 def test_pixel_losses_per_example():

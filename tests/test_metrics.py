@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from esrgan_tf import imresize, metrics
+from esrgan_tf.evaluation import metrics
+from esrgan_tf.images import imresize
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2

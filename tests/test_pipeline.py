@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.pipeline in process: input expansion, output naming, the per-file loop."""
+"""Tests of esrgan_tf.inference.batch in process: input expansion, output naming, the per-file loop."""
 
 import os
 
@@ -7,7 +7,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import imaging, pipeline, tiling
+from esrgan_tf.images import image_io
+from esrgan_tf.inference import batch as batch_lib
+from esrgan_tf.inference import tiling
 
 SCALE = 2
 
@@ -32,7 +34,7 @@ def _small_image(tmp_path):
   a = np.random.default_rng(5).integers(0, 256, (3, 3, 3), np.uint8)
   path = str(tmp_path / "src.png")
   Image.fromarray(a).save(path)
-  return imaging.read_image(path)
+  return image_io.read_image(path)
 
 
 def test_expand_inputs(tmp_path):
@@ -40,7 +42,7 @@ def test_expand_inputs(tmp_path):
   for name in ("b.png", "a.JPG", "notes.txt", "sub/c.webp", "sub/deeper/d.bmp"):
     touch(d / name, b"x")
   named = touch(tmp_path / "named.gif", b"x")
-  sources, problems = pipeline.expand_inputs([str(d), named, str(d / "b.png"),
+  sources, problems = batch_lib.expand_inputs([str(d), named, str(d / "b.png"),
                                               str(tmp_path / "missing.png"),
                                               str(tmp_path / "*.nothing")])
   # Directory entries sorted and filtered by extension; a named file is always tried; the
@@ -51,44 +53,44 @@ def test_expand_inputs(tmp_path):
   assert [(os.path.basename(spec), why) for spec, why in problems] == [
       ("missing.png", "no such file or directory"),
       ("*.nothing", "pattern matches no image files")]
-  sources, _ = pipeline.expand_inputs([str(d)], recursive=True)
+  sources, _ = batch_lib.expand_inputs([str(d)], recursive=True)
   assert [os.path.relpath(s.path, d) for s in sources] == [
       "a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
-  sources, _ = pipeline.expand_inputs([str(d / "*")])
+  sources, _ = batch_lib.expand_inputs([str(d / "*")])
   assert [os.path.basename(s.path) for s in sources] == ["a.JPG", "b.png"]
-  sources, _ = pipeline.expand_inputs([str(tmp_path / "**" / "*.webp")], recursive=True)
+  sources, _ = batch_lib.expand_inputs([str(tmp_path / "**" / "*.webp")], recursive=True)
   assert [os.path.basename(s.path) for s in sources] == ["c.webp"]
   (tmp_path / "empty").mkdir()
   touch(tmp_path / "empty" / "readme.md", b"x")
-  _, problems = pipeline.expand_inputs([str(tmp_path / "empty")])
+  _, problems = batch_lib.expand_inputs([str(tmp_path / "empty")])
   assert len(problems) == 1 and "no image files" in problems[0][1]
 
 
 def test_plan_outputs(tmp_path):
   src = touch(tmp_path / "in" / "cat.png", b"x")
-  one = [pipeline.Source(src)]
+  one = [batch_lib.Source(src)]
   # One named file and an output with an image extension: that is the output file.
-  assert pipeline.plan_outputs(one, str(tmp_path / "x.jpg"), scale=4)[0].dst == str(
+  assert batch_lib.plan_outputs(one, str(tmp_path / "x.jpg"), scale=4)[0].dst == str(
       tmp_path / "x.jpg")
   # Otherwise a directory of <stem><suffix>.<ext>.
-  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4)
+  job, = batch_lib.plan_outputs(one, str(tmp_path / "out"), scale=4)
   assert job.dst == str(tmp_path / "out" / "cat_out.png")
-  job, = pipeline.plan_outputs(one, str(tmp_path / "out"), scale=4, suffix="_x{scale}",
+  job, = batch_lib.plan_outputs(one, str(tmp_path / "out"), scale=4, suffix="_x{scale}",
                                format="jpg")
   assert job.dst == str(tmp_path / "out" / "cat_x4.jpg")
   # Same stem twice with one format: the second is refused, not silently overwritten.
   other = touch(tmp_path / "in" / "cat.bmp", b"x")
-  jobs = pipeline.plan_outputs([pipeline.Source(src), pipeline.Source(other)],
+  jobs = batch_lib.plan_outputs([batch_lib.Source(src), batch_lib.Source(other)],
                                str(tmp_path / "out"), scale=4, format="png")
   assert jobs[0].dst and jobs[1].dst is None and "cat.png" in jobs[1].problem
   # An output that is an input.
-  job, = pipeline.plan_outputs(one, str(tmp_path / "in"), scale=4, suffix="")
+  job, = batch_lib.plan_outputs(one, str(tmp_path / "in"), scale=4, suffix="")
   assert job.dst is None and "replace an input" in job.problem
-  job, = pipeline.plan_outputs(one, src, scale=4)
+  job, = batch_lib.plan_outputs(one, src, scale=4)
   assert job.dst is None and "replace the input" in job.problem
   # Recursive inputs keep their sub-directories.
   deep = touch(tmp_path / "in" / "a" / "b.png", b"x")
-  job, = pipeline.plan_outputs([pipeline.Source(deep, str(tmp_path / "in"))],
+  job, = batch_lib.plan_outputs([batch_lib.Source(deep, str(tmp_path / "in"))],
                                str(tmp_path / "out"), scale=2)
   assert job.dst == str(tmp_path / "out" / "a" / "b_out.png")
 
@@ -98,10 +100,10 @@ def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
   rgb_image(9, 13).save(good)
   bad = touch(tmp_path / "bad.png", b"not a png")
   out = str(tmp_path / "out")
-  jobs = pipeline.plan_outputs([pipeline.Source(bad), pipeline.Source(good)], out, scale=SCALE)
+  jobs = batch_lib.plan_outputs([batch_lib.Source(bad), batch_lib.Source(good)], out, scale=SCALE)
   lines = []
-  options = pipeline.Options(tile=4, overlap=1)
-  summary = pipeline.upscale_files(jobs, NearestUpscaler(), options, report=lines.append)
+  options = batch_lib.Options(tile=4, overlap=1)
+  summary = batch_lib.upscale_files(jobs, NearestUpscaler(), options, report=lines.append)
   assert summary.upscaled == [os.path.join(out, "good_out.png")]
   assert [src for src, _ in summary.failed] == [bad] and "bad.png" in lines[0]
   assert summary.line() == "1 upscaled, 1 failed"
@@ -110,12 +112,12 @@ def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
       np.asarray(Image.open(good)), SCALE, 0), SCALE, 1))
   # Again: the existing output is skipped (not a failure) and left alone.
   stamp = os.stat(summary.upscaled[0]).st_mtime_ns
-  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  summary = batch_lib.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
   assert (summary.upscaled, summary.failed, summary.skipped) == ([], [], [good])
   assert summary.line() == "0 upscaled, 0 failed, 1 skipped (output exists; --overwrite to replace)"
   assert os.stat(jobs[1].dst).st_mtime_ns == stamp
   options.overwrite = True
-  summary = pipeline.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
+  summary = batch_lib.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
   assert len(summary.upscaled) == 1 and not summary.skipped
   assert listing(out) == ["good_out.png"]  # No temporary files left.
 
@@ -128,22 +130,21 @@ def test_model_errors_are_reported_per_file(tmp_path):
     def __call__(self, batch):
       raise RuntimeError("device lost")
 
-  jobs = pipeline.plan_outputs([pipeline.Source(good)], str(tmp_path / "o"), scale=SCALE)
-  summary = pipeline.upscale_files(jobs, Broken(), pipeline.Options(), report=lambda _: None)
+  jobs = batch_lib.plan_outputs([batch_lib.Source(good)], str(tmp_path / "o"), scale=SCALE)
+  summary = batch_lib.upscale_files(jobs, Broken(), batch_lib.Options(), report=lambda _: None)
   assert summary.failed == [(good, f"{good}: RuntimeError: device lost")]
   assert listing(tmp_path / "o") == []
 
 
 def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
-  from esrgan_tf import upscaler
-  from esrgan_tf.serving import client
+  from esrgan_tf.inference import engine, remote
   calls = []
-  monkeypatch.setattr(client, "remote_upscaler",
+  monkeypatch.setattr(remote, "remote_upscaler",
                       lambda address, model_name: calls.append((address, model_name)) or "remote")
-  assert pipeline.load_model(server="localhost:8500", model_name="sr") == "remote"
+  assert batch_lib.load_model(server="localhost:8500", model_name="sr") == "remote"
   assert calls == [("localhost:8500", "sr")]
-  with pytest.raises(upscaler.ModelError, match="no such file"):
-    pipeline.load_model(model=str(tmp_path / "missing.keras"))
+  with pytest.raises(engine.ModelError, match="no such file"):
+    batch_lib.load_model(model=str(tmp_path / "missing.keras"))
 
 
 # ---------------------------------------------------------------- CLI, subprocess
@@ -153,8 +154,8 @@ def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
 def test_upscale_checks_color_fn_shape(tmp_path):
   img = _small_image(tmp_path)
   with pytest.raises(ValueError, match="expected"):
-    pipeline.upscale_loaded(img, lambda x: x, 2)
-  out = pipeline.upscale_loaded(img, lambda x: nearest2(x) * 3 - 1, 2)  # unclipped fn output
+    batch_lib.upscale_loaded(img, lambda x: x, 2)
+  out = batch_lib.upscale_loaded(img, lambda x: nearest2(x) * 3 - 1, 2)  # unclipped fn output
   assert out.color.min() >= 0 and out.color.max() <= 1
 
 
@@ -176,13 +177,13 @@ def test_upscale_file_uint8_path_equals_the_float_path(tmp_path, kind, ext):
   pixels = rng.integers(0, 256, (37, 29, channels), np.uint8)
   src = str(tmp_path / "src.png")
   Image.fromarray(pixels if channels > 1 else pixels[..., 0], kind).save(src)
-  options = pipeline.Options(tile=16, overlap=4, pre_pad=2)
-  got = pipeline.upscale_file(src, str(tmp_path / f"got.{ext}"), AffineUpscaler(), options)
-  img = imaging.read_image(src)
-  reference = pipeline.upscale_loaded(
+  options = batch_lib.Options(tile=16, overlap=4, pre_pad=2)
+  got = batch_lib.upscale_file(src, str(tmp_path / f"got.{ext}"), AffineUpscaler(), options)
+  img = image_io.read_image(src)
+  reference = batch_lib.upscale_loaded(
       img, lambda x: tiling.upscale_array(x, AffineUpscaler(), tile=16, overlap=4,
                                           pre_pad=2), SCALE)
-  want = imaging.write_image(str(tmp_path / f"want.{ext}"), reference)
+  want = image_io.write_image(str(tmp_path / f"want.{ext}"), reference)
   assert open(got, "rb").read() == open(want, "rb").read()
 
 
@@ -192,10 +193,10 @@ def test_write_image_takes_quantized_color_where_float_maths_is_needed(tmp_path)
   alpha = np.linspace(0, 1, 48, dtype=np.float32).reshape(8, 6)
   for grayscale, with_alpha, ext in ((False, True, "jpg"), (True, False, "png"),
                                      (False, True, "png")):  # the last one: written as is
-    base = imaging.LoadedImage(path="<t>", format="PNG", mode="RGB", color=color,
+    base = image_io.LoadedImage(path="<t>", format="PNG", mode="RGB", color=color,
                                alpha=alpha if with_alpha else None, bit_depth=8,
                                grayscale=grayscale)
-    as_float = imaging.LoadedImage(**{**base.__dict__, "color": color / np.float32(255)})
-    a = imaging.write_image(str(tmp_path / f"u8_{grayscale}.{ext}"), base)
-    b = imaging.write_image(str(tmp_path / f"f32_{grayscale}.{ext}"), as_float)
+    as_float = image_io.LoadedImage(**{**base.__dict__, "color": color / np.float32(255)})
+    a = image_io.write_image(str(tmp_path / f"u8_{grayscale}.{ext}"), base)
+    b = image_io.write_image(str(tmp_path / f"f32_{grayscale}.{ext}"), as_float)
     assert open(a, "rb").read() == open(b, "rb").read()

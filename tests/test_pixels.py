@@ -1,12 +1,14 @@
-"""Tests of esrgan_tf.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
+"""Tests of esrgan_tf.images.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
 
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import export, pipeline, pixels
-from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf.export import saved_model as saved_model_lib
+from esrgan_tf.images import pixels
+from esrgan_tf.inference import batch
+from esrgan_tf.inference import engine as engine_lib
 
 
 def _exact_halves(levels):
@@ -70,13 +72,13 @@ def _constant_output(model, bias):
 
 def _savedmodel_vs_png(tmp_path, model, image):
   base = tmp_path / "export"
-  version = export.export_saved_model(model, str(base), source="test")
+  version = saved_model_lib.export_saved_model(model, str(base), source="test")
   served = tf.saved_model.load(version).signatures["serving_default"](
       images=tf.constant(image[None]))["upscaled"].numpy()[0]
   src, dst = tmp_path / "in.png", tmp_path / "out.png"
   Image.fromarray(image).save(src)
-  pipeline.upscale_file(str(src), str(dst), upscaler_lib.keras_upscaler(model),
-                        pipeline.Options(tile=0, pre_pad=0))  # The SavedModel does not pre-pad.
+  batch.upscale_file(str(src), str(dst), engine_lib.keras_upscaler(model),
+                        batch.Options(tile=0, pre_pad=0))  # The SavedModel does not pre-pad.
   with Image.open(dst) as written:
     return served, np.asarray(written)
 

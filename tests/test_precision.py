@@ -1,9 +1,9 @@
-"""Tests for esrgan_tf.precision: --precision=auto by CPU flags (fake cpuinfo), logged once."""
+"""Tests for esrgan_tf.core.precision: --precision=auto by CPU flags (fake cpuinfo), logged once."""
 
 from absl import logging
 import pytest
 
-from esrgan_tf import precision
+from esrgan_tf.core import precision
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Cheap regression checks of the quickstart (configs/quickstart.py + esrgan_tf.augment)."""
+"""Cheap regression checks of the quickstart (configs/quickstart.py + esrgan_tf.data.augment)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ import numpy as np
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import augment, configlib, data, train
+from esrgan_tf.data import augment, datasets
+from esrgan_tf.train import configs
+from esrgan_tf.train import loop as train_loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _module():
-  return configlib.load_config_module(os.path.join(REPO, "configs", "quickstart.py"))
+  return configs.load_config_module(os.path.join(REPO, "configs", "quickstart.py"))
 
 
 def test_quickstart_config_and_color_augment_settings():
   module = _module()
   c = module.get_config()
-  train.validate_config(c)
+  train_loop.validate_config(c)
   assert (c.model.num_features, c.model.num_blocks, c.model.growth_channels) == (16, 2, 8)
   assert os.path.samefile(c.data.train_dir, os.path.join(esrgan_tf.SAMPLES_DIR, "train"))
   # The colour augmentation is what makes it generalise (configs/quickstart.py docstring).
@@ -34,7 +36,7 @@ def test_quickstart_config_and_color_augment_settings():
 def test_quickstart_dataset_fn_yields_recoloured_aligned_batches():
   c = _module().get_config()
   c.data.batch_size = 4
-  plain = train.make_dataset_fn(c, 4)
+  plain = train_loop.make_dataset_fn(c, 4)
   recoloured = augment.with_color_augment(plain, c.seed, **_module().COLOR_AUGMENT)
   context = tf.distribute.InputContext()
   lr, hr = next(iter(recoloured(context)))
@@ -47,7 +49,7 @@ def test_quickstart_dataset_fn_yields_recoloured_aligned_batches():
   assert np.abs(hr - hr0.numpy()).mean() > 0.01  # recoloured, same crops (same base seed)
   for i in range(4):
     # Still a MATLAB-bicubic pair: the recoloured LR is the degraded recoloured HR.
-    assert np.abs(lr[i] - data.degrade(hr[i], 4)).mean() < 1.5 / 255, i
+    assert np.abs(lr[i] - datasets.degrade(hr[i], 4)).mean() < 1.5 / 255, i
 
 
 def test_quickstart_script_end_to_end_with_few_steps(tmp_path):

@@ -1,4 +1,4 @@
-"""esrgan_tf.realesrgan_degradation: Real-ESRGAN's degradation pipeline in tf.data."""
+"""esrgan_tf.data.realesrgan: Real-ESRGAN's degradation pipeline in tf.data."""
 
 import os
 
@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf import SAMPLES_DIR
-from esrgan_tf import data as data_lib
-from esrgan_tf import degradations as dg
-from esrgan_tf import realesrgan_degradation as rd
+from esrgan_tf.data import datasets as datasets_lib
+from esrgan_tf.data import degradations as dg
+from esrgan_tf.data import realesrgan as rd
 
 TRAIN_DIR = os.path.join(SAMPLES_DIR, "train")
 SEED = tf.constant([5, 9], tf.int64)
@@ -143,17 +143,17 @@ def test_dataset_dict_and_sharding():
 
 def test_config_errors():
   data_config = {"train_dir": TRAIN_DIR}
-  with pytest.raises(data_lib.DataError, match="multiples of the scale"):
+  with pytest.raises(datasets_lib.DataError, match="multiples of the scale"):
     rd.make_degraded_train_dataset(data_config, 3, 2, degradation_config=_small())
-  with pytest.raises(data_lib.DataError, match="gt_size .* <= crop_pad_size"):
+  with pytest.raises(datasets_lib.DataError, match="gt_size .* <= crop_pad_size"):
     rd.make_degraded_train_dataset(data_config, 4, 2, degradation_config=_small(gt_size=128))
-  with pytest.raises(data_lib.DataError, match="resize_modes: unknown"):
+  with pytest.raises(datasets_lib.DataError, match="resize_modes: unknown"):
     rd.make_degraded_train_dataset(data_config, 4, 2,
                                    degradation_config=_small(resize_modes=["lanczos"]))
-  with pytest.raises(data_lib.DataError, match="differs from the degradation gt_size"):
+  with pytest.raises(datasets_lib.DataError, match="differs from the degradation gt_size"):
     rd.make_degraded_train_dataset(dict(data_config, gt_size=48), 4, 2,
                                    degradation_config=_small())
-  with pytest.raises(data_lib.DataError, match="train_lr_dir must be empty"):
+  with pytest.raises(datasets_lib.DataError, match="train_lr_dir must be empty"):
     rd.make_degraded_train_dataset(dict(data_config, train_lr_dir=TRAIN_DIR), 4, 2,
                                    degradation_config=_small())
 

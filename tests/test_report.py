@@ -1,4 +1,4 @@
-"""esrgan_tf.report: crop choice, crop grid, metrics table (HTML, PNG), latency SVG; esrgan-eval
+"""esrgan_tf.evaluation.report: crop choice, crop grid, metrics table (HTML, PNG), latency SVG; esrgan-eval
 --report end to end."""
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf import report
+from esrgan_tf.evaluation import report
 from esrgan_tf.models import rrdbnet
 
 RESULT = {

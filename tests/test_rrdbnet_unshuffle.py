@@ -133,10 +133,10 @@ def test_shuffle_permutation_matches_tf():
 @pytest.mark.parametrize("scale", [1, 2])
 def test_tiled_upscaling_of_odd_sizes(scale):
   # Tiles of 6 px are not multiples of the factor either: each is padded inside the model.
-  from esrgan_tf import tiling, upscaler
+  from esrgan_tf.inference import engine, tiling
   model = RRDBNet(scale=scale, upsampler="nearest", input_unshuffle={1: 4, 2: 2}[scale], **TINY)
   model.build()
-  runner = upscaler.keras_upscaler(model)
+  runner = engine.keras_upscaler(model)
   image = np.random.default_rng(0).random((13, 11, 3)).astype(np.float32)
   tiled = tiling.upscale_array(image, runner, tile=6, overlap=2)
   whole = runner(image[None])[0]

@@ -29,12 +29,13 @@ from tensorflow_serving.apis import (
 )
 
 import esrgan_tf
-from esrgan_tf import export
+from esrgan_tf.export import saved_model as saved_model_lib
+from esrgan_tf.inference import remote
+from esrgan_tf.inference.engine import ModelError
 from esrgan_tf.models import RRDBNet
-from esrgan_tf.serving import client, core, protocol
+from esrgan_tf.serving import core, protocol
 from esrgan_tf.serving import rest as rest_lib
 from esrgan_tf.serving import server as server_lib
-from esrgan_tf.upscaler import ModelError
 
 AVAILABLE, END = 30, 50  # ModelVersionStatus.State values.
 MAX_PIXELS = 2 * 64 * 64  # Small server limit so that the over-limit case stays cheap.
@@ -64,7 +65,7 @@ def generator():
 @pytest.fixture(scope="module")
 def export_base(generator, tmp_path_factory):
   base = tmp_path_factory.mktemp("exports")
-  export.export_saved_model(generator, str(base), version=1)
+  saved_model_lib.export_saved_model(generator, str(base), version=1)
   return str(base)
 
 
@@ -339,25 +340,25 @@ def test_rest_bad_request_is_refused(server, case, path, body, status, message):
 # --- remote_upscaler ------------------------------------------------------------------------
 
 def test_remote_upscaler_matches_direct_call(server, direct):
-  upscaler = client.remote_upscaler(f"127.0.0.1:{server.port}", timeout=30)
+  upscaler = remote.remote_upscaler(f"127.0.0.1:{server.port}", timeout=30)
   assert upscaler.scale == 4 and upscaler.info["version"] == 1
   x = sample_uint8(5, 9)[None].astype(np.float32) / 255.0
   np.testing.assert_array_equal(upscaler(x),
                                 direct["upscale_float"](images=tf.constant(x))["upscaled"])
-  uint8 = client.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="serving_default")
+  uint8 = remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="serving_default")
   expected = direct["serving_default"](images=tf.constant(sample_uint8(5, 9)[None]))["upscaled"]
   np.testing.assert_array_equal(np.round(uint8(x) * 255), expected)
 
 
 def test_remote_upscaler_errors(server):
   with pytest.raises(ModelError, match="no signature 'x4'"):
-    client.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="x4")
+    remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="x4")
   with pytest.raises(ModelError, match="NOT_FOUND"):
-    client.remote_upscaler(f"127.0.0.1:{server.port}", model_name="nope")
+    remote.remote_upscaler(f"127.0.0.1:{server.port}", model_name="nope")
   with pytest.raises(ModelError, match="takes string"):
-    client.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="upscale_bytes")
-  upscaler = client.remote_upscaler(f"127.0.0.1:{server.port}")
-  with pytest.raises(client.RemoteError, match="INVALID_ARGUMENT.*limit") as e:
+    remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="upscale_bytes")
+  upscaler = remote.remote_upscaler(f"127.0.0.1:{server.port}")
+  with pytest.raises(remote.RemoteError, match="INVALID_ARGUMENT.*limit") as e:
     upscaler(np.zeros((3, 64, 64, 3), np.float32))
   assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -368,7 +369,7 @@ def test_remote_upscaler_unreachable():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]  # Bound but not listening: nothing answers.
     with pytest.raises(ModelError, match="no gRPC server reachable"):
-      client.remote_upscaler(f"127.0.0.1:{port}", timeout=1.0)
+      remote.remote_upscaler(f"127.0.0.1:{port}", timeout=1.0)
 
 
 # --- a model that blocks until the test opens a gate ------------------------------------------
@@ -507,7 +508,7 @@ def test_version_swap_under_load_then_broken_version(export_base, tmp_path):
   shutil.copytree(os.path.join(export_base, "1"), base / "1")
   # Version 2 is written beforehand (exporting is slow on a busy CPU) and moved in under load,
   # as export_saved_model itself does: complete directory, then an atomic rename.
-  staged = export.export_saved_model(tiny_generator(2), str(tmp_path / "staging"), version=2)
+  staged = saved_model_lib.export_saved_model(tiny_generator(2), str(tmp_path / "staging"), version=2)
   x = np.stack([sample_uint8(8, 8)])
   with server_lib.ModelServer(str(base), port=0, host="127.0.0.1", max_inflight=8,
                               file_system_poll_wait_seconds=0.2) as srv, \

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from esrgan_tf import export
+from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.serving import core, protocol
 
@@ -91,7 +91,7 @@ def export_base(tmp_path_factory):
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=4)
   model.build((None, None, None, 3))
   base = tmp_path_factory.mktemp("hostile_exports")
-  export.export_saved_model(model, str(base), version=1)
+  saved_model_lib.export_saved_model(model, str(base), version=1)
   return str(base)
 
 

@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.tflite: conversion, the GPU-delegate check, and the LiteRT runner."""
+"""Tests for esrgan_tf.export.tflite: conversion, the GPU-delegate check, and the LiteRT runner."""
 
 import os
 
@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import export, loading, tflite, tflite_gpu
-from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf.export import gpu_delegate, saved_model, tflite
+from esrgan_tf.inference import engine as engine_lib
+from esrgan_tf.inference import resolver
 from esrgan_tf.models import RRDBNet
 
 UPSAMPLERS = ("depth_to_space", "nearest")
@@ -44,14 +45,14 @@ def converted(request, tmp_path_factory):
 def test_gpu_check_passes_fp32_and_fp16(converted):
   _, paths = converted
   for path in paths.values():
-    assert tflite_gpu.check_gpu_compatibility(path) == []
+    assert gpu_delegate.check_gpu_compatibility(path) == []
     with open(path, "rb") as f:
-      assert tflite_gpu.check_gpu_compatibility(f.read()) == []
+      assert gpu_delegate.check_gpu_compatibility(f.read()) == []
 
 
 def test_fp32_matches_saved_model_and_fp16_is_close(converted, photo, tmp_path):
   model, paths = converted
-  saved = export.load_saved_model_upscaler(export.export_saved_model(model, str(tmp_path)))
+  saved = saved_model.load_saved_model_upscaler(saved_model.export_saved_model(model, str(tmp_path)))
   fp32 = tflite.load_tflite_upscaler(paths["none"], num_threads=1)
   assert (fp32.input_size, fp32.max_batch, fp32.scale) == (SIZE, 1, 4)
   reference = saved(photo)
@@ -74,7 +75,7 @@ def test_dynamic_range_int8_converts_and_runs(photo, tmp_path):
   model.build()
   path = tflite.convert(model, str(tmp_path / "int8.tflite"), input_size=SIZE,
                         quantize="dynamic")
-  schema = tflite_gpu._schema()  # pylint: disable=protected-access
+  schema = gpu_delegate._schema()  # pylint: disable=protected-access
   with open(path, "rb") as f:
     parsed = schema.ModelT.InitFromPackedBuf(f.read(), 0)
   int8 = [t for t in parsed.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
@@ -100,16 +101,16 @@ def test_runner_pads_smaller_images_and_refuses_larger(converted):
 
 def test_loaded_through_the_resolver(converted):
   _, paths = converted
-  up = loading.load_upscaler(paths["none"], num_threads=2)
+  up = resolver.load_upscaler(paths["none"], num_threads=2)
   assert up.input_size == SIZE and up.max_batch == 1 and up.info["num_threads"] == 2
 
 
 def test_tiling_runs_any_image_size_through_the_static_model(converted):
-  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
   model, paths = converted
   lite = tflite.load_tflite_upscaler(paths["none"])
   # The same tiling geometry through the eager model is the reference.
-  eager = upscaler_lib.keras_upscaler(model)
+  eager = engine_lib.keras_upscaler(model)
   eager.input_size, eager.max_batch = SIZE, 1
   image = np.random.default_rng(1).random((41, 70, 3), dtype=np.float32)
   got = tiling.upscale_array(image, lite, overlap=8)
@@ -127,7 +128,7 @@ def test_gpu_check_names_incompatible_ops():
   # gpu_compatibility=True passes this model in TF 2.21: tensorflow#77042).
   data = _convert_fn(lambda x: tf.cast(tf.expand_dims(tf.argmax(x, axis=-1), -1), tf.float32) + x,
                      tf.TensorSpec([1, 8, 8, 3], tf.float32))
-  problems = tflite_gpu.check_gpu_compatibility(data)
+  problems = gpu_delegate.check_gpu_compatibility(data)
   assert any("ARG_MAX" in p and "op #" in p for p in problems), problems
   assert any("CAST" in p for p in problems), problems
 
@@ -135,7 +136,7 @@ def test_gpu_check_names_incompatible_ops():
 def test_gpu_check_names_dynamic_shapes_and_shape_op():
   data = _convert_fn(lambda x: x * tf.cast(tf.shape(x)[1], tf.float32),
                      tf.TensorSpec([1, None, None, 3], tf.float32))
-  problems = tflite_gpu.check_gpu_compatibility(data)
+  problems = gpu_delegate.check_gpu_compatibility(data)
   assert any("SHAPE: not supported" in p for p in problems), problems
   assert any("dynamic shape [1, -1, -1, 3]" in p for p in problems), problems
 
@@ -143,7 +144,7 @@ def test_gpu_check_names_dynamic_shapes_and_shape_op():
 def test_convert_refuses_incompatible_and_writes_nothing(tmp_path, monkeypatch):
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build()
-  monkeypatch.setattr(tflite_gpu, "check_gpu_compatibility",
+  monkeypatch.setattr(gpu_delegate, "check_gpu_compatibility",
                       lambda data: ["subgraph 0: op #3 FAKE: injected"])
   with pytest.raises(tflite.GpuIncompatibleError, match="op #3 FAKE"):
     tflite.convert(model, str(tmp_path / "m.tflite"), input_size=(8, 8))
@@ -153,11 +154,11 @@ def test_convert_refuses_incompatible_and_writes_nothing(tmp_path, monkeypatch):
 def test_bad_inputs(tmp_path):
   bogus = tmp_path / "bogus.tflite"
   bogus.write_bytes(b"not a flatbuffer at all")
-  with pytest.raises(upscaler_lib.ModelError, match="not a TFLite flatbuffer"):
-    tflite_gpu.check_gpu_compatibility(str(bogus))
-  with pytest.raises(upscaler_lib.ModelError, match="bogus.tflite"):
+  with pytest.raises(engine_lib.ModelError, match="not a TFLite flatbuffer"):
+    gpu_delegate.check_gpu_compatibility(str(bogus))
+  with pytest.raises(engine_lib.ModelError, match="bogus.tflite"):
     tflite.load_tflite_upscaler(str(bogus))
-  with pytest.raises(upscaler_lib.ModelError, match="no such file"):
+  with pytest.raises(engine_lib.ModelError, match="no such file"):
     tflite.load_tflite_upscaler(str(tmp_path / "missing.tflite"))
   with pytest.raises(ValueError, match="quantize"):
     tflite.convert_to_bytes(None, input_size=(8, 8), quantize="int4")

@@ -1,4 +1,4 @@
-"""One negative fixture per rule of esrgan_tf.tflite_gpu.check_gpu_compatibility.
+"""One negative fixture per rule of esrgan_tf.export.gpu_delegate.check_gpu_compatibility.
 
 Each negative model violates exactly one rule and the test asserts the whole problem list (so
 the model trips that rule and no other); each op family also has a passing fixture that differs
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import tflite, tflite_gpu
+from esrgan_tf.export import gpu_delegate, tflite
 
-S = tflite_gpu._schema()  # pylint: disable=protected-access
+S = gpu_delegate._schema()  # pylint: disable=protected-access
 X = [1, 8, 8, 3]  # the runtime image tensor of the hand-written models.
 
 
@@ -94,7 +94,7 @@ def _flatbuffer(tensors: dict, ops: list) -> bytes:
 
 
 def _problems(tensors: dict, ops: list) -> list[str]:
-  return tflite_gpu.check_gpu_compatibility(_flatbuffer(tensors, ops))
+  return gpu_delegate.check_gpu_compatibility(_flatbuffer(tensors, ops))
 
 
 def _op(index: int, name: str, reason: str) -> str:
@@ -128,7 +128,7 @@ def test_flatbuffer_helper_writes_a_model_litert_runs():
   interpreter.invoke()
   out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
   assert out.shape == (1, 8, 8, 4) and not out.any()
-  assert tflite_gpu.check_gpu_compatibility(data) == []
+  assert gpu_delegate.check_gpu_compatibility(data) == []
 
 
 # --- Converter-built models ---------------------------------------------------------------------
@@ -201,12 +201,12 @@ def converted():
 
 @pytest.mark.parametrize("name", sorted(CONVERTED))
 def test_converted_model(converted, name):
-  assert tflite_gpu.check_gpu_compatibility(converted[name]) == CONVERTED[name][2]
+  assert gpu_delegate.check_gpu_compatibility(converted[name]) == CONVERTED[name][2]
 
 
 def test_converted_passing_model_has_the_ops_checked(converted):
   parsed = S.ModelT.InitFromPackedBuf(converted["ok_conv_resize_pad_slice"], 0)
-  names = tflite_gpu._op_names(S)  # pylint: disable=protected-access
+  names = gpu_delegate._op_names(S)  # pylint: disable=protected-access
   ops = {names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in parsed.operatorCodes}
   assert {"CONV_2D", "RESIZE_BILINEAR", "MIRROR_PAD", "STRIDED_SLICE"} <= ops, ops
 
@@ -214,10 +214,10 @@ def test_converted_passing_model_has_the_ops_checked(converted):
 def test_prelu_from_keras():
   shared = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.PReLU(shared_axes=[1, 2])])
   data = tflite.convert_to_bytes(shared, input_size=(8, 8))
-  assert tflite_gpu.check_gpu_compatibility(data) == []
+  assert gpu_delegate.check_gpu_compatibility(data) == []
   # keras PReLU without shared_axes: alpha [H, W, C], neither linear nor [1, H, W, C].
   full = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.PReLU()])
-  assert tflite_gpu.check_gpu_compatibility(tflite.convert_to_bytes(full, input_size=(8, 8))) == [
+  assert gpu_delegate.check_gpu_compatibility(tflite.convert_to_bytes(full, input_size=(8, 8))) == [
       _op(0, "PRELU", "alpha shape [8, 8, 3] is neither [.., 1, C=3] nor the input's "
           "[1, 8, 8, 3]")]
 

@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.tflite_int8: calibration tiles, and a calibrated int8 conversion whose
+"""Tests for esrgan_tf.export.int8: calibration tiles, and a calibrated int8 conversion whose
 convolutions are int8 while the float islands stay float32, the float-op knob, and int16x8."""
 
 import os
@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 
 import esrgan_tf
-from esrgan_tf import tflite, tflite_int8
+from esrgan_tf.export import int8, tflite
 from esrgan_tf.models import RRDBNet
 
 SIZE = (16, 16)
@@ -39,7 +39,7 @@ def test_calibration_tiles_are_crops_of_the_images(tmp_path):
   Image.fromarray(big).save(tmp_path / "big.png")
   Image.fromarray(big[:8, :8]).save(tmp_path / "small.png")  # Smaller than a tile: not used.
   (tmp_path / "notes.txt").write_text("not an image")
-  tiles = tflite_int8.calibration_tiles(str(tmp_path), SIZE, count=5)
+  tiles = int8.calibration_tiles(str(tmp_path), SIZE, count=5)
   assert len(tiles) == 5
   source = big.astype(np.float32) / 255
   for tile in tiles:
@@ -50,13 +50,13 @@ def test_calibration_tiles_are_crops_of_the_images(tmp_path):
 
 def test_calibration_tiles_errors(tmp_path):
   with pytest.raises(ValueError, match="calibration_dir.*does not exist"):
-    tflite_int8.calibration_tiles(str(tmp_path / "missing"), SIZE)
+    int8.calibration_tiles(str(tmp_path / "missing"), SIZE)
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
   with pytest.raises(ValueError, match=r"no calibration image of at least 16×16 pixels \(1 "):
-    tflite_int8.calibration_tiles(str(tmp_path), SIZE)
+    int8.calibration_tiles(str(tmp_path), SIZE)
   (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
   with pytest.raises(ValueError, match="broken.png"):
-    tflite_int8.calibration_tiles(str(tmp_path), SIZE)
+    int8.calibration_tiles(str(tmp_path), SIZE)
 
 
 def test_int8_conversion_int8_convs_float_islands_close_to_float(tmp_path):
@@ -69,7 +69,7 @@ def test_int8_conversion_int8_convs_float_islands_close_to_float(tmp_path):
   assert len(convs) == 21  # conv_first, 3 RDBs × 5, conv_body, up1, up2, hr, last.
   assert all(types[:2] == ["INT8", "INT8"] for types in convs)  # int8 activations and weights
   # The default islands: the residual additions and scalings compute in float32.
-  for name in tflite_int8.FLOAT_OPS:
+  for name in int8.FLOAT_OPS:
     islands = [types for op, types in ops if op == name]
     assert islands and all(set(types) == {"FLOAT32"} for types in islands), name
   image = np.asarray(Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png"))
@@ -142,7 +142,7 @@ def test_float_ops_errors(tmp_path):
     tflite.convert(model, str(tmp_path / "m.tflite"), input_size=SIZE, quantize="dynamic",
                    float_ops=["ADD"])
   with pytest.raises(ValueError, match="int16x8: float islands are not supported"):
-    tflite_int8.quantize_int8(None, [], float_ops=["ADD"], activations="int16")
+    int8.quantize_int8(None, [], float_ops=["ADD"], activations="int16")
   assert not (tmp_path / "m.tflite").exists()
 
 

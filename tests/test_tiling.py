@@ -1,11 +1,11 @@
-"""Tests for esrgan_tf.tiling: exactness on per-pixel models, partition of unity, a real net."""
+"""Tests for esrgan_tf.inference.tiling: exactness on per-pixel models, partition of unity, a real net."""
 
 import os
 
 import numpy as np
 import pytest
 
-from esrgan_tf import tiling
+from esrgan_tf.inference import tiling
 
 
 class NearestUpscaler:
@@ -160,8 +160,8 @@ def _psnr(a, b):
 def tiny_net():
   import keras
 
+  from esrgan_tf.inference.engine import keras_upscaler
   from esrgan_tf.models import RRDBNet
-  from esrgan_tf.upscaler import keras_upscaler
   keras.utils.set_random_seed(3)
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build((None, None, None, 3))

@@ -1,10 +1,10 @@
-"""Tests for `pre_pad` in esrgan_tf.tiling: reflect padding before upscaling, cropped after."""
+"""Tests for `pre_pad` in esrgan_tf.inference.tiling: reflect padding before upscaling, cropped after."""
 
 import numpy as np
 import pytest
 from test_tiling import NearestUpscaler, _nearest, _psnr
 
-from esrgan_tf import tiling
+from esrgan_tf.inference import tiling
 
 
 def _reflect_index(length, before, after):
@@ -57,8 +57,8 @@ def test_static_input_size_and_integer_out_with_pre_pad():
 def tiny_net():
   import keras
 
+  from esrgan_tf.inference.engine import keras_upscaler
   from esrgan_tf.models import RRDBNet
-  from esrgan_tf.upscaler import keras_upscaler
   keras.utils.set_random_seed(5)
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build((None, None, None, 3))

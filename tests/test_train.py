@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.train (in-process; distributed/determinism tests: test_train_distributed)."""
+"""Tests for esrgan_tf.train.loop (in-process; distributed/determinism tests: test_train_distributed)."""
 
 import importlib.util
 import os
@@ -9,8 +9,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import loading, train, train_state
-from esrgan_tf import workdir as workdir_lib
+from esrgan_tf.inference import resolver
+from esrgan_tf.models import workdir as workdir_lib
+from esrgan_tf.train import loop as train_loop
+from esrgan_tf.train import state as train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +66,7 @@ def tiny_config(data_dirs, phase="psnr", **train_overrides):
 
 def test_psnr_then_gan_one_step_each_and_workdir_round_trip(data_dirs, vgg_weights, tmp_path):
   psnr_dir, gan_dir = str(tmp_path / "psnr"), str(tmp_path / "gan")
-  psnr = train.train_and_evaluate(tiny_config(data_dirs, "psnr"), psnr_dir)
+  psnr = train_loop.train_and_evaluate(tiny_config(data_dirs, "psnr"), psnr_dir)
   assert psnr["final_step"] == 1 and psnr["history"]["step"] == [1]
   assert np.isfinite(psnr["history"]["l_pix"][0]) and psnr["history"]["l_pix"][0] > 0
   assert len(psnr["eval"]) == 1 and np.isfinite(psnr["eval"][0]["psnr"])
@@ -84,7 +86,7 @@ def test_psnr_then_gan_one_step_each_and_workdir_round_trip(data_dirs, vgg_weigh
   # After one step, EMA = 0.9·init + 0.1·G ≠ G.
   assert not all(np.array_equal(a, b) for a, b in zip(ema.get_weights(), raw.get_weights()))
   # The package's model resolver recognises the workdir.
-  resolved = loading.load_generator(psnr_dir)
+  resolved = resolver.load_generator(psnr_dir)
   np.testing.assert_array_equal(resolved.get_weights()[0], ema.get_weights()[0])
 
   # GAN phase initialised from the PSNR workdir, with a (random-weight) perceptual term.
@@ -92,7 +94,7 @@ def test_psnr_then_gan_one_step_each_and_workdir_round_trip(data_dirs, vgg_weigh
   c.perceptual.update(weight=1.0, weights=vgg_weights, layers={"block1_conv2": 1.0})
   c.train.eval_every = 0
   # Before any step: G and EMA start as the PSNR run's EMA weights (checked via a 0-step fork).
-  gan = train.train_and_evaluate(c, gan_dir)
+  gan = train_loop.train_and_evaluate(c, gan_dir)
   hist = gan["history"]
   for key in ("g_loss", "l_pix", "l_percep", "l_g_gan", "d_loss", "d_real", "d_fake"):
     assert np.isfinite(hist[key][0]), key
@@ -104,17 +106,17 @@ def test_psnr_then_gan_one_step_each_and_workdir_round_trip(data_dirs, vgg_weigh
 
 
 def test_init_from_copies_weights_and_checks_architecture(data_dirs, tmp_path):
-  src = train.train_and_evaluate(tiny_config(data_dirs, eval_every=0), str(tmp_path / "a"))
+  src = train_loop.train_and_evaluate(tiny_config(data_dirs, eval_every=0), str(tmp_path / "a"))
   c = tiny_config(data_dirs, init_from=str(tmp_path / "a"), eval_every=0, steps=1)
   c.optim.g_lr = 0.0  # a zero-LR step leaves G exactly at its initial weights.
-  out = train.train_and_evaluate(c, str(tmp_path / "b"))
+  out = train_loop.train_and_evaluate(c, str(tmp_path / "b"))
   for a, b in zip(out["models"].generator.get_weights(),
                   src["models"].ema_generator.get_weights()):
     np.testing.assert_array_equal(a, b)
   bad = tiny_config(data_dirs, init_from=str(tmp_path / "a"), eval_every=0)
   bad.model.num_features = 12
   with pytest.raises(ValueError, match="architecture"):
-    train.train_and_evaluate(bad, str(tmp_path / "c"))
+    train_loop.train_and_evaluate(bad, str(tmp_path / "c"))
 
 
 def _nan_at(step_index):
@@ -132,8 +134,8 @@ def test_non_finite_loss_names_step_and_keeps_last_good_checkpoint(data_dirs, tm
   c = tiny_config(data_dirs, steps=6, steps_per_loop=2, log_every=2, checkpoint_every=2,
                   eval_every=0, checkpoint_data_iterator=False)
   workdir = str(tmp_path / "w")
-  with pytest.raises(train.NonFiniteLossError, match="non-finite loss at step 4"):
-    train.train_and_evaluate(c, workdir, dataset_fn=_nan_at(3))
+  with pytest.raises(train_loop.NonFiniteLossError, match="non-finite loss at step 4"):
+    train_loop.train_and_evaluate(c, workdir, dataset_fn=_nan_at(3))
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-2")
 
 
@@ -141,7 +143,7 @@ def test_tracing_count_stays_one_across_uneven_inner_loops(data_dirs, tmp_path):
   # steps 5 with steps_per_loop 2 and log_every 3: inner loops of 2, 1, 2 steps.
   c = tiny_config(data_dirs, steps=5, steps_per_loop=2, log_every=3, checkpoint_every=5,
                   eval_every=0)
-  out = train.train_and_evaluate(c, str(tmp_path / "w"))
+  out = train_loop.train_and_evaluate(c, str(tmp_path / "w"))
   assert out["history"]["step"] == [3, 5]
   assert out["train_steps"].experimental_get_tracing_count() == 1
 
@@ -162,7 +164,7 @@ def test_lr_schedule_and_optimizer_built_before_first_step(data_dirs):
 
 def test_mixed_precision_step_runs_and_restores_policy(data_dirs, tmp_path):
   c = tiny_config(data_dirs, precision="mixed_float16", eval_every=0)
-  out = train.train_and_evaluate(c, str(tmp_path / "w"))
+  out = train_loop.train_and_evaluate(c, str(tmp_path / "w"))
   assert np.isfinite(out["history"]["g_loss"][0])
   assert isinstance(out["models"].generator.compute_dtype, str)
   assert out["models"].generator.compute_dtype == "float16"
@@ -182,7 +184,7 @@ def test_bad_configs(data_dirs, tmp_path):
       node = node[p]
     node[last] = value
     with pytest.raises(ValueError, match=match):
-      train.train_and_evaluate(c, str(tmp_path / "w"))
+      train_loop.train_and_evaluate(c, str(tmp_path / "w"))
   with pytest.raises(FileNotFoundError, match="no config.json"):
     workdir_lib.load_generator_from_workdir(str(tmp_path))
 
@@ -190,7 +192,7 @@ def test_bad_configs(data_dirs, tmp_path):
 def test_restart_with_another_architecture_is_refused_and_workdir_stays_usable(data_dirs,
                                                                                 tmp_path):
   workdir = str(tmp_path / "w")
-  first = train.train_and_evaluate(tiny_config(data_dirs, eval_every=0), workdir)
+  first = train_loop.train_and_evaluate(tiny_config(data_dirs, eval_every=0), workdir)
   config_path = os.path.join(workdir, "config.json")
   with open(config_path) as f:
     saved = f.read()
@@ -199,29 +201,29 @@ def test_restart_with_another_architecture_is_refused_and_workdir_stays_usable(d
   with pytest.raises(workdir_lib.WorkdirMismatchError,
                      match=r"model\.num_features: workdir 8, config 12; "
                            r"model\.upsampler: workdir 'nearest', config 'depth_to_space'"):
-    train.train_and_evaluate(c, workdir)
+    train_loop.train_and_evaluate(c, workdir)
   gan = tiny_config(data_dirs, "gan", eval_every=0, steps=2)
   with pytest.raises(workdir_lib.WorkdirMismatchError,
                      match=r"phase: workdir 'psnr', config 'gan'"):
-    train.train_and_evaluate(gan, workdir)
+    train_loop.train_and_evaluate(gan, workdir)
   # Nothing changed: config.json, the checkpoint, and --model=WORKDIR still loads.
   with open(config_path) as f:
     assert f.read() == saved
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-1")
-  loaded = loading.load_generator(workdir)
+  loaded = resolver.load_generator(workdir)
   for a, b in zip(loaded.get_weights(), first["models"].ema_generator.get_weights()):
     np.testing.assert_array_equal(a, b)
   # Fields that do not change the checkpoint's contents (steps, learning rate) resume.
   c = tiny_config(data_dirs, eval_every=0, steps=2)
   c.optim.g_lr = 1e-5
-  assert train.train_and_evaluate(c, workdir)["history"]["step"] == [2]
+  assert train_loop.train_and_evaluate(c, workdir)["history"]["step"] == [2]
 
 
 def test_config_json_is_written_only_after_a_successful_restore(data_dirs, tmp_path):
   workdir = str(tmp_path / "w")
   c = tiny_config(data_dirs, eval_every=0, resume=str(tmp_path / "nothing_here"))
   with pytest.raises(FileNotFoundError, match="train.resume .*nothing_here.*no checkpoint"):
-    train.train_and_evaluate(c, workdir)
+    train_loop.train_and_evaluate(c, workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
@@ -274,13 +276,13 @@ def test_sigterm_saves_and_stops_then_resume_finishes(data_dirs, tmp_path):
                   eval_every=0, checkpoint_data_iterator=False)
   previous = signal.getsignal(signal.SIGTERM)
   workdir = str(tmp_path / "w")
-  out = train.train_and_evaluate(c, workdir, dataset_fn=dataset_fn)
+  out = train_loop.train_and_evaluate(c, workdir, dataset_fn=dataset_fn)
   assert out["stopped"] and 1 <= out["final_step"] < 50
   assert signal.getsignal(signal.SIGTERM) is previous
   latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   assert latest.endswith(f"ckpt-{out['final_step']}")
   c.train.steps = out["final_step"] + 2
-  again = train.train_and_evaluate(c, workdir, dataset_fn=dataset_fn)
+  again = train_loop.train_and_evaluate(c, workdir, dataset_fn=dataset_fn)
   assert not again["stopped"] and again["history"]["step"] == [out["final_step"] + 1,
                                                                 out["final_step"] + 2]
 
@@ -301,7 +303,7 @@ def test_configs_share_the_schema_and_validate(name, variant):
   reference = _flat_keys(load_config_module("psnr_x4").get_config().to_dict())
   c = load_config_module(name).get_config(variant)
   assert _flat_keys(c.to_dict()) == reference
-  train.validate_config(c)
+  train_loop.validate_config(c)
   assert c.model.scale in (2, 4, 8) and c.data.gt_size % c.model.scale == 0
 
 

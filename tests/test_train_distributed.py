@@ -1,4 +1,4 @@
-"""Distributed and determinism tests of esrgan_tf.train, each in fresh subprocesses.
+"""Distributed and determinism tests of esrgan_tf.train.loop, each in fresh subprocesses.
 
 Subprocesses because logical CPU devices must be configured before TensorFlow runs any op,
 MultiWorkerMirroredStrategy needs one process per worker, and op determinism
@@ -26,7 +26,7 @@ if mode == "mirrored":
 strategy = tf.distribute.MultiWorkerMirroredStrategy() if mode == "multi_worker" else None
 tf.config.experimental.enable_op_determinism()
 import numpy as np
-from esrgan_tf import train
+from esrgan_tf.train import loop as train_loop
 
 GLOBAL_BATCH = 4
 

@@ -28,13 +28,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf import train, train_state, train_steps
+from esrgan_tf.train import loop as train_loop
+from esrgan_tf.train import state as train_state
+from esrgan_tf.train import steps as train_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, GT, SCALE = 3, 16, 4
 
 
-# --- the adapter: the only place that calls esrgan_tf.train -----------------------------------
+# --- the adapter: the only place that calls esrgan_tf.train.loop -----------------------------------
 
 class _Run:
   """One training run built from `config`, stepped on a fixed batch."""
@@ -86,7 +88,7 @@ class _Run:
     def dataset_fn(ctx):
       del ctx
       return tf.data.Dataset.from_tensors((lr, hr)).repeat()
-    return train.train_and_evaluate(config, workdir, dataset_fn=dataset_fn)
+    return train_loop.train_and_evaluate(config, workdir, dataset_fn=dataset_fn)
 
 
 # --- config, fixed weights, fixed batch -----------------------------------------------------------

@@ -28,7 +28,7 @@ import pytest
 import tensorflow as tf
 
 import esrgan_tf
-from esrgan_tf import export
+from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.serving import server as server_lib
 from esrgan_tf.serving import web
@@ -72,7 +72,7 @@ def export_base(tmp_path_factory):
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=4)
   model.build((None, None, None, 3))
   base = tmp_path_factory.mktemp("exports")
-  export.export_saved_model(model, str(base), version=1)
+  saved_model_lib.export_saved_model(model, str(base), version=1)
   return str(base)
 
 

@@ -18,7 +18,8 @@ import safetensors.numpy
 import weights_fixtures as wf
 from weights_fixtures import random_state, write_ncnn
 
-from esrgan_tf import loading, upscaler, weights
+from esrgan_tf import weights
+from esrgan_tf.inference import engine, resolver
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.weights import layouts, torch_pickle
 
@@ -318,11 +319,11 @@ def test_every_model_flag_resolves_checkpoints(tmp_path):
   for suffix in (".pth", ".safetensors"):
     path = str(tmp_path / f"g{suffix}")
     weights.save_checkpoint(model, path)
-    assert_same_weights(model, loading.load_generator(path))
+    assert_same_weights(model, resolver.load_generator(path))
   bad = tmp_path / "junk.pth"
   bad.write_bytes(b"not a checkpoint at all")
-  with pytest.raises(upscaler.ModelError, match="junk.pth: not a PyTorch checkpoint"):
-    loading.load_generator(str(bad))
+  with pytest.raises(engine.ModelError, match="junk.pth: not a PyTorch checkpoint"):
+    resolver.load_generator(str(bad))
 
 
 def test_interpolate_is_the_convex_combination():
@@ -355,7 +356,7 @@ def test_import_and_interpolate_clis(tmp_path):
   result = _cli("import_checkpoint", f"--checkpoint={tmp_path / 'psnr.pth'}",
                 f"--output={tmp_path / 'psnr.keras'}")
   assert result.returncode == 0, result.stderr
-  assert_same_weights(a, loading.load_generator(str(tmp_path / "psnr.keras")))
+  assert_same_weights(a, resolver.load_generator(str(tmp_path / "psnr.keras")))
   result = _cli("interpolate", f"--a={tmp_path / 'psnr.keras'}",
                 f"--b={tmp_path / 'gan.safetensors'}", "--alpha=0.8",
                 f"--output={tmp_path / 'interp.pth'}")

@@ -300,7 +300,7 @@ _DEEP_DICT = b"\x80\x02" + (b"}" + _PARAMS) * 100 + b"}" + b"s" * 100 + b"."
 def test_self_containing_state_dict_refused_quickly(tmp_path, slot, payload, match):
   import time  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
 
   path = _container(tmp_path, slot, payload)
   started = time.monotonic()
@@ -310,7 +310,7 @@ def test_self_containing_state_dict_refused_quickly(tmp_path, slot, payload, mat
   with pytest.raises(weights.CheckpointError, match=match):
     weights.load_checkpoint(path)
   with pytest.raises(weights.CheckpointError, match=match):
-    loading.load_generator(path)
+    resolver.load_generator(path)
   assert time.monotonic() - started < 10
 
 

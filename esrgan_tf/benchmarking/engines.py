@@ -42,19 +42,19 @@ def psnr_uint8(a, b) -> float:
   """PSNR (dB) of two float [0, 1] images after clipping and rounding to uint8 (inf if equal)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import metrics  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.evaluation import metrics  # pylint: disable=g-import-not-at-top
   to8 = lambda x: np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
   return float(metrics.calculate_psnr(to8(np.squeeze(a)), to8(np.squeeze(b))))
 
 
 def build_generator(arch: Mapping[str, Any], weights: str = "", seed: int = 0):
-  """An RRDBNet from `weights` (any `esrgan_tf.loading.load_generator` spec) or random init."""
+  """An RRDBNet from `weights` (any `esrgan_tf.inference.resolver.load_generator` spec) or random init."""
   import keras  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import loading  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
   from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
   if weights:
-    model = loading.load_generator(weights)
+    model = resolver.load_generator(weights)
     if model.arch_config() != {**ARCH_DEFAULTS, **dict(arch)}:
       raise ValueError(f"{weights}: architecture {model.arch_config()} is not {dict(arch)}")
     return model
@@ -157,11 +157,11 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
 
   Args:
     name: "keras_eager" (Keras `__call__`, eager), "keras_upscaler" / "keras_upscaler_bf16"
-      (`esrgan_tf.upscaler.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
-      jit_compile), "saved_model_fp32" / "saved_model_bf16" (`esrgan_tf.export` round trip,
-      upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.tflite`, static
+      (`esrgan_tf.inference.engine.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
+      jit_compile), "saved_model_fp32" / "saved_model_bf16" (`esrgan_tf.export.saved_model` round trip,
+      upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.export.tflite`, static
       size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" / "tflite_int16x8"
-      (dynamic-range int8 weights / calibrated int8 / int16 activations, `esrgan_tf.tflite`),
+      (dynamic-range int8 weights / calibrated int8 / int16 activations, `esrgan_tf.export.tflite`),
       "ncnn_fp32" (`ncnn_upscaler` on the .param `weights`), "ncnn_fp32_direct" (the same
       without Winograd convolutions).
     model: The Keras generator.
@@ -175,28 +175,28 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   if name == "keras_eager":
     return (lambda batch: model(tf.convert_to_tensor(batch)).numpy()), {}
   if name in ("keras_upscaler", "keras_upscaler_bf16"):
     precision = "bfloat16" if name.endswith("bf16") else "float32"
-    return upscaler_lib.keras_upscaler(model, precision=precision), {}
+    return engine_lib.keras_upscaler(model, precision=precision), {}
   if name == "keras_xla":
     return tf_function_upscaler(model, jit_compile=True), {}
   if name.startswith("saved_model_"):
-    from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+    from esrgan_tf.export import saved_model  # pylint: disable=g-import-not-at-top
     precision = "bfloat16" if name.endswith("bf16") else "float32"
     start = time.perf_counter()
-    path = export.export_saved_model(model, os.path.join(tmp, name), precision=precision)
+    path = saved_model.export_saved_model(model, os.path.join(tmp, name), precision=precision)
     seconds = time.perf_counter() - start
-    return export.load_saved_model_upscaler(path, precision=None), {"export_s": seconds}
+    return saved_model.load_saved_model_upscaler(path, precision=None), {"export_s": seconds}
   if name in ("ncnn_fp32", "ncnn_fp32_direct"):
     if not weights.endswith(".param"):
       raise ValueError(f"{name} needs ncnn weights (.param), the model came from {weights!r}")
     return ncnn_upscaler(weights, num_threads=threads or 2,
                          winograd=name == "ncnn_fp32"), {}
   if name.startswith("tflite_"):
-    from esrgan_tf import tflite  # pylint: disable=g-import-not-at-top
+    from esrgan_tf.export import tflite  # pylint: disable=g-import-not-at-top
     quantize = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_dynamic": "dynamic",
                 "tflite_int8": "int8", "tflite_int16x8": "int16x8"}[name]
     path = os.path.join(tmp, f"{name}_{size}.tflite")
@@ -234,8 +234,8 @@ class TimedUpscaler:
 
 
 def random_upscaler(num_blocks: int, upsampler: str, seed: int = 0, num_features: int = 64):
-  """A random-init RRDBNet x4 (gc 32) as an `Upscaler` (`esrgan_tf.upscaler.keras_upscaler`)."""
-  from esrgan_tf.upscaler import keras_upscaler  # pylint: disable=g-import-not-at-top
+  """A random-init RRDBNet x4 (gc 32) as an `Upscaler` (`esrgan_tf.inference.engine.keras_upscaler`)."""
+  from esrgan_tf.inference.engine import keras_upscaler  # pylint: disable=g-import-not-at-top
   model = build_generator(dict(num_features=num_features, num_blocks=num_blocks, scale=4,
                                upsampler=upsampler), seed=seed)
   return keras_upscaler(model, name=f"RRDBNet x4 nb{num_blocks} {upsampler} (random init)")

@@ -222,9 +222,9 @@ def job_tile_sweep(job: Mapping[str, Any]) -> dict:
   Job keys: arch, tiles (ascending), warmup and repeats (int or {str(tile): int}; warm-up
   default 0: the function is traced once for all sizes).
   """
-  from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   engines.set_threads(job)
-  fn = upscaler_lib.keras_upscaler(engines.build_generator(job["arch"]))
+  fn = engine_lib.keras_upscaler(engines.build_generator(job["arch"]))
   rows = []
   for tile in job["tiles"]:
     x = engines.photo(tile)
@@ -248,7 +248,7 @@ def job_tiled_large(job: Mapping[str, Any]) -> dict:
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
   image = engines.photo(job["size"])[0]
   upscaler = engines.TimedUpscaler(engines.random_upscaler(job["num_blocks"], job["upsampler"]))
   upscaler(image[None, :job["tile"], :job["tile"]])  # Warm-up: tracing and oneDNN primitives.
@@ -266,14 +266,14 @@ def job_cli(job: Mapping[str, Any]) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import pipeline  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import batch as batch_lib  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     src = os.path.join(tmp, "in.png")
     Image.fromarray(np.rint(engines.photo(job["size"])[0] * 255).astype(np.uint8)).save(src)
     upscaler = engines.random_upscaler(job["num_blocks"], job["upsampler"])
     start = time.perf_counter()
-    pipeline.upscale_file(src, os.path.join(tmp, "out.png"), upscaler,
-                          pipeline.Options(tile=job["tile"], overlap=job["overlap"],
+    batch_lib.upscale_file(src, os.path.join(tmp, "out.png"), upscaler,
+                          batch_lib.Options(tile=job["tile"], overlap=job["overlap"],
                                            batch=job["batch"]))
     return {"wall_s": time.perf_counter() - start}
 
@@ -288,11 +288,8 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
     {"size", "tile", "random": [{"upsampler", "psnr", "wall_s", "model_s", "calls"}],
      "trained": [{"name", "num_blocks", "blend", "default", "psnr"}]}.
   """
-  from esrgan_tf import (
-    loading,  # pylint: disable=g-import-not-at-top
-    tiling,  # pylint: disable=g-import-not-at-top
-  )
-  from esrgan_tf import upscaler as upscaler_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import resolver, tiling
   quick = bool(job.get("quick"))
   size, tile = (128, 64) if quick else (256, 128)
   image = engines.photo()[0, :size, :size]
@@ -310,7 +307,7 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
       "REALESRGAN_X4PLUSANIME_UP4X" if quick else "REALESRGAN_X4PLUS_UP4X")
   if not path:
     return result
-  loaded = loading.load_upscaler(path)
+  loaded = resolver.load_upscaler(path)
   cache = {}  # The blends differ only in the weights: run each distinct tile once.
 
   def cached(batch):
@@ -319,7 +316,7 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
       cache[key] = loaded(batch)
     return cache[key]
 
-  upscaler = upscaler_lib.Upscaler(fn=cached, scale=loaded.scale, name=loaded.name,
+  upscaler = engine_lib.Upscaler(fn=cached, scale=loaded.scale, name=loaded.name,
                                    info=loaded.info)
   untiled = upscaler(image[None])[0]
   for blend in (1.0, tiling.DEFAULT_BLEND, 0.0):

@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from esrgan_tf import cpu
+from esrgan_tf.core import cpu
 
 
 def row(metric: str, value, unit: str, goal: str = "", note: str = "") -> dict:
@@ -166,7 +166,7 @@ TYPICAL_SIDES = tuple(range(480, 2049, 16))
 
 
 def tiled_fraction(tile: int, overlap: int, sides: Sequence[int] = TYPICAL_SIDES) -> float:
-  """Share of the computed input pixels that are image pixels, under `esrgan_tf.tiling`'s layout.
+  """Share of the computed input pixels that are image pixels, under `esrgan_tf.inference.tiling`'s layout.
 
   The tiler cuts equal tiles spread evenly over each axis (overlaps ≥ `overlap`), so besides the
   overlap the last step is rounded up to a whole tile: for a 1024-px side, tile 256 and overlap 16
@@ -180,7 +180,7 @@ def tiled_fraction(tile: int, overlap: int, sides: Sequence[int] = TYPICAL_SIDES
   Returns:
     Mean of (side / computed pixels along the side)² (1.0 when an image fits in one tile).
   """
-  from esrgan_tf import tiling  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
   fractions = []
   for side in sides:
     computed = sum(t.stop - t.start for t in tiling.axis_tiles(side, tile, overlap, 1))

@@ -13,7 +13,6 @@ import statistics
 import time
 from typing import Any, Mapping, Optional
 
-from esrgan_tf import cpu
 from esrgan_tf.benchmarking import jobs, profile
 from esrgan_tf.benchmarking import measure as measure_lib
 from esrgan_tf.benchmarking import side_by_side as sbs
@@ -24,6 +23,7 @@ from esrgan_tf.benchmarking.measure import (
   tiled_fraction,
   useful_fraction,
 )
+from esrgan_tf.core import cpu
 
 FULL_ARCH = dict(num_features=64, num_blocks=23, growth_channels=32, scale=4)
 QUICK_ARCH = dict(num_features=64, num_blocks=1, growth_channels=32, scale=4)
@@ -401,14 +401,14 @@ def section_tiling(quick: bool) -> list[dict]:
   if result is not None:
     rows.append(_row(f"peak RSS, pipeline (read+tile+write PNG) {big}² x4", result["max_rss_mb"],
                      "MB", "≤ 2560 (2048²)",
-                     f"esrgan_tf.pipeline.upscale_file, nb1, wall {result['wall_s']:.1f} s; "
+                     f"esrgan_tf.inference.batch.upscale_file, nb1, wall {result['wall_s']:.1f} s; "
                      "8-bit RGB: the tiler quantizes rows into the uint8 output (no float32 "
                      "full-size copy)"))
   return rows
 
 
 def section_data(quick: bool) -> list[dict]:
-  """Training input pipeline throughput (esrgan_tf.data.make_train_dataset), cache on and off."""
+  """Training input pipeline throughput (esrgan_tf.data.datasets.make_train_dataset), cache on and off."""
   rows = []
   result = _try_job(rows, "train input pipeline",
                     {"kind": "data_pipeline", "num_batches": 10 if quick else 50})

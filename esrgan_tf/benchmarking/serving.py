@@ -66,11 +66,11 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.serving import client  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import remote as remote_lib  # pylint: disable=g-import-not-at-top
   from esrgan_tf.serving import server as server_lib  # pylint: disable=g-import-not-at-top
 
-  version_dir = export.resolve_version_dir(export_base)
+  version_dir = saved_model_lib.resolve_version_dir(export_base)
   direct_fn = tf.saved_model.load(version_dir).signatures["upscale_float"]
 
   def direct(batch):
@@ -81,7 +81,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
                               file_system_poll_wait_seconds=0,
                               max_inflight=max(16, clients)) as srv:
     address = f"127.0.0.1:{srv.port}"
-    remote = client.remote_upscaler(address, timeout=timeout)
+    remote = remote_lib.remote_upscaler(address, timeout=timeout)
     rng = np.random.default_rng(0)
     for size in sizes:
       batch = rng.random((1, size, size, 3), np.float32)
@@ -97,7 +97,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
     if clients < 1:
       return results
     batch = rng.random((1, throughput_size, throughput_size, 3), np.float32)
-    upscalers = [client.remote_upscaler(address, timeout=timeout) for _ in range(clients)]
+    upscalers = [remote_lib.remote_upscaler(address, timeout=timeout) for _ in range(clients)]
     counts = [0] * clients
     failures = []
     stop = threading.Event()
@@ -106,7 +106,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
       while not stop.is_set():
         try:
           upscalers[index](batch)
-        except client.RemoteError as e:
+        except remote_lib.RemoteError as e:
           failures.append(str(e))
           return
         counts[index] += 1
@@ -138,13 +138,13 @@ def job_serving(job: Mapping[str, Any]) -> dict:
   Returns:
     {"weights", "latency": {str(size): ...}, "throughput": {...} (of the last run with clients)}.
   """
-  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   weights = engines.resolve_weights(job)
   model = engines.build_generator(job["arch"], weights)
   merged = {"weights": weights or "random init (seed 0)", "latency": {}, "throughput": {}}
   with tempfile.TemporaryDirectory(prefix="esrgan_bench_") as tmp:
     base = os.path.join(tmp, "esrgan")
-    export.export_saved_model(model, base, source="benchmark")
+    saved_model_lib.export_saved_model(model, base, source="benchmark")
     for run in job["runs"]:
       result = benchmark_serving(base, **run)
       merged["latency"].update({str(k): v for k, v in result["latency"].items()})
@@ -163,11 +163,11 @@ def main(argv) -> None:
   with tempfile.TemporaryDirectory() as tmp:
     base = opts.export_base
     if not base:
-      from esrgan_tf import export  # pylint: disable=g-import-not-at-top
+      from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
       base = os.path.join(tmp, "esrgan")
       arch = (dict(num_features=8, num_blocks=1, growth_channels=4) if opts.arch == "tiny"
               else {})
-      export.export_saved_model(engines.build_generator(arch), base,
+      saved_model_lib.export_saved_model(engines.build_generator(arch), base,
                                 source=f"random {opts.arch}")
     print(json.dumps(benchmark_serving(base, sizes=sizes, clients=opts.clients,
                                        repeats=opts.repeats, throughput_seconds=opts.seconds),

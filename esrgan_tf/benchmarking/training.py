@@ -1,7 +1,7 @@
 """Training-side timings (run inside a benchmark child): train step time and input-pipeline speed.
 
 `step_time` and `data_pipeline_speed` are the harness's own copies of what used to be
-`esrgan_tf.train.benchmark_step_time` and `esrgan_tf.data.benchmark_data_pipeline`: the training
+`esrgan_tf.train.loop.benchmark_step_time` and `esrgan_tf.data.datasets.benchmark_data_pipeline`: the training
 modules keep only training, the harness keeps only measuring. They call the training library's
 public pieces (`train_state.create_train_state`, `train_steps.make_train_step`,
 `data.make_train_dataset`), so they time exactly what `esrgan-train` runs.
@@ -43,10 +43,11 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   # pylint: disable=g-import-not-at-top
-  from esrgan_tf import train, train_state
-  from esrgan_tf import train_steps as train_steps_lib
+  from esrgan_tf.train import loop as train_loop
+  from esrgan_tf.train import state as train_state
+  from esrgan_tf.train import steps as train_steps_lib
   # pylint: enable=g-import-not-at-top
-  train.validate_config(config)
+  train_loop.validate_config(config)
   keras.utils.set_random_seed(config.seed)
   strategy = train_state.create_strategy(config.train.strategy, config.train.tpu_address)
   global_batch, gt = int(config.data.batch_size), config.data.gt_size
@@ -95,7 +96,7 @@ def step_time(config, steps: int = 10, warmup: int = 2) -> dict:
 def data_pipeline_speed(train_dir: Optional[str] = None, scale: int = 4, gt_size: int = 128,
                         batch_size: int = 16, num_batches: int = 30,
                         caches: Sequence[bool] = (True, False)) -> list[dict]:
-  """Images/s of `esrgan_tf.data.make_train_dataset` (no assertions).
+  """Images/s of `esrgan_tf.data.datasets.make_train_dataset` (no assertions).
 
   Args:
     train_dir: HR folder; default the bundled training samples.
@@ -109,7 +110,7 @@ def data_pipeline_speed(train_dir: Optional[str] = None, scale: int = 4, gt_size
     One dict per setting: {"name", "cache", "images_per_s", "batches", "batch_size", "gt_size",
     "scale"}.
   """
-  from esrgan_tf import data  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.data import datasets  # pylint: disable=g-import-not-at-top
   if train_dir is None:
     from esrgan_tf import SAMPLES_DIR  # pylint: disable=g-import-not-at-top
     train_dir = os.path.join(SAMPLES_DIR, "train")
@@ -117,7 +118,7 @@ def data_pipeline_speed(train_dir: Optional[str] = None, scale: int = 4, gt_size
   for cache in caches:
     config = dict(train_dir=train_dir, train_lr_dir="", tfrecords="", gt_size=gt_size,
                   augment=True, cache=cache, shuffle_buffer=64)
-    iterator = iter(data.make_train_dataset(config, scale, batch_size, seed=0))
+    iterator = iter(datasets.make_train_dataset(config, scale, batch_size, seed=0))
     for _ in range(3):
       next(iterator)
     start = time.perf_counter()
@@ -170,10 +171,10 @@ def job_degradation_pipeline(job: Mapping[str, Any]) -> dict:
 
   Job keys: num_batches, batch_size (default 12), gt_size (default 256). → {"rows": [...]}.
   """
-  from esrgan_tf import realesrgan_degradation  # pylint: disable=g-import-not-at-top
-  config = realesrgan_degradation.default_degradation_config()
+  from esrgan_tf.data import realesrgan  # pylint: disable=g-import-not-at-top
+  config = realesrgan.default_degradation_config()
   config.gt_size = int(job.get("gt_size", config.gt_size))
-  row = realesrgan_degradation.benchmark_degradation_pipeline(
+  row = realesrgan.benchmark_degradation_pipeline(
       batch_size=int(job.get("batch_size", 12)), num_batches=int(job.get("num_batches", 10)),
       degradation_config=config)
   return {"rows": [row]}

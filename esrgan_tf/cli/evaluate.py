@@ -5,20 +5,21 @@ r"""esrgan-eval: PSNR/SSIM of a model against HR images, with a MATLAB-bicubic b
   esrgan-eval --model=RealESRNet_x4plus --hr=Set5/HR --report=reports/set5
 
 --report=DIR writes DIR/index.html (metrics table, and per image a crop grid LR-bicubic | SR |
-HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.report).
+HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.evaluation.report).
 
 Without --lr, each LR image is the MATLAB-exact bicubic ×1/scale of the HR (cropped to a
 multiple of the scale), rounded to 8 bits, as benchmark LR sets are made. Metrics follow
-BasicSR's conventions (esrgan_tf.metrics), at the model's native scale (there is no
+BasicSR's conventions (esrgan_tf.evaluation.metrics), at the model's native scale (there is no
 --outscale here: a resized output would not be the model's prediction).
 """
 
 from absl import flags
 
-from esrgan_tf import cli, tiling
-from esrgan_tf import precision as precision_lib
+from esrgan_tf import cli
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.inference import tiling
 
-_MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.loading.load_upscaler takes.")
+_MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.inference.resolver.load_upscaler takes.")
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
 _LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr.")
 _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor; default: the model's.")
@@ -50,28 +51,30 @@ def main(argv):
   if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
     raise cli.usage("--blend_with and --blend_weight go together")
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
-  from esrgan_tf import blending, data, image_files, loading, metrics
-  from esrgan_tf import report as report_lib
-  from esrgan_tf import upscaler as upscaler_lib
+  from esrgan_tf.data import datasets, folders
+  from esrgan_tf.evaluation import metrics
+  from esrgan_tf.evaluation import report as report_lib
+  from esrgan_tf.inference import blending, resolver
+  from esrgan_tf.inference import engine as engine_lib
   # pylint: enable=g-import-not-at-top
   writer = None
   try:
-    image_files.list_image_files(_HR.value)  # a bad folder fails before the model loads
+    folders.list_image_files(_HR.value)  # a bad folder fails before the model loads
     if _REPORT.value:
       writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
     if _BLEND_WITH.value:
-      model = upscaler_lib.keras_upscaler(
+      model = engine_lib.keras_upscaler(
           blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
           name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
           precision=precision_lib.resolve_precision(_PRECISION.value))
     else:
-      model = loading.load_upscaler(
+      model = resolver.load_upscaler(
           _MODEL.value, precision=precision_lib.resolve_precision(_PRECISION.value))
     scale = _SCALE.value or model.scale
     if scale != model.scale:
       raise cli.usage(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
     crop = scale if _CROP.value is None else _CROP.value
-    pairs = data.load_validation_set(
+    pairs = datasets.load_validation_set(
         {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
         scale)
     result = metrics.evaluate_upscaler(model, pairs, crop_border=crop, y_channel=_Y.value,
@@ -79,9 +82,9 @@ def main(argv):
   except BaseException as e:
     if writer is not None:
       writer.abort()  # No partial report.
-    if isinstance(e, upscaler_lib.ModelError):
+    if isinstance(e, engine_lib.ModelError):
       cli.fail(e, _MODEL.value)
-    if isinstance(e, (data.DataError, ValueError, FileExistsError)):
+    if isinstance(e, (datasets.DataError, ValueError, FileExistsError)):
       cli.fail(e)
     raise
   result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)

@@ -15,9 +15,10 @@ import os
 
 from absl import flags, logging
 
-from esrgan_tf import cli, export_layout
-from esrgan_tf import precision as precision_lib
-from esrgan_tf import tflite as tflite_modes  # TF-free at import
+from esrgan_tf import cli
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.export import tflite as tflite_modes  # TF-free at import
+from esrgan_tf.export import versions
 
 _MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
@@ -45,7 +46,7 @@ _PRECISION = flags.DEFINE_enum(
     "precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
     "SavedModel compute precision, fixed at export (build it for the server it will run on): "
     "bfloat16 is fast only on CPUs with native bf16: " + precision_lib.BF16_CPUS + ".")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", export_layout.DEFAULT_MAX_PIXELS,
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", versions.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
 _BLEND_WITH = flags.DEFINE_string(
@@ -85,20 +86,21 @@ def main(argv):
     raise cli.usage("--blend_with and --blend_weight go together")
   source = os.path.abspath(_MODEL.value)
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
-  from esrgan_tf import blending, export, loading, tflite, upscaler
+  from esrgan_tf.export import saved_model, tflite
+  from esrgan_tf.inference import blending, engine, resolver
   # pylint: enable=g-import-not-at-top
   try:
     if _BLEND_WITH.value:
       generator = blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value)
       source = blending.blend_name(source, os.path.abspath(_BLEND_WITH.value), _BLEND_WEIGHT.value)
     else:
-      generator = loading.load_generator(_MODEL.value)
-  except upscaler.ModelError as e:
+      generator = resolver.load_generator(_MODEL.value)
+  except engine.ModelError as e:
     cli.fail(e, _MODEL.value)
   with_tflite = _FORMAT.value in ("tflite", "both")
   try:
     if _FORMAT.value in ("saved_model", "both"):
-      path = export.export_saved_model(
+      path = saved_model.export_saved_model(
           generator, _EXPORT_DIR.value, version=_VERSION.value, precision=_PRECISION.value,
           max_pixels=_MAX_PIXELS.value, source=source,
           tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)

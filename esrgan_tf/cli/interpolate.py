@@ -10,7 +10,8 @@ that yields a generator, with equal architectures; the output format follows its
 
 from absl import flags
 
-from esrgan_tf import cli, loading, upscaler, weights
+from esrgan_tf import cli, weights
+from esrgan_tf.inference import engine, resolver
 
 _A = flags.DEFINE_string("a", None, "Model at alpha=0 (PSNR-oriented).")
 _B = flags.DEFINE_string("b", None, "Model at alpha=1 (GAN).")
@@ -25,11 +26,11 @@ def main(argv):
   if not (_A.value and _B.value and _OUTPUT.value):
     raise cli.usage("--a, --b and --output are required")
   try:
-    model_a = loading.load_generator(_A.value)
-    model_b = loading.load_generator(_B.value)
+    model_a = resolver.load_generator(_A.value)
+    model_b = resolver.load_generator(_B.value)
     model = weights.interpolate(model_a, model_b, _ALPHA.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
-  except (upscaler.ModelError, weights.CheckpointError, ValueError) as e:
+  except (engine.ModelError, weights.CheckpointError, ValueError) as e:
     cli.fail(e)
   except OSError as e:
     cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)

@@ -12,7 +12,8 @@ import sys
 
 from absl import app, flags
 
-from esrgan_tf import cli, hub
+from esrgan_tf import cli
+from esrgan_tf.weights import registry
 
 _MIRROR = flags.DEFINE_string("model_mirror", None,
                               "Base URL (http(s):// or file://) holding the files under their "
@@ -38,18 +39,18 @@ def format_listing(rows: list[dict], root: str) -> str:
 def main(argv):
   if len(argv) < 2 or argv[1] not in ("list", "fetch"):
     raise app.UsageError("usage: esrgan-models list | esrgan-models fetch NAME [NAME ...]")
-  root = hub.cache_dir()
+  root = registry.cache_dir()
   if argv[1] == "list":
     if len(argv) > 2:
       raise app.UsageError(f"unexpected arguments: {argv[2:]}")
-    print(format_listing(hub.listing(root), root))
+    print(format_listing(registry.listing(root), root))
     return
   if len(argv) < 3:
     raise app.UsageError("fetch needs at least one model name")
   for name in argv[2:]:
     try:
-      print(hub.fetch(name, mirror=_MIRROR.value, root=root))
-    except hub.HubError as e:
+      print(registry.fetch(name, mirror=_MIRROR.value, root=root))
+    except registry.HubError as e:
       sys.exit(f"esrgan-models: {e}")
 
 

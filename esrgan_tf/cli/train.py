@@ -5,7 +5,7 @@
   esrgan-train --config=configs/psnr_x4.py:smoke --workdir=/tmp/smoke    # tiny sanity run
 
 The config is locked: a misspelt `--config.key` is an error. Re-running the same command resumes
-from the workdir's latest checkpoint. All logic lives in `esrgan_tf.train`.
+from the workdir's latest checkpoint. All logic lives in `esrgan_tf.train.loop`.
 """
 
 from absl import flags, logging
@@ -23,11 +23,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {' '.join(argv[1:])}")
-  from esrgan_tf import train  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  from esrgan_tf.train import loop as train_loop  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   config = flags.FLAGS.config
   try:
-    result = train.train_and_evaluate(config, _WORKDIR.value)
-  except train.NonFiniteLossError as e:
+    result = train_loop.train_and_evaluate(config, _WORKDIR.value)
+  except train_loop.NonFiniteLossError as e:
     logging.error("%s", e)
     cli.fail(e, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:

@@ -20,9 +20,12 @@ import sys
 from absl import flags
 from tqdm import tqdm
 
-from esrgan_tf import cli, imaging, pipeline, tiling
-from esrgan_tf import precision as precision_lib
-from esrgan_tf import upscaler as upscaler_lib
+from esrgan_tf import cli
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.images import image_io
+from esrgan_tf.inference import batch as batch_lib
+from esrgan_tf.inference import engine as engine_lib
+from esrgan_tf.inference import tiling
 
 _INPUT = flags.DEFINE_multi_string(
     "input", None,
@@ -35,7 +38,7 @@ _INPUT_LIST = flags.DEFINE_string(
 _OUTPUT = flags.DEFINE_string("output", None, "Output file (one input file) or directory.")
 _RECURSIVE = flags.DEFINE_bool("recursive", False, "Descend into sub-directories of inputs.")
 _MODEL = flags.DEFINE_string("model", None, ".keras, training workdir, checkpoint, SavedModel "
-                             "or .tflite (esrgan_tf.loading.load_upscaler).")
+                             "or .tflite (esrgan_tf.inference.resolver.load_upscaler).")
 _SERVER = flags.DEFINE_string("server", None, "HOST:PORT of a TF Serving gRPC endpoint.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
 _PRECISION = flags.DEFINE_enum(
@@ -54,17 +57,17 @@ _PRE_PAD = flags.DEFINE_integer(
     "defaults to 0): the model sees continued content instead of its zero padding at the "
     "image's edges. 0 = off.")
 _BATCH = flags.DEFINE_integer("tile_batch", 1, "Tiles per model call (1 keeps memory lowest).")
-_ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(imaging.ALPHA_MODES),
+_ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(image_io.ALPHA_MODES),
                            "Alpha channel upscaling: bicubic, or through the model.")
 _MAX_PIXELS = flags.DEFINE_integer(
     "max_pixels", None,
     "Largest input W×H, checked from the header before decoding; 0 = any. Default: sized by "
     "the output's memory (the whole output is held in memory, ~24 B per output pixel): "
-    f"{pipeline.OUTPUT_MEMORY_BUDGET >> 30} GiB of output, i.e. "
-    f"{pipeline.output_bounded_max_pixels(4):,} input pixels at ×4, "
-    f"{pipeline.output_bounded_max_pixels(2):,} at ×2.")
+    f"{batch_lib.OUTPUT_MEMORY_BUDGET >> 30} GiB of output, i.e. "
+    f"{batch_lib.output_bounded_max_pixels(4):,} input pixels at ×4, "
+    f"{batch_lib.output_bounded_max_pixels(2):,} at ×2.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs (else skip them).")
-_SUFFIX = flags.DEFINE_string("suffix", pipeline.DEFAULT_SUFFIX,
+_SUFFIX = flags.DEFINE_string("suffix", batch_lib.DEFAULT_SUFFIX,
                               "Appended to output names ('{scale}' = the model's scale).")
 _FORMAT = flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
                             "Output format (default: the input's).")
@@ -75,7 +78,7 @@ _BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1], the weigh
                                    "in the blend (needs --blend_with).")
 _OUTSCALE = flags.DEFINE_float("outscale", None, "Final scale F: the model output is resized "
                                "with Lanczos to (int(w·F), int(h·F)); default the model's scale.")
-_MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(imaging.MULTI_FRAME_MODES),
+_MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(image_io.MULTI_FRAME_MODES),
                                  "Animated/multi-page inputs: fail, or upscale the first frame.")
 
 
@@ -123,32 +126,32 @@ def main(argv):
     raise cli.usage("--blend_with needs --model (weights are blended locally)")
   if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
     raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
-  sources, problems = pipeline.expand_inputs(specs, recursive=_RECURSIVE.value)
+  sources, problems = batch_lib.expand_inputs(specs, recursive=_RECURSIVE.value)
   for spec, problem in problems:
     _err(f"FAILED {spec}: {problem}")
   if not sources:
     print(f"0 upscaled, {len(problems)} failed: no input images")
     return 1
   try:
-    model = pipeline.load_model(model=_MODEL.value, server=_SERVER.value,
+    model = batch_lib.load_model(model=_MODEL.value, server=_SERVER.value,
                                 model_name=_MODEL_NAME.value,
                                 precision=precision_lib.resolve_precision(_PRECISION.value),
                                 num_threads=_THREADS.value, blend_with=_BLEND_WITH.value,
                                 blend_weight=_BLEND_WEIGHT.value)
-  except upscaler_lib.ModelError as e:
+  except engine_lib.ModelError as e:
     cli.fail(e, _MODEL.value or _SERVER.value, context="cannot load the model")
-  options = pipeline.Options(
+  options = batch_lib.Options(
       tile=_TILE.value, overlap=_OVERLAP.value, batch=_BATCH.value, alpha=_ALPHA.value,
-      max_pixels=(pipeline.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
+      max_pixels=(batch_lib.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
                   else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
       overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value,
       pre_pad=_PRE_PAD.value)
   scale = f"{_OUTSCALE.value:g}" if _OUTSCALE.value else model.scale
-  jobs = pipeline.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
+  jobs = batch_lib.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
                                format=_FORMAT.value)
-  summary = pipeline.upscale_files(
+  summary = batch_lib.upscale_files(
       tqdm(jobs, desc="files", unit="file", disable=None), model, options, report=_err,
-      progress_factory=pipeline.tile_progress_bar)
+      progress_factory=batch_lib.tile_progress_bar)
   summary.failed[:0] = problems
   print(summary.line())
   return 1 if summary.failed else 0

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional
 from absl import logging
 import grpc
 
-from esrgan_tf import export_layout
+from esrgan_tf.export import versions
 from esrgan_tf.serving import limits
 from esrgan_tf.serving.errors import ServingError, status_code_from_int
 
@@ -34,7 +34,7 @@ STATE_NAMES = {STATE_START: "START", STATE_LOADING: "LOADING", STATE_AVAILABLE: 
                STATE_UNLOADING: "UNLOADING", STATE_END: "END"}
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
-DEFAULT_MAX_PIXELS = export_layout.DEFAULT_MAX_PIXELS
+DEFAULT_MAX_PIXELS = versions.DEFAULT_MAX_PIXELS
 
 # --- one loaded version ------------------------------------------------------------------------
 
@@ -94,10 +94,10 @@ def load_servable(path: str, version: int) -> Servable:
 
 def _export_scale(path: str) -> Optional[int]:
   """The upscaling factor from our export's model facts (to bound answers), or None."""
-  from esrgan_tf import export  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.upscaler import ModelError  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference.engine import ModelError  # pylint: disable=g-import-not-at-top
   try:
-    scale = export.read_model_facts(path).get("scale")
+    scale = saved_model_lib.read_model_facts(path).get("scale")
   except ModelError:
     return None
   return scale if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0 else None
@@ -123,7 +123,7 @@ class _Slot:
 
 # --- versions ----------------------------------------------------------------------------------
 
-_version_dirs = export_layout.version_dirs
+_version_dirs = versions.version_dirs
 
 
 # A version that failed to load is retried at once when anything in its directory changes, and

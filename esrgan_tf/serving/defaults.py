@@ -5,7 +5,7 @@ server; `tensorflow_model_server` is the production one):
   * 64 MB messages: a ×4 float32 answer for a 512² input is 512²·16·3·4 B = 50 MB (gRPC); REST
     JSON text of the same answer would be ~315 MB and is refused (ask for uint8 or bytes).
   * 512² input pixels per request: RRDBNet (nf=64) keeps ~20 feature maps of H·W·64 float32
-    alive, ~1.3 GB at 512²; clients tile larger images (esrgan_tf.tiling does).
+    alive, ~1.3 GB at 512²; clients tile larger images (esrgan_tf.inference.tiling does).
   * 2 requests in flight, one per core: more only queue inside TF while each holds its memory.
   * 64 REST connections: threads reading requests (cheap while waiting); compute stays at 2.
 """

@@ -12,7 +12,7 @@ from typing import Optional
 import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from esrgan_tf import export_layout
+from esrgan_tf.export import versions
 from esrgan_tf.serving import core
 from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
   DEFAULT_HOST,
@@ -23,7 +23,7 @@ from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
 )
 from esrgan_tf.serving.errors import ServingError
 
-DEFAULT_MAX_MESSAGE_MB = export_layout.DEFAULT_MAX_MESSAGE_MB
+DEFAULT_MAX_MESSAGE_MB = versions.DEFAULT_MAX_MESSAGE_MB
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from esrgan_tf import fileio
+from esrgan_tf.core import fileio
 from esrgan_tf.weights import (
   discriminator,
   layouts,
@@ -298,7 +298,7 @@ def interpolate(model_a, model_b, alpha: float):
     alpha: Weight of `model_b`, in [0, 1].
 
   Real-ESRGAN's denoise strength (`-dn`, W·A + (1 − W)·B) is `interpolate(A, B, 1 − W)`
-  (`esrgan_tf.blending`).
+  (`esrgan_tf.inference.blending`).
 
   Returns:
     A new built generator of the same class with the interpolated weights.

@@ -1,6 +1,6 @@
 """The error type of `esrgan_tf.weights`."""
 
-from esrgan_tf.upscaler import ModelError
+from esrgan_tf.inference.engine import ModelError
 
 
 class CheckpointError(ModelError):

@@ -1,0 +1,1 @@
+"""Foundations without TensorFlow models: atomic file writes, CPU features, precision."""

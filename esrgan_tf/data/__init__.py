@@ -1,0 +1,1 @@
+"""Training data: image folders, TFRecords, colour augmentation, degradations."""

@@ -1,0 +1,1 @@
+"""Metrics (PSNR/SSIM as BasicSR computes them) and the HTML report."""

@@ -1,0 +1,396 @@
+"""Pictures where people look: the `esrgan-eval --report=DIR` report and a latency plot.
+
+`ReportWriter` collects, per evaluated image, a crop grid LR-bicubic | SR | HR (the same window
+of each, enlarged by the same integer zoom, where SR and bicubic differ most), then writes
+`index.html` (the metrics table and the grids) and `table.png` (the table as an image, drawn
+with Pillow's default font). The report directory appears only when complete (written to a
+temporary sibling, then renamed).
+
+`latency_plot_svg(rows)` draws latency against input size per engine as a hand-written SVG (no
+plotting library), for `scripts/benchmark.py`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+
+# Side of the compared window in HR pixels, and the width each panel is enlarged towards.
+CROP = 96
+PANEL = 288
+_GAP = 6
+_LABEL = 18
+TABLE_FONT_SIZE = 14
+
+
+def _font(size: int):
+  """Pillow's default font at `size` (its scalable version needs FreeType; else the bitmap one)."""
+  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  try:
+    return ImageFont.load_default(size=size)
+  except (TypeError, ValueError, ImportError, OSError):
+    return ImageFont.load_default()
+
+
+# --- crops --------------------------------------------------------------------------------------
+
+def most_different_window(a: np.ndarray, b: np.ndarray, size: int) -> tuple[int, int, int]:
+  """The size×size window where two same-shape images differ most (sum of |a - b|).
+
+  Every position is scored in O(H·W) with a summed-area table of the per-pixel difference.
+
+  Args:
+    a, b: [H, W, C] (or [H, W]) arrays.
+    size: Window side; clipped to the image.
+
+  Returns:
+    (top, left, side).
+  """
+  if a.shape != b.shape:
+    raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+  diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+  if diff.ndim == 3:
+    diff = diff.sum(axis=2)
+  side = max(1, min(size, diff.shape[0], diff.shape[1]))
+  table = np.zeros((diff.shape[0] + 1, diff.shape[1] + 1))
+  table[1:, 1:] = diff.cumsum(0).cumsum(1)
+  sums = (table[side:, side:] - table[:-side, side:] - table[side:, :-side]
+          + table[:-side, :-side])
+  top, left = np.unravel_index(int(np.argmax(sums)), sums.shape)
+  return int(top), int(left), side
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+  """[0, 1] float (or uint8) → uint8 RGB, rounded as saved PNGs are."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    image = np.floor(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.shape[2] == 1:
+    image = np.repeat(image, 3, axis=2)
+  return image[..., :3]
+
+
+def crop_grid(panels: list[tuple[str, np.ndarray]], box: tuple[int, int, int],
+              zoom: int) -> np.ndarray:
+  """Labelled panels side by side: the same window of each image, nearest-enlarged by `zoom`.
+
+  Args:
+    panels: (label, [H, W, C] image in [0, 1] or uint8) pairs, all the same size.
+    box: (top, left, side) of the window.
+    zoom: Integer enlargement (nearest neighbour, so pixels stay visible as they are).
+
+  Returns:
+    uint8 [h, w, 3].
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+
+  top, left, side = box
+  tile = side * zoom
+  width = len(panels) * tile + (len(panels) - 1) * _GAP
+  canvas = Image.new("RGB", (width, tile + _LABEL), "white")
+  draw = ImageDraw.Draw(canvas)
+  font = _font(12)
+  for index, (label, image) in enumerate(panels):
+    crop = _to_uint8(image)[top:top + side, left:left + side]
+    crop = np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1)
+    x = index * (tile + _GAP)
+    canvas.paste(Image.fromarray(crop), (x, _LABEL))
+    draw.text((x + 2, 2), label, fill="black", font=font)
+  return np.asarray(canvas)
+
+
+# --- the metrics table --------------------------------------------------------------------------
+
+TABLE_HEADER = ("image", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "PSNR gain")
+
+
+def table_rows(result: dict) -> list[tuple[str, ...]]:
+  """`metrics.evaluate_upscaler` results as text cells: one row per image, then the mean."""
+  def cells(name, row):
+    def get(key, fmt):
+      return format(row[key], fmt) if key in row else "-"
+    gain = (format(row["psnr"] - row["bicubic_psnr"], "+.3f")
+            if "psnr" in row and "bicubic_psnr" in row else "-")
+    return (str(name), get("psnr", ".3f"), get("ssim", ".4f"), get("bicubic_psnr", ".3f"),
+            get("bicubic_ssim", ".4f"), gain)
+
+  rows = [cells(row["name"], row) for row in result["images"]]
+  mean = dict(result.get("mean", {}))
+  mean.update({f"bicubic_{k}": v for k, v in result.get("bicubic_mean", {}).items()})
+  rows.append(cells("mean", mean))
+  return rows
+
+
+def table_png(result: dict) -> np.ndarray:
+  """The metrics table drawn with Pillow's default font, uint8 [h, w, 3]."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+
+  font = _font(TABLE_FONT_SIZE)
+  rows = [TABLE_HEADER] + table_rows(result)
+  space = "Y" if result.get("y_channel") else "RGB"
+  note = (f"{result.get('num_images', len(result['images']))} images, {space}, "
+          f"crop_border={result.get('crop_border', 0)}")
+  pad, line = 14, TABLE_FONT_SIZE + 8
+  widths = [max(font.getlength(row[col]) for row in rows) for col in range(len(TABLE_HEADER))]
+  width = int(sum(widths) + pad * (len(widths) + 1))
+  width = max(width, int(font.getlength(note)) + 2 * pad)
+  height = line * (len(rows) + 1) + pad * 2
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  y = pad
+  for index, row in enumerate(rows):
+    if index == len(rows) - 1:
+      draw.line((pad, y - 3, width - pad, y - 3), fill=(150, 150, 150))  # Above the mean row.
+    x = pad
+    for col, text in enumerate(row):
+      # The name column is left-aligned, numbers right-aligned.
+      offset = 0 if col == 0 else widths[col] - font.getlength(text)
+      draw.text((x + offset, y), text, fill="black", font=font)
+      x += widths[col] + pad
+    if index == 0:
+      draw.line((pad, y + line - 4, width - pad, y + line - 4), fill="black")
+    y += line
+  draw.text((pad, y), note, fill=(90, 90, 90), font=font)
+  return np.asarray(image)
+
+
+def _safe_name(name: str, used: set) -> str:
+  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+  candidate, n = stem, 1
+  while candidate in used:
+    n += 1
+    candidate = f"{stem}_{n}"
+  used.add(candidate)
+  return candidate
+
+
+def _save_png(array: np.ndarray, path: str) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(array).save(path, optimize=True)
+
+
+class ReportWriter:
+  """Writes an evaluation report directory; usable as `metrics.evaluate_upscaler(on_image=...)`.
+
+  Args:
+    directory: The report directory to create. It must not exist (or be empty) unless
+      `overwrite`; it appears only when `finish` succeeds.
+    overwrite: Replace an existing directory.
+    crop: Window side in HR pixels.
+  """
+
+  def __init__(self, directory: str, *, overwrite: bool = False, crop: int = CROP):
+    self.directory = os.path.abspath(directory)
+    exists = os.path.exists(self.directory)
+    if exists and not overwrite and (not os.path.isdir(self.directory)
+                                     or os.listdir(self.directory)):
+      raise FileExistsError(f"{directory}: exists and is not an empty directory (pass "
+                              "--overwrite to replace it)")
+    parent = os.path.dirname(self.directory)
+    os.makedirs(parent, exist_ok=True)
+    self._tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.directory)}.tmp-", dir=parent)
+    os.mkdir(os.path.join(self._tmp, "crops"))
+    self.crop = crop
+    self.figures: list[dict] = []
+    self._used: set = set()
+
+  def __call__(self, name: str, images: dict) -> None:
+    """Adds one image: `images` has "sr", "bicubic" and "hr" ([H, W, C] in [0, 1])."""
+    sr, bicubic, hr = images["sr"], images["bicubic"], images["hr"]
+    box = most_different_window(_to_uint8(sr), _to_uint8(bicubic), self.crop)
+    zoom = max(1, PANEL // box[2])
+    grid = crop_grid([("LR-bicubic", bicubic), ("SR (model)", sr), ("HR", hr)], box, zoom)
+    file = f"crops/{_safe_name(str(name), self._used)}.png"
+    _save_png(grid, os.path.join(self._tmp, file))
+    self.figures.append({"name": str(name), "file": file, "box": box, "zoom": zoom,
+                         "size": tuple(hr.shape[:2])})
+
+  def abort(self) -> None:
+    """Removes the partial report."""
+    shutil.rmtree(self._tmp, ignore_errors=True)
+
+  def finish(self, result: dict, title: str = "esrgan-eval report") -> str:
+    """Writes index.html and table.png, then moves the report into place; returns its path."""
+    try:
+      _save_png(table_png(result), os.path.join(self._tmp, "table.png"))
+      with open(os.path.join(self._tmp, "index.html"), "w", encoding="utf-8") as f:
+        f.write(report_html(result, self.figures, title))
+      if os.path.isdir(self.directory):
+        shutil.rmtree(self.directory)
+      elif os.path.exists(self.directory):
+        os.remove(self.directory)
+      os.replace(self._tmp, self.directory)
+    except BaseException:
+      self.abort()
+      raise
+    return self.directory
+
+
+def report_html(result: dict, figures: list[dict], title: str) -> str:
+  """The report page: facts, metrics table (per image, mean; ours vs bicubic) and crop grids."""
+  esc = html.escape
+  head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER)
+  rows = table_rows(result)
+  mean_row = ' class="mean"'
+  body = "".join(
+      f"<tr{mean_row if i == len(rows) - 1 else ''}>"
+      + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for i, row in enumerate(rows))
+  facts = [f"{k}: {esc(str(result[k]))}" for k in ("model", "hr", "lr", "scale", "crop_border",
+                                                    "y_channel", "num_images")
+           if result.get(k) is not None]
+  figs = []
+  for fig in figures:
+    top, left, side = fig["box"]
+    figs.append(
+        f'<figure><figcaption>{esc(fig["name"])} ({fig["size"][1]}×{fig["size"][0]}): the '
+        f"{side}×{side} window at x={left}, y={top} where SR and bicubic differ most, shown "
+        f'×{fig["zoom"]} (nearest)</figcaption><img src="{esc(fig["file"])}" '
+        f'alt="{esc(fig["name"])}: LR-bicubic, SR, HR"></figure>')
+  return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 20px; color: #1d2329; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: 3px 10px; border-bottom: 1px solid #ddd; }}
+td:not(:first-child), th:not(:first-child) {{ text-align: right;
+  font-variant-numeric: tabular-nums; }}
+tr.mean td {{ font-weight: bold; border-top: 2px solid #888; }}
+figure {{ margin: 18px 0; }} img {{ image-rendering: pixelated; max-width: 100%; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+<p>{" · ".join(facts)}</p>
+<p>PSNR in dB, SSIM in [0, 1], measured as <code>esrgan_tf.evaluation.metrics</code> does (BasicSR's
+conventions); "bicubic" is the MATLAB-bicubic upscale of the same LR image.
+<a href="table.png">The table as a PNG</a>.</p>
+<table><thead><tr>{head}</tr></thead><tbody>
+{body}</tbody></table>
+<h2>Crops: LR-bicubic | SR | HR</h2>
+{"".join(figs)}
+</body></html>
+"""
+
+
+# --- latency plot ------------------------------------------------------------------------------
+
+_COLOURS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#5d4037",
+            "#ad1457")
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+  """1-2-5 ticks per decade covering [lo, hi] (ends included if they are ticks)."""
+  ticks = []
+  for exponent in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+    for mantissa in (1, 2, 5):
+      value = mantissa * 10.0 ** exponent
+      if lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
+        ticks.append(value)
+  return ticks
+
+
+def _fmt(value: float) -> str:
+  return f"{value:g}" if value < 1e5 else f"{value:.0e}"
+
+
+def latency_plot_svg(rows, *, title: str = "Latency vs input size",
+                     width: int = 640, height: int = 400) -> str:
+  """Latency against input size, one line per engine, log-log axes, as an SVG document.
+
+  Log-log because latency spans orders of magnitude over the sizes and a convolutional network's
+  cost grows with the pixel count: a slope of 2 per decade of side length is the expected shape.
+
+  Args:
+    rows: Iterable of dicts with "engine" (str), "size" (input side in pixels, > 0) and
+      "ms" (latency, > 0), e.g. this project's and the ncnn/PyTorch reference numbers.
+    title: Plot title.
+    width, height: Size in pixels.
+
+  Returns:
+    The SVG text.
+
+  Raises:
+    ValueError: No rows, or a size/latency that is not positive.
+  """
+  series: dict[str, list[tuple[float, float]]] = {}
+  for row in rows:
+    size, ms = float(row["size"]), float(row["ms"])
+    if not (size > 0 and ms > 0 and math.isfinite(size) and math.isfinite(ms)):
+      raise ValueError(f"latency_plot_svg: size and ms must be positive, got {row}")
+    series.setdefault(str(row["engine"]), []).append((size, ms))
+  if not series:
+    raise ValueError("latency_plot_svg: no rows")
+  sizes = [s for points in series.values() for s, _ in points]
+  times = [t for points in series.values() for _, t in points]
+  # Axis ranges padded to the enclosing 1-2-5 ticks.
+  x_lo, x_hi = _pad_range(min(sizes), max(sizes))
+  y_lo, y_hi = _pad_range(min(times), max(times))
+  left, right, top, bottom = 64, 150, 36, 48
+  plot_w, plot_h = width - left - right, height - top - bottom
+
+  def px(size):
+    return left + plot_w * (math.log(size / x_lo) / math.log(x_hi / x_lo))
+
+  def py(ms):
+    return top + plot_h * (1 - math.log(ms / y_lo) / math.log(y_hi / y_lo))
+
+  esc = html.escape
+  out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+          f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="{left}" y="22" font-size="15">{esc(title)}</text>']
+  for tick in _log_ticks(x_lo, x_hi):
+    x = px(tick)
+    out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" '
+               'stroke="#e3e3e3"/>')
+    out.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+               f"{_fmt(tick)}</text>")
+  for tick in _log_ticks(y_lo, y_hi):
+    y = py(tick)
+    out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
+               'stroke="#e3e3e3"/>')
+    out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
+  out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+             'stroke="#555"/>')
+  out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle">'
+             "input side (pixels)</text>")
+  out.append(f'<text transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)" '
+             'text-anchor="middle">latency (ms)</text>')
+  for index, (engine, points) in enumerate(series.items()):
+    colour = _COLOURS[index % len(_COLOURS)]
+    points = sorted(points)
+    coords = " ".join(f"{px(s):.1f},{py(t):.1f}" for s, t in points)
+    out.append(f'<g class="series" data-engine="{esc(engine, quote=True)}">')
+    out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    for s, t in points:
+      out.append(f'<circle cx="{px(s):.1f}" cy="{py(t):.1f}" r="3" fill="{colour}">'
+                 f"<title>{esc(engine)}: {_fmt(s)} px, {t:.3g} ms</title></circle>")
+    y = top + 8 + 18 * index
+    out.append(f'<line x1="{left + plot_w + 12}" y1="{y}" x2="{left + plot_w + 32}" y2="{y}" '
+               f'stroke="{colour}" stroke-width="2"/>')
+    out.append(f'<text x="{left + plot_w + 38}" y="{y + 4}">{esc(engine)}</text>')
+    out.append("</g>")
+  out.append("</svg>")
+  return "\n".join(out) + "\n"
+
+
+def _pad_range(lo: float, hi: float) -> tuple[float, float]:
+  """[lo, hi] widened to 1-2-5 values (a single value gets a factor 2 on each side)."""
+  def down(v):
+    e = 10.0 ** math.floor(math.log10(v))
+    return max(m * e for m in (1, 2, 5, 10) if m * e <= v * (1 + 1e-9))
+
+  def up(v):
+    e = 10.0 ** math.floor(math.log10(v))
+    return min(m * e for m in (1, 2, 5, 10) if m * e >= v * (1 - 1e-9))
+
+  lo, hi = down(lo), up(hi)
+  if hi <= lo:
+    lo, hi = lo / 2, hi * 2
+  return lo, hi

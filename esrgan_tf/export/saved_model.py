@@ -1,0 +1,425 @@
+"""SavedModel export for TF Serving, and loading such exports back as an `Upscaler`.
+
+An export is one `tf.Module` holding the generator, with explicit signatures whose pre- and
+post-processing lives inside the graph (the TF Model Garden `export_base.py` pattern):
+
+  serving_default  images: uint8 [N, H, W, 3]      → upscaled: uint8 [N, sH, sW, 3]
+                   (clip to [0, 1], ×255, round half to even, cast)
+  upscale_float    images: float32 [N, H, W, 3]    → upscaled: float32 [N, sH, sW, 3]
+                   (in [0, 1]; output unclipped, exactly the model's)
+  upscale_bytes    image_bytes: string [N]         → output_bytes: string [N] (PNG)
+                   (PNG/JPEG/WebP/GIF/BMP decoded in the graph, one image at a time, so a batch
+                   may mix sizes; the `_bytes` suffix makes TF Serving's REST API base64 them)
+  upscale_static   (only with `tflite_input_size`) images: float32 [1, H, W, 3] → upscaled,
+                   the static-shape function TFLite converters and mobile runtimes want.
+
+H and W are dynamic everywhere else. Every signature rejects an image of more than `max_pixels`
+pixels (H·W per image) with INVALID_ARGUMENT; for encoded bytes the size is read from the file
+header BEFORE decoding (PNG IHDR, JPEG SOF via `tf.io.extract_jpeg_shape`, WebP VP8/VP8L/VP8X
+headers, GIF logical screen, BMP info header), so a decompression bomb is refused without being
+decoded, and bytes whose header declares no size are refused too; the decoded size is checked
+again after decoding.
+
+Directory layout (TF Serving's): `export_base/<integer version>/` with `saved_model.pb`,
+`variables/` and `assets.extra/esrgan_tf.json` (the model facts: scale, architecture, precision,
+source, signatures, esrgan_tf and TF versions). `assets.extra/` is TF Serving's directory for
+files that are not part of the graph (e.g. its warm-up requests), and it is copied verbatim with
+the version, which is what we want for metadata. The version directory appears atomically: the
+SavedModel is written to a hidden temporary name in `export_base` (`fileio.atomic_path`; TF
+Serving only loads integer names) and renamed into place, because TF Serving happily loads a
+half-written version directory (tensorflow/serving#1086, #631).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+import esrgan_tf
+from esrgan_tf.core import fileio
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.export import versions
+from esrgan_tf.images import pixels
+from esrgan_tf.inference.engine import ModelError, Upscaler
+from esrgan_tf.models import rrdbnet
+
+ASSET_DIR = "assets.extra"
+ASSET_NAME = "esrgan_tf.json"
+FORMAT_NAME = "esrgan_tf.saved_model"
+FORMAT_VERSION = 1
+DEFAULT_MAX_PIXELS = versions.DEFAULT_MAX_PIXELS
+
+SIGNATURES = {
+    "serving_default": {"inputs": {"images": "uint8 [N, H, W, 3]"},
+                        "outputs": {"upscaled": "uint8 [N, sH, sW, 3]"}},
+    "upscale_float": {"inputs": {"images": "float32 [N, H, W, 3] in [0, 1]"},
+                      "outputs": {"upscaled": "float32 [N, sH, sW, 3], unclipped"}},
+    "upscale_bytes": {"inputs": {"image_bytes": "string [N], PNG/JPEG/WebP/GIF/BMP"},
+                      "outputs": {"output_bytes": "string [N], PNG"}},
+}
+
+
+# --- bfloat16 ----------------------------------------------------------------------------------
+
+def _warn_if_emulated_bf16(precision: str) -> None:
+  if precision == "bfloat16" and not precision_lib.cpu_bf16_flags():
+    # Unlike `precision.resolve_precision` (runtime: falls back to float32), an export is made
+    # for the machine that will serve it, so an explicit request is honoured.
+    logging.warning("precision=bfloat16 requested but this CPU has no AVX512-BF16/AMX-BF16: "
+                    "bfloat16 math is emulated here and usually SLOWER than float32. Exporting "
+                    "in bfloat16 as asked (for serving hardware that has it).")
+
+
+# --- in-graph image handling ------------------------------------------------------------------
+
+def _be(b, i, n):
+  """Big-endian unsigned integer of bytes b[i:i+n] (int64)."""
+  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in reversed(range(n))], tf.int64))
+
+
+def _le(b, i, n):
+  """Little-endian unsigned integer of bytes b[i:i+n] (int64)."""
+  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in range(n)], tf.int64))
+
+
+def _header_bytes(data, n=32):
+  """The first `n` bytes of a scalar string as int64 [n], zero-padded if shorter."""
+  head = tf.io.decode_raw(tf.strings.substr(data, 0, n), tf.uint8)
+  head = tf.pad(head, [[0, n - tf.shape(head)[0]]])
+  return tf.cast(tf.reshape(head, [n]), tf.int64)
+
+
+def _matches(b, offset, magic: bytes):
+  return tf.reduce_all(tf.equal(b[offset:offset + len(magic)],
+                                tf.constant(list(magic), tf.int64)))
+
+
+def declared_size(data):
+  """(height, width) an encoded image declares in its header, or (-1, -1) if not parsed.
+
+  Field offsets: PNG, the IHDR chunk right after the 8-byte signature (PNG spec §11.2.2: width and
+  height are 4-byte big-endian at byte 16 and 20). JPEG: the SOF marker, read by
+  `tf.io.extract_jpeg_shape`. WebP (RFC 9649): "RIFF" size "WEBP", then at byte 12 a chunk tag:
+  "VP8X" → canvas width−1 and height−1 as 24-bit little-endian at bytes 24 and 27; "VP8L" → byte 20
+  is 0x2f, then 14 bits width−1 and 14 bits height−1 little-endian from byte 21; "VP8 " → start
+  code 9d 01 2a at byte 23, then 16-bit little-endian width and height (low 14 bits) at 26 and 28.
+  GIF (GIF89a spec §18, Logical Screen Descriptor): "GIF87a"/"GIF89a", then width and height as
+  16-bit little-endian at bytes 6 and 8; TF's gif decoder allocates this canvas for each frame.
+  BMP (BITMAPINFOHEADER): "BM", then width and height as signed 32-bit little-endian at bytes 18
+  and 22 (a negative height means top-down rows; TF's decode_bmp takes its absolute value, and so
+  does this, for the width too so that no sign trick passes the limit).
+
+  Args:
+    data: A scalar string tensor.
+
+  Returns:
+    An int64 [2] tensor.
+  """
+  b = _header_bytes(data)
+  unknown = tf.constant([-1, -1], tf.int64)
+  is_png = tf.logical_and(_matches(b, 0, b"\x89PNG\r\n\x1a\n"), _matches(b, 12, b"IHDR"))
+  is_jpeg = _matches(b, 0, b"\xff\xd8\xff")
+  is_webp = tf.logical_and(_matches(b, 0, b"RIFF"), _matches(b, 8, b"WEBP"))
+  is_gif = tf.logical_or(_matches(b, 0, b"GIF87a"), _matches(b, 0, b"GIF89a"))
+  is_bmp = _matches(b, 0, b"BM")
+
+  def png():
+    return tf.stack([_be(b, 20, 4), _be(b, 16, 4)])
+
+  def jpeg():
+    return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+  def webp():
+    vp8x = tf.stack([_le(b, 27, 3) + 1, _le(b, 24, 3) + 1])
+    bits = _le(b, 21, 4)
+    vp8l = tf.stack([(bits // 2**14) % 2**14 + 1, bits % 2**14 + 1])
+    vp8 = tf.stack([_le(b, 28, 2) % 2**14, _le(b, 26, 2) % 2**14])
+    return tf.case([(_matches(b, 12, b"VP8X"), lambda: vp8x),
+                    (tf.logical_and(_matches(b, 12, b"VP8L"), tf.equal(b[20], 0x2f)),
+                     lambda: vp8l),
+                    (tf.logical_and(_matches(b, 12, b"VP8 "), _matches(b, 23, b"\x9d\x01\x2a")),
+                     lambda: vp8)],
+                   default=lambda: unknown)
+
+  def gif():
+    return tf.stack([_le(b, 8, 2), _le(b, 6, 2)])
+
+  def bmp():
+    def magnitude(v):  # |signed int32| of an unsigned 32-bit value.
+      return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
+    return tf.stack([magnitude(_le(b, 22, 4)), magnitude(_le(b, 18, 4))])
+
+  return tf.case([(is_png, png), (is_jpeg, jpeg), (is_webp, webp), (is_gif, gif), (is_bmp, bmp)],
+                 default=lambda: unknown)
+
+
+def _check_pixels(height, width, max_pixels: int, what: str):
+  pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+  return tf.debugging.assert_less_equal(
+      pixels, tf.constant(max_pixels, tf.int64),
+      message=f"{what} has more pixels (height × width) than the limit of {max_pixels}")
+
+
+def _check_batch(images, max_pixels: int):
+  shape = tf.shape(images)
+  return _check_pixels(shape[1], shape[2], max_pixels, "input image")
+
+
+def _to_uint8(x):
+  """float [0, 1] (unclipped) → uint8 by the package's one rule (`esrgan_tf.images.pixels`)."""
+  return pixels.from_float_tf(x, 8)
+
+
+# --- the exported module ------------------------------------------------------------------------
+
+class ExportModule(tf.Module):
+  """The generator plus the serving signatures (see the module docstring)."""
+
+  def __init__(self, generator, *, precision: str = "float32",
+               max_pixels: int = DEFAULT_MAX_PIXELS,
+               tflite_input_size: Optional[Sequence[int]] = None):
+    super().__init__(name="esrgan_tf_export")
+    if precision not in precision_lib.INFERENCE_PRECISIONS:
+      raise ValueError(f"precision must be one of {precision_lib.INFERENCE_PRECISIONS}, "
+                     f"got {precision!r}")
+    self.precision = precision
+    self.generator = (rrdbnet.with_dtype(generator, "bfloat16") if precision == "bfloat16"
+                      else generator)
+    self.scale = int(generator.scale)
+    self.channels = int(generator.in_channels)
+    self.max_pixels = int(max_pixels)
+    self.tflite_input_size = tuple(tflite_input_size) if tflite_input_size else None
+    c = self.channels
+    # The network is traced once, as one function all signatures call (smaller graph, faster
+    # export than inlining a copy of it into each signature).
+    self._forward = tf.function(
+        self._forward_impl,
+        input_signature=[tf.TensorSpec([None, None, None, c], self.generator.compute_dtype)])
+    self.upscale_float = tf.function(
+        self._upscale_float, input_signature=[tf.TensorSpec([None, None, None, c], tf.float32)])
+    self.serving_default = tf.function(
+        self._serve_uint8, input_signature=[tf.TensorSpec([None, None, None, c], tf.uint8)])
+    self.upscale_bytes = tf.function(
+        self._upscale_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
+    if self.tflite_input_size:
+      h, w = self.tflite_input_size
+      self.upscale_static = tf.function(
+          self._run, input_signature=[tf.TensorSpec([1, h, w, c], tf.float32)])
+
+  def _forward_impl(self, x):
+    return self.generator(x)
+
+  def _run(self, images):
+    """float32 [N, H, W, C] → float32 [N, sH, sW, C], no checks (the static TFLite path)."""
+    x = tf.cast(images, self.generator.compute_dtype)
+    return {"upscaled": tf.cast(self._forward(x), tf.float32)}
+
+  def _upscale_float(self, images):
+    with tf.control_dependencies([_check_batch(images, self.max_pixels)]):
+      images = tf.identity(images)
+    return self._run(images)
+
+  def _serve_uint8(self, images):
+    x = tf.cast(images, tf.float32) / 255.0
+    return {"upscaled": _to_uint8(self._upscale_float(x)["upscaled"])}
+
+  def _upscale_one(self, data):
+    size = declared_size(data)
+    check = _check_pixels(size[0], size[1], self.max_pixels, "encoded image (declared size)")
+    known = tf.debugging.assert_non_negative(
+        size, message="encoded image: no size in its header (not a PNG, JPEG, WebP, GIF or BMP "
+        "file, or a truncated one); refused before decoding")
+    with tf.control_dependencies([check, known]):
+      image = tf.io.decode_image(data, channels=self.channels, dtype=tf.uint8,
+                                 expand_animations=False)
+    image.set_shape([None, None, self.channels])
+    shape = tf.shape(image)
+    with tf.control_dependencies([_check_pixels(shape[0], shape[1], self.max_pixels,
+                                                "decoded image")]):
+      image = tf.identity(image)
+    out = self._serve_uint8(image[tf.newaxis])["upscaled"][0]
+    return tf.io.encode_png(out)
+
+  def _upscale_bytes(self, image_bytes):
+    out = tf.map_fn(self._upscale_one, image_bytes, fn_output_signature=tf.string)
+    return {"output_bytes": out}
+
+  def signatures(self) -> dict:
+    sigs = {"serving_default": self.serving_default.get_concrete_function(),
+            "upscale_float": self.upscale_float.get_concrete_function(),
+            "upscale_bytes": self.upscale_bytes.get_concrete_function()}
+    if self.tflite_input_size:
+      sigs["upscale_static"] = self.upscale_static.get_concrete_function()
+    return sigs
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def model_facts(generator, *, precision: str, max_pixels: int, source: str,
+                tflite_input_size=None) -> dict:
+  """The JSON written to `assets.extra/esrgan_tf.json`."""
+  signatures = dict(SIGNATURES)
+  if tflite_input_size:
+    h, w = tflite_input_size
+    signatures["upscale_static"] = {"inputs": {"images": f"float32 [1, {h}, {w}, 3]"},
+                                    "outputs": {"upscaled": "float32, unclipped"}}
+  return {
+      "format": FORMAT_NAME,
+      "format_version": FORMAT_VERSION,
+      "scale": int(generator.scale),
+      "arch": generator.arch_config() if hasattr(generator, "arch_config") else {},
+      "generator": type(generator).__name__,  # RRDBNet / SRVGGNetCompact: how to read "arch"
+      "precision": precision,
+      "max_pixels": int(max_pixels),
+      "source": source,
+      "signatures": signatures,
+      "esrgan_tf_version": esrgan_tf.__version__,
+      "tensorflow_version": tf.__version__,
+      "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+  }
+
+
+def export_saved_model(generator, export_base: str, *, version: Optional[int] = None,
+                       precision: str = "float32", max_pixels: int = DEFAULT_MAX_PIXELS,
+                       source: str = "", tflite_input_size: Optional[Sequence[int]] = None,
+                       overwrite: bool = False) -> str:
+  """Writes `generator` as a TF Serving version directory, atomically.
+
+  Args:
+    generator: A built `RRDBNet` (float32 weights).
+    export_base: The model base path (created if missing).
+    version: Integer version; default the next free one (1 for an empty base).
+    precision: "float32" or "bfloat16" (computes in bfloat16 inside the graph; inputs and outputs
+      keep their dtypes). Warns when this CPU lacks native bfloat16.
+    max_pixels: Per-image input pixel limit enforced by every signature.
+    source: Where the weights came from (recorded in the asset JSON).
+    tflite_input_size: (H, W): also add the static `upscale_static` signature.
+    overwrite: Replace an existing version directory.
+
+  Returns:
+    The version directory path.
+
+  Raises:
+    ValueError: Bad version, precision, max_pixels or input size.
+    FileExistsError: The version exists and `overwrite` is False.
+  """
+  if precision not in precision_lib.INFERENCE_PRECISIONS:
+    raise ValueError(f"precision must be one of {precision_lib.INFERENCE_PRECISIONS}, "
+                     f"got {precision!r}")
+  if not isinstance(max_pixels, int) or max_pixels < 1:
+    raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+  if tflite_input_size is not None and (
+      len(tflite_input_size) != 2 or any(int(s) < 1 for s in tflite_input_size)):
+    raise ValueError(f"tflite_input_size must be (height, width), got {tflite_input_size!r}")
+  export_base = os.fspath(export_base)
+  existing = versions.version_dirs(export_base, require_saved_model=False)
+  if version is None:
+    version = max(existing, default=0) + 1
+  if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+    raise ValueError(f"version must be a non-negative integer, got {version!r}")
+  final = os.path.join(export_base, str(version))
+  if os.path.exists(final) and not overwrite:
+    raise FileExistsError(f"{final}: version {version} already exists (pass overwrite=True, "
+                          "or --overwrite, to replace it)")
+  _warn_if_emulated_bf16(precision)
+
+  os.makedirs(export_base, exist_ok=True)
+  module = ExportModule(generator, precision=precision, max_pixels=max_pixels,
+                        tflite_input_size=tflite_input_size)
+  facts = model_facts(generator, precision=precision, max_pixels=max_pixels, source=source,
+                      tflite_input_size=tflite_input_size)
+  # Written under a hidden non-integer name (TF Serving only loads integer names) and renamed
+  # into place; with `overwrite` the old version is moved aside first and removed after.
+  try:
+    with fileio.atomic_path(final, overwrite=overwrite) as tmp:
+      tf.saved_model.save(module, tmp, signatures=module.signatures())
+      os.makedirs(os.path.join(tmp, ASSET_DIR), exist_ok=True)
+      with open(os.path.join(tmp, ASSET_DIR, ASSET_NAME), "w", encoding="utf-8") as f:
+        json.dump(facts, f, indent=2, sort_keys=True)
+  except FileExistsError:  # appeared while we wrote
+    raise FileExistsError(f"{final}: version {version} already exists (pass overwrite=True, "
+                          "or --overwrite, to replace it)") from None
+  logging.info("Exported %s (precision %s) to %s", source or "generator", precision, final)
+  return final
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def resolve_version_dir(path: str) -> str:
+  """A version directory itself, or the highest integer version under a base directory.
+
+  Raises:
+    ModelError: Neither.
+  """
+  path = os.fspath(path)
+  if versions.is_saved_model_dir(path):
+    return path
+  latest = versions.latest_version_dir(path)
+  if latest is None:
+    raise ModelError(f"{path}: not a SavedModel directory (no saved_model.pb) nor an export base "
+                     "with integer version directories")
+  return latest
+
+
+def read_model_facts(version_dir: str) -> dict:
+  """The asset JSON of one of our exports.
+
+  Raises:
+    ModelError: Missing or not ours.
+  """
+  asset = os.path.join(version_dir, ASSET_DIR, ASSET_NAME)
+  try:
+    with open(asset, encoding="utf-8") as f:
+      facts = json.load(f)
+  except FileNotFoundError:
+    raise ModelError(f"{version_dir}: a SavedModel but not an esrgan_tf export (no "
+                     f"{ASSET_DIR}/{ASSET_NAME}); export it with esrgan-export") from None
+  except (OSError, ValueError) as e:
+    raise ModelError(f"{asset}: unreadable model facts ({e})") from e
+  if not isinstance(facts, dict) or facts.get("format") != FORMAT_NAME:
+    raise ModelError(f"{asset}: not an esrgan_tf model description")
+  return facts
+
+
+def load_saved_model_upscaler(path: str, precision: Optional[str] = "float32") -> Upscaler:
+  """Loads one of our SavedModel exports as an `Upscaler` calling its `upscale_float` signature.
+
+  Args:
+    path: A version directory, or an export base (the highest integer version is used).
+    precision: The precision is fixed at export time; a different request is logged and the
+      export's own precision is used. None: no preference.
+
+  Returns:
+    An `Upscaler` (scale and info from the asset JSON).
+
+  Raises:
+    ModelError: Not a SavedModel, not ours, or it fails to load.
+  """
+  version_dir = resolve_version_dir(path)
+  facts = read_model_facts(version_dir)
+  exported = facts.get("precision", "float32")
+  if precision is not None and precision != exported:
+    logging.warning("%s was exported with precision %s; precision=%s is ignored (precision is "
+                    "fixed at export: re-export with --precision=%s)", version_dir, exported,
+                    precision, precision)
+  try:
+    loaded = tf.saved_model.load(version_dir)
+    signature = loaded.signatures["upscale_float"]
+  except KeyError:
+    raise ModelError(f"{version_dir}: no upscale_float signature") from None
+  except Exception as e:  # TF raises many types for a corrupt SavedModel.
+    raise ModelError(f"{version_dir}: SavedModel fails to load ({type(e).__name__}: {e})") from e
+
+  def fn(batch: np.ndarray) -> np.ndarray:
+    return signature(images=tf.convert_to_tensor(batch, tf.float32))["upscaled"].numpy()
+
+  fn.loaded = loaded  # keeps the restored object (and its variables) alive.
+  info = {"precision": exported, "arch": facts.get("arch", {}), "source": facts.get("source", ""),
+          "version_dir": version_dir, "max_pixels": facts.get("max_pixels")}
+  return Upscaler(fn=fn, scale=int(facts["scale"]), name=version_dir, info=info)

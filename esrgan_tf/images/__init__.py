@@ -1,0 +1,1 @@
+"""Pixels and image files: safe reading/writing, encoders, MATLAB bicubic resize."""

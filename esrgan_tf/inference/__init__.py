@@ -1,0 +1,1 @@
+"""Running models: engines, the --model resolver, tiling, batch file upscaling."""
