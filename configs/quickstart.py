@@ -77,7 +77,7 @@ from esrgan_tf.train import configs
 
 # `esrgan_tf.data.augment.color_augment_pairs` settings scripts/quickstart.py trains both phases
 # with (via `augment.with_color_augment`); kept outside the ConfigDict because the configs share
-# one schema (tests/test_train.py) and esrgan_tf.data.datasets has no colour-augmentation option yet.
+# one schema (tests/test_train.py) and data.datasets has no colour-augmentation option yet.
 # Measured (worst gain of the 16 held-out photos, seeds 1 / 2, PSNR phase, pre_pad 8): with
 # contrast c ≥ 0.05 for half the pairs and no grain −0.60 / −0.61 dB; grain σ ≤ 4 levels
 # −0.22 / −0.83 (helps the white sky, not the red fovea); then c down to 0: −0.09 / −0.09;

@@ -9,7 +9,7 @@ esrgan_tf/samples/train) plus crops of them that stress what a tiny model traine
 gets wrong: strong single-hue colour (retina, flower), flat regions (sky, out-of-focus
 background, the black retina surround), grey images. Each photo is cropped to at most 512² so
 the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y with
-crop_border = scale (`esrgan_tf.evaluation.metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
+crop_border = scale (`metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
 to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
 8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
 --pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.inference.tiling`), as

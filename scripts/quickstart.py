@@ -10,7 +10,7 @@
    samples/heldout/*.png, never trained on) against MATLAB bicubic (PSNR on Y, crop_border =
    scale, as papers report) and prints the per-photo, mean and worst gains; the model runs as
    esrgan-upscale runs it, with reflect pre-padding (`tiling.DEFAULT_PRE_PAD`, --pre_pad);
-4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when esrgan_tf.export.saved_model exists;
+4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when export.saved_model exists;
 5. writes WORKDIR/comparison.png: bicubic | SR | HR.
 
 Re-running resumes (finished phases are skipped). Exit status 1 if the GAN-phase model does not
@@ -93,7 +93,8 @@ def main(argv):
   train_loop.train_and_evaluate(psnr_cfg, psnr_dir,
                            dataset_fn=_dataset_fn(psnr_cfg, module.COLOR_AUGMENT))
   print(f"[2/4] GAN phase: {gan_cfg.train.steps} steps -> {gan_dir}", flush=True)
-  train_loop.train_and_evaluate(gan_cfg, gan_dir, dataset_fn=_dataset_fn(gan_cfg, module.COLOR_AUGMENT))
+  train_loop.train_and_evaluate(gan_cfg, gan_dir,
+                                dataset_fn=_dataset_fn(gan_cfg, module.COLOR_AUGMENT))
 
   scale = gan_cfg.model.scale
   pairs = _held_out_pairs(gan_cfg, scale)

@@ -1,6 +1,6 @@
 """Hand-made image files for tests (written in tmp_path; no binaries in git).
 
-Independent of esrgan_tf.images.image_io's encoders: the PNG writer here uses filter type 1 (Sub) and the
+Independent of images.image_io's encoders: the PNG writer here uses filter type 1 (Sub) and the
 TIFF writer is big-endian, where the package writes filter 2 (Up) and little-endian TIFFs.
 """
 

@@ -79,7 +79,7 @@ def test_finds_a_cycle_when_there_is_one():
 
 def test_import_walker_sees_lazy_and_relative_imports(tmp_path):
   path = tmp_path / "m.py"
-  path.write_text("def f():\n  from esrgan_tf import tiling\n  from .x import y\n")
+  path.write_text("def f():\n  from esrgan_tf.inference import tiling\n  from .x import y\n")
   modules = {"esrgan_tf.inference.tiling": "", "esrgan_tf.pkg.x": "", "esrgan_tf.pkg.m": str(path)}
   assert _imports("esrgan_tf.pkg.m", str(path), modules) == {"esrgan_tf.inference.tiling",
                                                              "esrgan_tf.pkg.x"}
@@ -89,7 +89,7 @@ def test_no_import_cycles_lazy_imports_included():
   modules = _modules()
   assert "esrgan_tf.inference.resolver" in modules and "esrgan_tf.cli.upscale" in modules
   graph = {m: _imports(m, path, modules) for m, path in modules.items()}
-  assert "esrgan_tf.export.saved_model" in graph["esrgan_tf.inference.resolver"]  # a lazy import, seen
+  assert "esrgan_tf.export.saved_model" in graph["esrgan_tf.inference.resolver"]  # lazy, seen
   cycles = _cycles(graph)
   assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
 
@@ -106,14 +106,54 @@ def test_modules_are_at_most_500_lines():
   assert not stale, f"no longer over {MAX_LINES} lines, remove from OVER_LIMIT_ALLOWED: {stale}"
 
 
-def test_low_layers_do_not_import_the_top():
-  """Models, imaging, tiling, weights readers never import the resolver, CLI or training loop."""
+# The layers, bottom to top: a subpackage imports only from its own layer or a lower one (lazy
+# imports included). The package root (esrgan_tf/__init__.py: the Python API) is the top.
+LAYERS = [
+    ["core"],          # atomic writes, CPU features, precision, errors: no models
+    ["images"],        # pixels, safe image files, encoders, MATLAB bicubic
+    ["weights"],       # checkpoint formats and layouts, the published-weights registry
+    ["models"],        # networks, built from configs, checkpoints, presets, training workdirs
+    ["data"],          # training data: folders, TFRecords, augmentation, degradations
+    ["export"],        # SavedModel, TFLite (writers)
+    ["inference"],     # engines, the --model resolver, tiling, batch files
+    ["evaluation"],    # metrics, report
+    ["train"],         # loop, state, steps, losses, optimizer, configs
+    ["serving"],       # TF Serving protocol server, web page
+    ["benchmarking"],  # measurements
+    ["cli"],           # absl entry points
+]
+
+
+def _layer_of(module: str) -> int:
+  """Index in LAYERS of a module's subpackage (the root package: above everything)."""
+  parts = module.split(".")
+  if len(parts) == 1:
+    return len(LAYERS)
+  for i, names in enumerate(LAYERS):
+    if parts[1] in names:
+      return i
+  raise AssertionError(f"{module}: its subpackage is not in LAYERS (add it, or move the module)")
+
+
+def test_every_module_is_in_a_layer():
+  for module in _modules():
+    _layer_of(module)
+
+
+def test_no_module_imports_a_higher_layer():
   modules = _modules()
-  top = {"esrgan_tf.inference.resolver", "esrgan_tf.train.loop", "esrgan_tf.inference.batch"}
-  low = [m for m in modules if m.startswith(("esrgan_tf.models", "esrgan_tf.weights"))] + [
-      "esrgan_tf.images.image_io", "esrgan_tf.inference.tiling", "esrgan_tf.images.pixels", "esrgan_tf.core.fileio",
-      "esrgan_tf.inference.engine", "esrgan_tf.export.versions"]
-  for module in low:
-    bad = {t for t in _imports(module, modules[module], modules)
-           if t in top or t.startswith("esrgan_tf.cli")}
-    assert not bad, f"{module} imports {bad}"
+  upward = []
+  for module, path in sorted(modules.items()):
+    for target in sorted(_imports(module, path, modules)):
+      if _layer_of(target) > _layer_of(module):
+        upward.append(f"{module} → {target}")
+  assert not upward, "imports into a higher layer:\n" + "\n".join(upward)
+
+
+def test_layer_check_sees_an_upward_import(tmp_path):
+  path = tmp_path / "m.py"
+  path.write_text("def f():\n  from esrgan_tf.inference import tiling\n")
+  modules = {"esrgan_tf.inference.tiling": "", "esrgan_tf.images.m": str(path)}
+  targets = _imports("esrgan_tf.images.m", str(path), modules)
+  assert [t for t in targets if _layer_of(t) > _layer_of("esrgan_tf.images.m")] == [
+      "esrgan_tf.inference.tiling"]

@@ -1,4 +1,4 @@
-"""esrgan_tf.data.degradations (numpy, BasicSR's primitives) and their TF twins in degradations_tf."""
+"""data.degradations (numpy, BasicSR's primitives) and their TF twins in degradations_tf."""
 
 import math
 import os

@@ -144,7 +144,8 @@ def test_declared_size_from_headers(fmt, kwargs, tag):
 
 def test_declared_size_unknown_for_other_formats():
   for data in [_encode(np.zeros((5, 4, 3), np.uint8), "TIFF"), b"", b"RIFF\x00\x00\x00\x00WEBP"]:
-    np.testing.assert_array_equal(saved_model_lib.declared_size(tf.constant(data)).numpy(), [-1, -1])
+    np.testing.assert_array_equal(
+        saved_model_lib.declared_size(tf.constant(data)).numpy(), [-1, -1])
 
 
 def test_pixel_limit_on_every_signature():

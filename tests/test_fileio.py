@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.core.fileio: atomic, no-clobber writes that leave nothing behind on failure."""
+"""Tests of core.fileio: atomic, no-clobber writes that leave nothing behind on failure."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Published models by name (esrgan_tf.weights.registry) against a local HTTP server on 127.0.0.1."""
+"""Published models by name (weights.registry) against a local HTTP server on 127.0.0.1."""
 
 import hashlib
 import http.server
@@ -101,7 +101,8 @@ def test_good_file_is_cached_once_and_checked(http_base, tmp_path):
 def test_checksum_mismatch_deletes_and_refuses(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/good/tiny.pth", sha256="0" * 64)
-  with pytest.raises(registry_lib.HubError, match=f"SHA-256 {SHA}, expected 0{{64}}; it was deleted"):
+  with pytest.raises(registry_lib.HubError,
+                     match=f"SHA-256 {SHA}, expected 0{{64}}; it was deleted"):
     registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
@@ -118,7 +119,8 @@ def test_interrupted_transfer_leaves_nothing(http_base, tmp_path):
 def test_an_html_page_instead_of_the_file_is_refused(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/html/tiny.pth", sha256=None)
-  with pytest.raises(registry_lib.HubError, match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
+  with pytest.raises(registry_lib.HubError,
+                     match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
     registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
@@ -174,7 +176,8 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
   before = len(server.requests)
   monkeypatch.setenv(registry_lib.CACHE_ENV, str(tmp_path))
   # Every listed architecture is supported today; a future entry may not be.
-  assert {e.architecture for e in registry_lib.REGISTRY.values()} <= registry_lib.SUPPORTED_ARCHITECTURES
+  assert ({e.architecture for e in registry_lib.REGISTRY.values()}
+          <= registry_lib.SUPPORTED_ARCHITECTURES)
   monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet"}))
   for name in ("RealESRGAN_x2plus", "realesr-general-x4v3"):
     with pytest.raises(engine.ModelError, match=f"{name}: its architecture, .* is not "
@@ -184,7 +187,8 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
       registry_lib.fetch(name, mirror=f"{base}/good/")
   assert len(server.requests) == before
   # Flipping the capability list is all it takes (the download then goes ahead).
-  monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet", "srvgg_compact"}))
+  monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES",
+                      frozenset({"rrdbnet", "srvgg_compact"}))
   assert registry_lib.fetch("realesr-general-x4v3", mirror=f"{base}/good/").endswith(
       "realesr-general-x4v3.pth")
 
@@ -202,7 +206,8 @@ def test_cache_dir_precedence(tmp_path):
   home = os.path.expanduser("~")
   assert registry_lib.cache_dir({}) == os.path.join(home, ".cache", "esrgan_tf")
   assert registry_lib.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "esrgan_tf")
-  assert registry_lib.cache_dir({"XDG_CACHE_HOME": "/x", registry_lib.CACHE_ENV: str(tmp_path)}) == str(tmp_path)
+  environ = {"XDG_CACHE_HOME": "/x", registry_lib.CACHE_ENV: str(tmp_path)}
+  assert registry_lib.cache_dir(environ) == str(tmp_path)
 
 
 def test_mirror_url(monkeypatch):

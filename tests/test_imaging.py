@@ -193,7 +193,8 @@ def test_16bit_to_jpeg_becomes_8bit_with_warning(tmp_path, caplog):
 
 def test_alpha_to_jpeg_composited_over_white(tmp_path, caplog):
   a = np.zeros((4, 4, 4), np.uint8)  # fully transparent black -> white
-  img = image_io_lib.read_image(write(tmp_path, "t.png", pil_bytes(Image.fromarray(a, "RGBA"), "PNG")))
+  img = image_io_lib.read_image(
+      write(tmp_path, "t.png", pil_bytes(Image.fromarray(a, "RGBA"), "PNG")))
   with caplog.at_level(logging.WARNING):
     image_io_lib.write_image(tmp_path / "t.jpg", img)
     image_io_lib.write_image(tmp_path / "t.bmp", img)

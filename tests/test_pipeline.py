@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.inference.batch in process: input expansion, output naming, the per-file loop."""
+"""Tests of inference.batch in process: input expansion, output naming, the per-file loop."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.images.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
+"""Tests of images.pixels: one float → integer rule; numpy = TF; SavedModel = esrgan-upscale."""
 
 import numpy as np
 from PIL import Image

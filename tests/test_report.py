@@ -1,4 +1,4 @@
-"""esrgan_tf.evaluation.report: crop choice, crop grid, metrics table (HTML, PNG), latency SVG; esrgan-eval
+"""evaluation.report: crop choice, crop grid, metrics table (HTML, PNG), latency SVG; esrgan-eval
 --report end to end."""
 
 import json

@@ -508,7 +508,8 @@ def test_version_swap_under_load_then_broken_version(export_base, tmp_path):
   shutil.copytree(os.path.join(export_base, "1"), base / "1")
   # Version 2 is written beforehand (exporting is slow on a busy CPU) and moved in under load,
   # as export_saved_model itself does: complete directory, then an atomic rename.
-  staged = saved_model_lib.export_saved_model(tiny_generator(2), str(tmp_path / "staging"), version=2)
+  staged = saved_model_lib.export_saved_model(tiny_generator(2), str(tmp_path / "staging"),
+                                              version=2)
   x = np.stack([sample_uint8(8, 8)])
   with server_lib.ModelServer(str(base), port=0, host="127.0.0.1", max_inflight=8,
                               file_system_poll_wait_seconds=0.2) as srv, \

@@ -52,7 +52,8 @@ def test_gpu_check_passes_fp32_and_fp16(converted):
 
 def test_fp32_matches_saved_model_and_fp16_is_close(converted, photo, tmp_path):
   model, paths = converted
-  saved = saved_model.load_saved_model_upscaler(saved_model.export_saved_model(model, str(tmp_path)))
+  saved = saved_model.load_saved_model_upscaler(
+      saved_model.export_saved_model(model, str(tmp_path)))
   fp32 = tflite.load_tflite_upscaler(paths["none"], num_threads=1)
   assert (fp32.input_size, fp32.max_batch, fp32.scale) == (SIZE, 1, 4)
   reference = saved(photo)

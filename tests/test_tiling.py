@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.inference.tiling: exactness on per-pixel models, partition of unity, a real net."""
+"""Tests for inference.tiling: exactness on per-pixel models, partition of unity, a real net."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Tests for `pre_pad` in esrgan_tf.inference.tiling: reflect padding before upscaling, cropped after."""
+"""Tests for `pre_pad` in inference.tiling: reflect padding before upscaling, cropped after."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for esrgan_tf.train.loop (in-process; distributed/determinism tests: test_train_distributed)."""
+"""Tests for train.loop (in-process; distributed/determinism tests: test_train_distributed)."""
 
 import importlib.util
 import os

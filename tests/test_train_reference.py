@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, GT, SCALE = 3, 16, 4
 
 
-# --- the adapter: the only place that calls esrgan_tf.train.loop -----------------------------------
+# --- the adapter: the only place that calls esrgan_tf.train.loop ------------------------------
 
 class _Run:
   """One training run built from `config`, stepped on a fixed batch."""

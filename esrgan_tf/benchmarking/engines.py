@@ -48,7 +48,7 @@ def psnr_uint8(a, b) -> float:
 
 
 def build_generator(arch: Mapping[str, Any], weights: str = "", seed: int = 0):
-  """An RRDBNet from `weights` (any `esrgan_tf.inference.resolver.load_generator` spec) or random init."""
+  """An RRDBNet from `weights` (any `resolver.load_generator` spec) or random init."""
   import keras  # pylint: disable=g-import-not-at-top
 
   from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
@@ -158,7 +158,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   Args:
     name: "keras_eager" (Keras `__call__`, eager), "keras_upscaler" / "keras_upscaler_bf16"
       (`esrgan_tf.inference.engine.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
-      jit_compile), "saved_model_fp32" / "saved_model_bf16" (`esrgan_tf.export.saved_model` round trip,
+      jit_compile), "saved_model_fp32" / "saved_model_bf16" (SavedModel round trip,
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.export.tflite`, static
       size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" / "tflite_int16x8"
       (dynamic-range int8 weights / calibrated int8 / int16 activations, `esrgan_tf.export.tflite`),
@@ -234,7 +234,7 @@ class TimedUpscaler:
 
 
 def random_upscaler(num_blocks: int, upsampler: str, seed: int = 0, num_features: int = 64):
-  """A random-init RRDBNet x4 (gc 32) as an `Upscaler` (`esrgan_tf.inference.engine.keras_upscaler`)."""
+  """A random-init RRDBNet x4 (gc 32) as an `Upscaler` (`engine.keras_upscaler`)."""
   from esrgan_tf.inference.engine import keras_upscaler  # pylint: disable=g-import-not-at-top
   model = build_generator(dict(num_features=num_features, num_blocks=num_blocks, scale=4,
                                upsampler=upsampler), seed=seed)

@@ -166,7 +166,7 @@ TYPICAL_SIDES = tuple(range(480, 2049, 16))
 
 
 def tiled_fraction(tile: int, overlap: int, sides: Sequence[int] = TYPICAL_SIDES) -> float:
-  """Share of the computed input pixels that are image pixels, under `esrgan_tf.inference.tiling`'s layout.
+  """Share of the computed input pixels that are image pixels, under `tiling`'s layout.
 
   The tiler cuts equal tiles spread evenly over each axis (overlaps ≥ `overlap`), so besides the
   overlap the last step is rounded up to a whole tile: for a 1024-px side, tile 256 and overlap 16

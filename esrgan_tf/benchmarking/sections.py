@@ -408,7 +408,7 @@ def section_tiling(quick: bool) -> list[dict]:
 
 
 def section_data(quick: bool) -> list[dict]:
-  """Training input pipeline throughput (esrgan_tf.data.datasets.make_train_dataset), cache on and off."""
+  """Training input pipeline throughput (datasets.make_train_dataset), cache on and off."""
   rows = []
   result = _try_job(rows, "train input pipeline",
                     {"kind": "data_pipeline", "num_batches": 10 if quick else 50})

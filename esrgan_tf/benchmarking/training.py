@@ -1,7 +1,7 @@
 """Training-side timings (run inside a benchmark child): train step time and input-pipeline speed.
 
 `step_time` and `data_pipeline_speed` are the harness's own copies of what used to be
-`esrgan_tf.train.loop.benchmark_step_time` and `esrgan_tf.data.datasets.benchmark_data_pipeline`: the training
+`train.loop.benchmark_step_time` and `data.datasets.benchmark_data_pipeline`: the training
 modules keep only training, the harness keeps only measuring. They call the training library's
 public pieces (`train_state.create_train_state`, `train_steps.make_train_step`,
 `data.make_train_dataset`), so they time exactly what `esrgan-train` runs.

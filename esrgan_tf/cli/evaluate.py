@@ -19,7 +19,7 @@ from esrgan_tf import cli
 from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.inference import tiling
 
-_MODEL = flags.DEFINE_string("model", None, "Any model esrgan_tf.inference.resolver.load_upscaler takes.")
+_MODEL = flags.DEFINE_string("model", None, "Any model spec esrgan-upscale takes.")
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
 _LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr.")
 _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor; default: the model's.")

@@ -6,7 +6,7 @@ from absl import logging
 
 from esrgan_tf.core import cpu
 
-# What a model computes in (esrgan_tf.inference.engine.keras_upscaler, esrgan_tf.export.saved_model). Not the
+# What a model computes in (inference.engine, export.saved_model). Not the
 # training policies (`train_state.TRAIN_PRECISIONS`).
 INFERENCE_PRECISIONS = ("float32", "bfloat16")
 # What `--precision` of esrgan-upscale / esrgan-eval accepts: "auto" picks by CPU at run time.

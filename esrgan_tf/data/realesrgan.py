@@ -21,7 +21,7 @@ is hard-coded in realesrgan_dataset.py). With every stage off the LR is a plain 
 (`resize_modes`) of the GT to crop_pad_size/scale, rounded to 8-bit levels.
 
 Randomness: element i of input pipeline p gets the seed (seed·1000 + p, i), as in
-`esrgan_tf.data.datasets.make_train_dataset`, so a seed reproduces the batches whatever the parallelism.
+`datasets.make_train_dataset`, so a seed reproduces the batches whatever the parallelism.
 
 The pool and checkpoints: the iterator can be saved in a `tf.train.Checkpoint` like the plain
 pipeline's, but it then holds the pool's `queue_size` degraded pairs (≈ 0.8 MB each at gt 256,
@@ -112,7 +112,8 @@ def validate_config(config, scale: int) -> None:
                              f"({config.crop_pad_size})")
   bad = sorted(set(config.resize_modes) - set(ops.RESIZE_MODES))
   if bad or not config.resize_modes:
-    raise datasets_lib.DataError(f"resize_modes: unknown {bad}; choose from {list(ops.RESIZE_MODES)}")
+    raise datasets_lib.DataError(
+        f"resize_modes: unknown {bad}; choose from {list(ops.RESIZE_MODES)}")
   for key in ("resize_prob", "resize_prob2"):
     if len(config[key]) != 3 or min(config[key]) < 0 or sum(config[key]) <= 0:
       raise datasets_lib.DataError(f"{key} must be 3 non-negative weights (up, down, keep), got "
@@ -128,7 +129,7 @@ def augment_and_crop(gt: tf.Tensor, seed, config) -> tf.Tensor:
   seeds = ops.split(seed, 5)
   gt = tf.convert_to_tensor(gt)
   if gt.dtype == tf.uint8:
-    gt = tf.cast(gt, tf.float32) / 255.0  # as esrgan_tf.data.datasets (convert_image_dtype multiplies)
+    gt = tf.cast(gt, tf.float32) / 255.0  # as datasets (convert_image_dtype multiplies)
   gt = tf.cast(gt, tf.float32)
   if config.use_hflip:
     gt = tf.cond(_coin(seeds[0], 0.5), lambda: tf.reverse(gt, [1]), lambda: gt)
@@ -252,7 +253,7 @@ def make_degraded_train_dataset(data_config, scale: int, batch_size: int, input_
 
   Args:
     data_config: `config.data`: train_dir or tfrecords, cache, shuffle_buffer (as
-      `esrgan_tf.data.datasets.make_train_dataset`); train_lr_dir must be empty. A gt_size there must
+      `datasets.make_train_dataset`); train_lr_dir must be empty. A gt_size there must
       equal the degradation config's.
     scale: Upscaling factor.
     batch_size: Batch size of this pipeline (per replica under a strategy).

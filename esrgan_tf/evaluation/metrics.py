@@ -259,7 +259,7 @@ def format_table(result: dict) -> str:
 
 
 def save_json(path: str, result: dict, *, overwrite: bool = True) -> None:
-  """Writes `result` as JSON atomically (`esrgan_tf.core.fileio`: no partial file on any failure)."""
+  """Writes `result` as JSON atomically (`core.fileio`: no partial file on any failure)."""
   import json  # pylint: disable=g-import-not-at-top
 
   text = json.dumps(result, indent=2, allow_nan=True) + "\n"

@@ -2,7 +2,7 @@
 
 The bottom layer of model handling: every model kind (Keras, SavedModel, TFLite, a TF Serving
 endpoint) is wrapped into an `Upscaler`, a plain callable on float32 NHWC batches in [0, 1].
-Which kind a `--model` spec is, and how to load it, is `esrgan_tf.inference.resolver`'s job; this module
+Which kind a `--model` spec is, and how to load it, is `inference.resolver`'s job; this module
 imports none of the formats.
 """
 

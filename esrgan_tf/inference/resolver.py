@@ -4,7 +4,7 @@ Two levels:
   * `load_generator(spec)` returns a Keras generator (what training, export and interpolation
     need): a `.keras` file, a training workdir, or a foreign checkpoint (.pth/.pt/.safetensors/
     ncnn .param).
-  * `load_upscaler(spec)` returns an `esrgan_tf.inference.engine.Upscaler`: anything `load_generator`
+  * `load_upscaler(spec)` returns an `engine.Upscaler`: anything `load_generator`
     takes, plus SavedModel directories and `.tflite` files.
 
 This module sits at the top of the model layers: it imports the formats (weights, workdir,
@@ -99,7 +99,7 @@ _ACCEPTED = ("a .keras file, a training workdir (with config.json), a checkpoint
 
 
 def _existing_path(spec) -> str:
-  """The file or directory a spec names: a published model name (esrgan_tf.weights.registry: downloaded and
+  """The file or directory a spec names: a published model name (weights.registry: downloaded and
   cached) becomes its file, anything else is taken as a path, which must exist."""
   from esrgan_tf.weights import registry  # pylint: disable=g-import-not-at-top
   try:

@@ -1,7 +1,7 @@
 """Tiled, streaming super-resolution of images of any size with bounded memory.
 
 `upscale_array` cuts equal-size tiles from the host array, runs them in batches through any
-`esrgan_tf.inference.engine.Upscaler` (Keras, SavedModel, TFLite, TF Serving), and writes the results
+`engine.Upscaler` (Keras, SavedModel, TFLite, TF Serving), and writes the results
 into a preallocated host output. Compared with Real-ESRGAN's `tile_process` (which pastes tiles
 without blending, its issues #211/#197, and first moves the whole image to the device, #184):
 

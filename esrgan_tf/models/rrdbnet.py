@@ -117,7 +117,7 @@ class RRDBNet(keras.Model):
   """The ESRGAN generator.
 
   Takes float32 NHWC images in [0, 1] of any height and width and returns the upscaled image,
-  float32 and unclipped (clip and round at the edges: `esrgan_tf.images.image_io`, `esrgan_tf.export.saved_model`).
+  float32 and unclipped (clip and round at the edges: `images.image_io`, `export.saved_model`).
 
   Args:
     in_channels: Input image channels.

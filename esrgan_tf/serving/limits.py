@@ -29,7 +29,7 @@ MAX_IMAGES_PER_REQUEST = 64
 # TF's TensorProto allows one value broadcast over the whole shape; admitted only for small
 # tensors (a broadcast over a large shape is an allocation multiplier, not a real image).
 MAX_BROADCAST_ELEMENTS = 4096
-# Formats the exported graph's tf.io.decode_image reads (esrgan_tf.export.saved_model SIGNATURES), as Pillow
+# Formats the exported graph's tf.io.decode_image reads (export.saved_model SIGNATURES), as Pillow
 # names them.
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB"}
 # Worst-case JSON text per number: Python's repr of a double is at most 24 characters

@@ -41,7 +41,7 @@ from esrgan_tf.train.state import (
 )
 from esrgan_tf.train.steps import USM_SWITCHES, make_train_step, usm_switch
 
-# config.data.pipeline: "bicubic" (esrgan_tf.data.datasets: MATLAB-bicubic LR, the default when absent) or
+# config.data.pipeline: "bicubic" (data.datasets: MATLAB-bicubic LR, the default when absent) or
 # "realesrgan" (esrgan_tf.data.realesrgan, options in config.data.degradation).
 DATA_PIPELINES = ("bicubic", "realesrgan")
 
@@ -101,7 +101,7 @@ def data_pipeline(config) -> str:
 def make_dataset_fn(config, global_batch_size: int):
   """`input_context -> tf.data.Dataset` of per-replica batches.
 
-  "bicubic" pipeline: (lr, hr) from `esrgan_tf.data.datasets`; "realesrgan": {"lr", "hr", "gt_usm"} from
+  "bicubic" pipeline: (lr, hr) from `data.datasets`; "realesrgan": {"lr", "hr", "gt_usm"} from
   `esrgan_tf.data.realesrgan` (hr the plain GT; the loss switches pick gt_usm).
   """
   scale = generator_spec(config).scale
@@ -213,7 +213,7 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
     2. `config.train.resume`: a checkpoint prefix or another workdir (full state, e.g. to
        fork a run);
     3. `config.train.init_from`: G and EMA weights only (a PSNR run for the gan phase),
-       anything `esrgan_tf.inference.resolver.load_generator` takes: workdir, .keras, .pth/.safetensors;
+       anything `resolver.load_generator` takes: workdir, .keras, .pth/.safetensors;
        and/or `config.train.init_discriminator_from`: D weights from a BasicSR netD
        .pth/.safetensors (Real-ESRGAN fine-tuning); step and optimizers start fresh;
     4. scratch (G random, EMA = G).
@@ -259,7 +259,7 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
 
 
 def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None = None) -> dict:
-  """PSNR/SSIM of `predict_fn` on validation pairs (`esrgan_tf.evaluation.metrics.evaluate_upscaler`).
+  """PSNR/SSIM of `predict_fn` on validation pairs (`metrics.evaluate_upscaler`).
 
   `scale` (for the default crop border) defaults to the config's generator's.
   """
