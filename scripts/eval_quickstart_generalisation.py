@@ -9,7 +9,7 @@ esrgan_tf/samples/train) plus crops of them that stress what a tiny model traine
 gets wrong: strong single-hue colour (retina, flower), flat regions (sky, out-of-focus
 background, the black retina surround), grey images. Each photo is cropped to at most 512² so
 the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y with
-crop_border = scale (`metrics.evaluate_upscaler`), LR = MATLAB bicubic ×1/4 rounded
+crop_border = scale (`metrics.evaluate`), LR = MATLAB bicubic ×1/4 rounded
 to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
 8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
 --pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.inference.tiling`), as
@@ -106,7 +106,7 @@ def evaluate_held_out(engine, pairs, scale: int, pre_pad: int = 0,
                       pre_pad_sides: str = "all") -> list[dict]:
   """Rows {"name", "psnr", "bicubic_psnr", "gain", "shift" (SR − HR mean RGB levels)}.
 
-  `pre_pad`, `pre_pad_sides`: as `esrgan_tf.evaluation.metrics.evaluate_upscaler`'s.
+  `pre_pad`, `pre_pad_sides`: as `esrgan_tf.inference.tiling.TileSpec`'s (whole image).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -119,9 +119,10 @@ def evaluate_held_out(engine, pairs, scale: int, pre_pad: int = 0,
     hr = metrics.to_uint8_levels(images["hr"]).astype(np.float64)
     shifts[name] = (sr.mean(axis=(0, 1)) - hr.mean(axis=(0, 1)))
 
-  result = metrics.evaluate_upscaler(engine, pairs, crop_border=scale, y_channel=True,
-                                     on_image=on_image, pre_pad=pre_pad,
-                                     pre_pad_sides=pre_pad_sides)
+  from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
+  tiles = tiling.TileSpec(tile=0, pre_pad=pre_pad, pre_pad_sides=pre_pad_sides)
+  result = metrics.evaluate(engine, pairs, crop_border=scale, y_channel=True, on_image=on_image,
+                            tiles=tiles)
   return [dict(name=r["name"], psnr=r["psnr"], bicubic_psnr=r["bicubic_psnr"],
                gain=r["psnr"] - r["bicubic_psnr"], shift=shifts[r["name"]])
           for r in result["images"]]
@@ -153,7 +154,7 @@ def main(argv):
     scale = int(model.scale)
     pairs = datasets.load_validation_set(
         {"val_dir": _CACHE.value, "val_lr_dir": "", "val_max_images": 0}, scale)
-    up = engine.keras_upscaler(model, name=spec)
+    up = engine.keras_engine(model, name=spec)
     for pre_pad in (int(v) for v in _PRE_PAD.value):
       for sides in _SIDES.value if pre_pad else ["all"]:
         print(f"== {spec} (Y-PSNR dB, crop {scale}, pre_pad {pre_pad} {sides})")

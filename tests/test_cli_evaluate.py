@@ -12,6 +12,7 @@ import pytest
 from esrgan_tf.data import datasets
 from esrgan_tf.evaluation import metrics
 from esrgan_tf.images import imresize
+from esrgan_tf.inference import tiling
 from esrgan_tf.models import rrdbnet
 
 
@@ -74,9 +75,9 @@ def test_eval_cli_bad_hr_path(tmp_path, model_path):
 def test_eval_library_matches_tiled_and_direct(model_path):
   # What the CLI calls, in process: tiled (tiling.upscale_array) and direct give the same numbers.
   from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
-  model = resolver.load_upscaler(model_path)
+  model = resolver.load_engine(model_path)
   hr = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
   pairs = [("x", datasets.degrade(hr, 4), hr)]
-  direct = metrics.evaluate_upscaler(model, pairs, crop_border=4)
-  tiled = metrics.evaluate_upscaler(model, pairs, crop_border=4, tile=0)
+  direct = metrics.evaluate(model, pairs, crop_border=4)
+  tiled = metrics.evaluate(model, pairs, crop_border=4, tiles=tiling.TileSpec(tile=0, pre_pad=0))
   assert direct["mean"]["psnr"] == pytest.approx(tiled["mean"]["psnr"], abs=1e-6)

@@ -131,8 +131,9 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   from esrgan_tf.inference import resolver, tiling
   reference = batch.upscale_loaded(
       image_io.read_image(src),
-      lambda x: tiling.upscale_array(x, resolver.load_upscaler(model_path), tile=0,
-                                     pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
+      lambda x: tiling.upscale_array(x, resolver.load_engine(model_path),
+                                     tiling.TileSpec(tile=0, pre_pad=tiling.DEFAULT_PRE_PAD)),
+      SCALE)
   image_io.write_image(whole, reference)
   a = np.asarray(Image.open(tiled), np.float64)
   b = np.asarray(Image.open(whole), np.float64)
@@ -156,7 +157,7 @@ def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
     # Reference: pad by hand (numpy's reflect, as torch's), run the whole image, crop.
     color = image_io.read_image(src).color
     padded = np.pad(color, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    sr = resolver.load_upscaler(model_path)(padded[None])[0]
+    sr = resolver.load_engine(model_path)(padded[None])[0]
     sr = np.clip(sr[pad * SCALE:sr.shape[0] - pad * SCALE, pad * SCALE:sr.shape[1] - pad * SCALE],
                  0, 1)
     outputs[pad] = np.asarray(Image.open(out))
@@ -181,9 +182,10 @@ def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   assert f"--precision=auto: {expected}" in run.stderr
   # The output is what that precision computes (bf16 differs from float32 by a few levels).
   reference = batch.upscale_loaded(
-      image_io.read_image(src), lambda x: tiling.upscale_array(
-          x, resolver.load_upscaler(model_path, precision=expected), tile=0,
-          pre_pad=tiling.DEFAULT_PRE_PAD), SCALE)
+      image_io.read_image(src),
+      lambda x: tiling.upscale_array(x, resolver.load_engine(model_path, precision=expected),
+                                     tiling.TileSpec(tile=0, pre_pad=tiling.DEFAULT_PRE_PAD)),
+      SCALE)
   image_io.write_image(str(tmp_path / "reference.png"), reference)
   np.testing.assert_array_equal(np.asarray(Image.open(out)),
                                 np.asarray(Image.open(tmp_path / "reference.png")))

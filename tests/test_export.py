@@ -15,10 +15,11 @@ import pytest
 import tensorflow as tf
 
 from esrgan_tf.cli import export as export_cli
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import gpu_delegate
 from esrgan_tf.export import saved_model as saved_model_lib
-from esrgan_tf.inference import engine as engine_lib
 from esrgan_tf.inference import resolver
+from esrgan_tf.inference.saved_model import saved_model_engine
 from esrgan_tf.models import RRDBNet
 
 UPSAMPLERS = ("depth_to_space", "nearest")
@@ -188,20 +189,20 @@ def test_bad_arguments(tmp_path):
 
 
 def test_load_rejects_dirs_that_are_not_ours(tmp_path):
-  with pytest.raises(engine_lib.ModelError, match="not a SavedModel directory"):
-    saved_model_lib.load_saved_model_upscaler(str(tmp_path))
+  with pytest.raises(ModelError, match="not a SavedModel directory"):
+    saved_model_engine(str(tmp_path))
   foreign = tmp_path / "foreign" / "1"
   module = tf.Module()
   module.f = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None], tf.float32)])
   tf.saved_model.save(module, str(foreign), signatures=module.f.get_concrete_function())
-  with pytest.raises(engine_lib.ModelError, match="not an esrgan_tf export"):
-    saved_model_lib.load_saved_model_upscaler(str(tmp_path / "foreign"))
+  with pytest.raises(ModelError, match="not an esrgan_tf export"):
+    saved_model_engine(str(tmp_path / "foreign"))
 
 
 def test_bfloat16_export(tmp_path):
   model = _tiny("nearest")
   path = saved_model_lib.export_saved_model(model, str(tmp_path), precision="bfloat16")
-  up = saved_model_lib.load_saved_model_upscaler(path, precision=None)
+  up = saved_model_engine(path, precision=None)
   assert up.info["precision"] == "bfloat16"
   x = np.random.default_rng(3).random((1, 8, 8, 3), dtype=np.float32)
   got = up(x)
@@ -251,7 +252,7 @@ def test_cli_exports_both_formats_then_next_version(tmp_path, capsys):
       export_cli.main(["esrgan-export"])
   assert usage.value.exitcode == 2
 
-  up = resolver.load_upscaler(out)  # the resolver → load_saved_model_upscaler → latest.
+  up = resolver.load_engine(out)  # the resolver → saved_model_engine → latest.
   assert up.name == os.path.join(out, "2") and up.scale == 2
   assert up.info["arch"] == model.arch_config()
   x = np.random.default_rng(2).random((2, 6, 5, 3), dtype=np.float32)

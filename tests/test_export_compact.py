@@ -12,6 +12,8 @@ from esrgan_tf.export import gpu_delegate as gpu_delegate_lib
 from esrgan_tf.export import saved_model, tflite
 from esrgan_tf.export.gpu_delegate import _op_names, _schema
 from esrgan_tf.inference import engine as engine_lib
+from esrgan_tf.inference.saved_model import saved_model_engine
+from esrgan_tf.inference.tflite import tflite_engine
 from esrgan_tf.models import RRDBNet, SRVGGNetCompact
 
 SIZE = (15, 17)  # odd static TFLite input: not a multiple of the unshuffle factors
@@ -53,7 +55,7 @@ def test_saved_model_matches_eager_on_odd_sizes(tmp_path, make):
   facts = saved_model.read_model_facts(path)
   assert facts["arch"] == model.arch_config() and facts["scale"] == model.scale
   assert facts["generator"] == type(model).__name__
-  loaded = saved_model.load_saved_model_upscaler(path)
+  loaded = saved_model_engine(path)
   for h, w in ((7, 9), (8, 8), (2, 3)):
     x = _image(h, w)
     np.testing.assert_allclose(loaded(x), model(x).numpy(), atol=1e-5)
@@ -66,7 +68,7 @@ def test_compact_tflite_fp32_passes_gpu_check_and_matches(tmp_path):
     data = f.read()
   assert "PRELU" in _ops(data)
   assert gpu_delegate_lib.check_gpu_compatibility(data) == []
-  runner = tflite.load_tflite_upscaler(path, num_threads=1)
+  runner = tflite_engine(path, num_threads=1)
   assert runner.scale == 4
   x = _image(*SIZE)
   np.testing.assert_allclose(runner(x), model(x).numpy(), atol=1e-4)
@@ -85,7 +87,7 @@ def test_unshuffle_tflite_pads_in_graph_and_matches(tmp_path):
   with open(path, "rb") as f:
     ops = _ops(f.read())
   assert {"MIRROR_PAD", "SPACE_TO_DEPTH", "STRIDED_SLICE"} <= ops
-  runner = tflite.load_tflite_upscaler(path, num_threads=1)
+  runner = tflite_engine(path, num_threads=1)
   x = _image(*SIZE)
   assert runner(x).shape == (1, 30, 34, 3)
   np.testing.assert_allclose(runner(x), model(x).numpy(), atol=1e-4)
@@ -103,7 +105,7 @@ def test_gpu_check_refuses_prelu_with_full_alpha():
 
 def test_keras_upscaler_bfloat16_compact():
   model = _compact(3)
-  up = engine_lib.keras_upscaler(model, precision="bfloat16")
+  up = engine_lib.keras_engine(model, precision="bfloat16")
   x = _image(5, 6)
   got = up(x)
   assert got.shape == (1, 15, 18, 3) and got.dtype == np.float32
@@ -123,4 +125,4 @@ def test_unshuffle_tflite_from_saved_model_export_passes_gpu_check(tmp_path):
   assert "GATHER" not in _ops(data) and "MIRROR_PAD" in _ops(data)
   assert gpu_delegate_lib.check_gpu_compatibility(data) == []
   x = _image(*SIZE)
-  np.testing.assert_allclose(tflite.load_tflite_upscaler(path)(x), model(x).numpy(), atol=1e-4)
+  np.testing.assert_allclose(tflite_engine(path)(x), model(x).numpy(), atol=1e-4)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import weights_fixtures as wf
 
-from esrgan_tf.inference import engine, resolver
+from esrgan_tf.core.errors import ModelError
+from esrgan_tf.inference import resolver
 from esrgan_tf.weights import registry as registry_lib
 
 
@@ -180,9 +181,9 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
           <= registry_lib.SUPPORTED_ARCHITECTURES)
   monkeypatch.setattr(registry_lib, "SUPPORTED_ARCHITECTURES", frozenset({"rrdbnet"}))
   for name in ("RealESRGAN_x2plus", "realesr-general-x4v3"):
-    with pytest.raises(engine.ModelError, match=f"{name}: its architecture, .* is not "
+    with pytest.raises(ModelError, match=f"{name}: its architecture, .* is not "
                        "supported"):
-      resolver.load_upscaler(name)
+      resolver.load_engine(name)
     with pytest.raises(registry_lib.HubError, match="not supported"):
       registry_lib.fetch(name, mirror=f"{base}/good/")
   assert len(server.requests) == before

@@ -1,4 +1,4 @@
-"""PSNR/SSIM against hand-derived values and a direct-window SSIM; evaluate_upscaler."""
+"""PSNR/SSIM against hand-derived values and a direct-window SSIM; metrics.evaluate."""
 
 import math
 
@@ -113,7 +113,7 @@ def test_errors():
     metrics.calculate_psnr(np.zeros((4, 4, 1)), np.ones((4, 4, 1)), y_channel=True)
 
 
-def test_evaluate_upscaler_with_bicubic_model_equals_baseline():
+def test_evaluate_with_bicubic_model_equals_baseline():
   rng = np.random.default_rng(3)
   hr = rng.random((32, 24, 3)).astype(np.float32)
   lr = imresize.imresize(hr, 0.5).numpy()
@@ -121,8 +121,7 @@ def test_evaluate_upscaler_with_bicubic_model_equals_baseline():
   def bicubic_model(batch):  # an "upscaler" that is MATLAB bicubic itself
     return imresize.imresize(batch, 2.0).numpy()
 
-  result = metrics.evaluate_upscaler(bicubic_model, [("a", lr, hr)], crop_border=2,
-                                     y_channel=True)
+  result = metrics.evaluate(bicubic_model, [("a", lr, hr)], crop_border=2, y_channel=True)
   row = result["images"][0]
   assert row["psnr"] == pytest.approx(row["bicubic_psnr"])
   assert row["ssim"] == pytest.approx(row["bicubic_ssim"])
@@ -134,8 +133,8 @@ def test_evaluate_upscaler_with_bicubic_model_equals_baseline():
   assert "PSNR gain over MATLAB bicubic: +0.000 dB" in metrics.format_table(result)
 
 
-def test_evaluate_upscaler_rejects_wrong_output_shape():
+def test_evaluate_rejects_wrong_output_shape():
   lr = np.zeros((8, 8, 3), np.float32)
   hr = np.zeros((16, 16, 3), np.float32)
   with pytest.raises(ValueError, match="differs"):
-    metrics.evaluate_upscaler(lambda b: np.zeros((1, 8, 8, 3)), [("x", lr, hr)])
+    metrics.evaluate(lambda b: np.zeros((1, 8, 8, 3)), [("x", lr, hr)])

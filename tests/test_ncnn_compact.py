@@ -14,7 +14,7 @@ from test_ncnn_reference import MODEL_DIR, ncnn_forward
 
 import esrgan_tf
 from esrgan_tf import weights
-from esrgan_tf.models import SRVGGNetCompact
+from esrgan_tf.models import SRVGGNetCompact, checkpoints
 
 ANIMEVIDEO_X4 = os.path.join(MODEL_DIR, "REALESRGAN_ANIMAVIDEOV3_UP4X")
 
@@ -26,7 +26,7 @@ def _psnr(a, b):
 
 @pytest.fixture(scope="module")
 def animevideo():
-  return weights.load_checkpoint(ANIMEVIDEO_X4 + ".param")
+  return checkpoints.load_checkpoint(ANIMEVIDEO_X4 + ".param")
 
 
 def test_animevideov3_architecture(animevideo):
@@ -56,7 +56,7 @@ def test_animevideov3_matches_ncnn(animevideo):
 
 def test_x2_x3_files_with_a_bicubic_tail_are_refused():
   with pytest.raises(weights.CheckpointError, match=r"bicubic downscale: use the x4 file"):
-    weights.load_checkpoint(os.path.join(MODEL_DIR, "REALESRGAN_ANIMAVIDEOV3_UP2X.bin"))
+    checkpoints.load_checkpoint(os.path.join(MODEL_DIR, "REALESRGAN_ANIMAVIDEOV3_UP2X.bin"))
 
 
 def test_truncated_bin_is_refused(tmp_path, animevideo):
@@ -66,4 +66,4 @@ def test_truncated_bin_is_refused(tmp_path, animevideo):
   with open(ANIMEVIDEO_X4 + ".bin", "rb") as f:
     (tmp_path / "anime.bin").write_bytes(f.read()[:-100])
   with pytest.raises(weights.CheckpointError, match=r"anime\.bin: is \d+ bytes, shorter"):
-    weights.load_checkpoint(f"{stem}.param")
+    checkpoints.load_checkpoint(f"{stem}.param")

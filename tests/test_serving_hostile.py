@@ -29,6 +29,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from esrgan_tf.export import saved_model as saved_model_lib
+from esrgan_tf.inference import remote
 from esrgan_tf.models import RRDBNet
 from esrgan_tf.serving import core, protocol
 
@@ -65,7 +66,7 @@ class Server:
       time.sleep(0.1)
     self.grpc_port = int(re.search(r"gRPC on (\d+)", "".join(self.lines)).group(1))
     self.channel = grpc.insecure_channel(
-        f"127.0.0.1:{self.grpc_port}", options=protocol.grpc_message_options(64))
+        f"127.0.0.1:{self.grpc_port}", options=remote.grpc_message_options(64))
     self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
   def reset_peak(self) -> int:
@@ -270,7 +271,7 @@ def test_grpc_answer_over_the_message_limit_refused_before_running(export_base):
   with server_lib.ModelServer(export_base, port=0, file_system_poll_wait_seconds=0,
                               max_message_mb=8) as srv, \
       grpc.insecure_channel(f"127.0.0.1:{srv.port}",
-                            options=protocol.grpc_message_options(64)) as channel:
+                            options=remote.grpc_message_options(64)) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = _request("upscale_float", "images",
                        tf.make_tensor_proto(np.zeros((1, 256, 256, 3), np.float32)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from esrgan_tf import weights
-from esrgan_tf.models import SRVGGNetCompact, build_generator
+from esrgan_tf.models import SRVGGNetCompact, build_generator, checkpoints
 from esrgan_tf.weights import layouts, torch_writer
 
 
@@ -88,7 +88,7 @@ def test_matches_numpy_reference_through_pth_import(tmp_path, upscale):
   state = _random_state(rng, nf=8, num_conv=2, upscale=upscale)
   path = tmp_path / "compact.pth"
   _write_pth(path, state, wrappers=("params",))  # realesr-general-x4v3.pth's wrapper
-  model = weights.load_checkpoint(path)
+  model = checkpoints.load_checkpoint(path)
   assert model.arch_config() == dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2,
                                      upscale=upscale, act_type="prelu")
   image = rng.random((5, 7, 3)).astype(np.float32)
@@ -131,7 +131,7 @@ def test_save_checkpoint_round_trip(tmp_path, suffix):
   weights.save_checkpoint(model, path)
   state = weights.read_state_dict(path)
   assert state["body.1.weight"].shape == (8,) and state["body.6.weight"].shape == (27, 8, 3, 3)
-  loaded = weights.load_checkpoint(path)
+  loaded = checkpoints.load_checkpoint(path)
   assert loaded.arch_config() == model.arch_config()
   for a, b in zip(loaded.get_weights(), model.get_weights()):
     np.testing.assert_array_equal(a, b)
@@ -160,7 +160,7 @@ def test_state_dict_without_slopes_is_refused(tmp_path):
   _write_pth(path, state)
   with pytest.raises(weights.CheckpointError, match=r"relu\.pth: .*act_type relu or leakyrelu "
                      r"cannot be inferred"):
-    weights.load_checkpoint(path)
+    checkpoints.load_checkpoint(path)
 
 
 def test_bad_last_conv_is_refused(tmp_path):
@@ -170,7 +170,7 @@ def test_bad_last_conv_is_refused(tmp_path):
   path = tmp_path / "odd.pth"
   _write_pth(path, state)
   with pytest.raises(weights.CheckpointError, match=r"last conv has 9 outputs"):
-    weights.load_checkpoint(path)
+    checkpoints.load_checkpoint(path)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -8,9 +8,12 @@ import pytest
 import tensorflow as tf
 
 import esrgan_tf
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import gpu_delegate, saved_model, tflite
 from esrgan_tf.inference import engine as engine_lib
 from esrgan_tf.inference import resolver
+from esrgan_tf.inference.saved_model import saved_model_engine
+from esrgan_tf.inference.tflite import tflite_engine
 from esrgan_tf.models import RRDBNet
 
 UPSAMPLERS = ("depth_to_space", "nearest")
@@ -52,15 +55,15 @@ def test_gpu_check_passes_fp32_and_fp16(converted):
 
 def test_fp32_matches_saved_model_and_fp16_is_close(converted, photo, tmp_path):
   model, paths = converted
-  saved = saved_model.load_saved_model_upscaler(
+  saved = saved_model_engine(
       saved_model.export_saved_model(model, str(tmp_path)))
-  fp32 = tflite.load_tflite_upscaler(paths["none"], num_threads=1)
+  fp32 = tflite_engine(paths["none"], num_threads=1)
   assert (fp32.input_size, fp32.max_batch, fp32.scale) == (SIZE, 1, 4)
   reference = saved(photo)
   got32 = fp32(photo)
   assert got32.shape == (1, SIZE[0] * 4, SIZE[1] * 4, 3)
   np.testing.assert_allclose(got32, reference, rtol=0, atol=1e-4)
-  got16 = tflite.load_tflite_upscaler(paths["fp16"])(photo)
+  got16 = tflite_engine(paths["fp16"])(photo)
   assert _psnr(got16, got32) >= 40
 
 
@@ -81,14 +84,14 @@ def test_dynamic_range_int8_converts_and_runs(photo, tmp_path):
     parsed = schema.ModelT.InitFromPackedBuf(f.read(), 0)
   int8 = [t for t in parsed.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
   assert len(int8) >= 15  # the body and upsampling convs' weights.
-  got = tflite.load_tflite_upscaler(path)(photo)
+  got = tflite_engine(path)(photo)
   assert np.all(np.isfinite(got))
   assert _psnr(got, model(photo).numpy()) >= 25
 
 
 def test_runner_pads_smaller_images_and_refuses_larger(converted):
   model, paths = converted
-  up = tflite.load_tflite_upscaler(paths["none"])
+  up = tflite_engine(paths["none"])
   rng = np.random.default_rng(0)
   small = rng.random((2, 10, 7, 3), dtype=np.float32)
   got = up(small)
@@ -102,21 +105,22 @@ def test_runner_pads_smaller_images_and_refuses_larger(converted):
 
 def test_loaded_through_the_resolver(converted):
   _, paths = converted
-  up = resolver.load_upscaler(paths["none"], num_threads=2)
+  up = resolver.load_engine(paths["none"], num_threads=2)
   assert up.input_size == SIZE and up.max_batch == 1 and up.info["num_threads"] == 2
 
 
 def test_tiling_runs_any_image_size_through_the_static_model(converted):
   from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
   model, paths = converted
-  lite = tflite.load_tflite_upscaler(paths["none"])
+  lite = tflite_engine(paths["none"])
   # The same tiling geometry through the eager model is the reference.
-  eager = engine_lib.keras_upscaler(model)
+  eager = engine_lib.keras_engine(model)
   eager.input_size, eager.max_batch = SIZE, 1
   image = np.random.default_rng(1).random((41, 70, 3), dtype=np.float32)
-  got = tiling.upscale_array(image, lite, overlap=8)
+  got = tiling.upscale_array(image, lite, tiling.TileSpec(overlap=8, batch=4, pre_pad=0))
   assert got.shape == (164, 280, 3)
-  np.testing.assert_allclose(got, tiling.upscale_array(image, eager, overlap=8), atol=1e-4)
+  want = tiling.upscale_array(image, eager, tiling.TileSpec(overlap=8, pre_pad=0))
+  np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def _convert_fn(fn, spec):
@@ -155,12 +159,12 @@ def test_convert_refuses_incompatible_and_writes_nothing(tmp_path, monkeypatch):
 def test_bad_inputs(tmp_path):
   bogus = tmp_path / "bogus.tflite"
   bogus.write_bytes(b"not a flatbuffer at all")
-  with pytest.raises(engine_lib.ModelError, match="not a TFLite flatbuffer"):
+  with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
     gpu_delegate.check_gpu_compatibility(str(bogus))
-  with pytest.raises(engine_lib.ModelError, match="bogus.tflite"):
-    tflite.load_tflite_upscaler(str(bogus))
-  with pytest.raises(engine_lib.ModelError, match="no such file"):
-    tflite.load_tflite_upscaler(str(tmp_path / "missing.tflite"))
+  with pytest.raises(ModelError, match="bogus.tflite"):
+    tflite_engine(str(bogus))
+  with pytest.raises(ModelError, match="no such file"):
+    tflite_engine(str(tmp_path / "missing.tflite"))
   with pytest.raises(ValueError, match="quantize"):
     tflite.convert_to_bytes(None, input_size=(8, 8), quantize="int4")
   existing = tmp_path / "exists.tflite"

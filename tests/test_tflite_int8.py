@@ -13,6 +13,7 @@ import pytest
 
 import esrgan_tf
 from esrgan_tf.export import int8, tflite
+from esrgan_tf.inference.tflite import tflite_engine
 from esrgan_tf.models import RRDBNet
 
 SIZE = (16, 16)
@@ -74,7 +75,7 @@ def test_int8_conversion_int8_convs_float_islands_close_to_float(tmp_path):
     assert islands and all(set(types) == {"FLOAT32"} for types in islands), name
   image = np.asarray(Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png"))
                      .convert("RGB"), np.float32)[None, 60:76, 80:96] / 255
-  got = tflite.load_tflite_upscaler(path, num_threads=1)(image)
+  got = tflite_engine(path, num_threads=1)(image)
   want = model(image).numpy()
   # A random-init tiny net, 8-bit activations: close, not equal (measured 41.2 dB).
   psnr = 10 * np.log10(np.ptp(want) ** 2 / np.mean((got - want) ** 2))
@@ -124,8 +125,8 @@ def test_int16x8_conversion_int16_activations_int8_weights(tmp_path):
   assert all(types == ["INT16", "INT8", "INT64"] for types in convs)  # activations, weights, bias
   image = _chelsea_tile()
   want = model(image).numpy()
-  got16 = tflite.load_tflite_upscaler(path, num_threads=1)(image)
-  got8 = tflite.load_tflite_upscaler(
+  got16 = tflite_engine(path, num_threads=1)(image)
+  got8 = tflite_engine(
       tflite.convert(model, str(tmp_path / "m8.tflite"), input_size=SIZE, quantize="int8"),
       num_threads=1)(image)
   # 256× finer activation steps: closer to float32 than int8 (measured 51.3 vs 40.3 dB; not

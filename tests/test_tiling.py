@@ -39,8 +39,8 @@ def test_per_pixel_model_is_exact(shape, tile, overlap, blend):
   rng = np.random.default_rng(0)
   image = rng.random(shape, dtype=np.float32)
   for scale in (1, 3, 4):
-    got = tiling.upscale_array(image, NearestUpscaler(scale), tile=tile, overlap=overlap,
-                               batch=3, blend=blend)
+    spec = tiling.TileSpec(tile=tile, overlap=overlap, batch=3, blend=blend, pre_pad=0)
+    got = tiling.upscale_array(image, NearestUpscaler(scale), spec)
     assert got.dtype == np.float32 and got.shape == (shape[0] * scale, shape[1] * scale, shape[2])
     # Blending identical values with weights summing to 1 (±1 ulp): exact to float32 rounding.
     np.testing.assert_allclose(got, _nearest(image, scale), rtol=0, atol=3e-7)
@@ -88,36 +88,40 @@ def test_static_input_size_pads_and_crops():
   for shape in [(5, 7, 3), (30, 9, 3), (1, 40, 1)]:
     image = rng.random(shape, dtype=np.float32)
     model = NearestUpscaler(2, input_size=(12, 16), max_batch=1)
-    got = tiling.upscale_array(image, model, tile=999, overlap=4, batch=8)
+    got = tiling.upscale_array(image, model,
+                               tiling.TileSpec(tile=999, overlap=4, batch=8, pre_pad=0))
     np.testing.assert_allclose(got, _nearest(image, 2), atol=3e-7)
     assert all(b == (1, 12, 16, shape[2]) for b in model.batches)
-    assert len(model.batches) == tiling.count_tiles(*shape[:2], model, tile=999, overlap=4)
+    assert len(model.batches) == tiling.count_tiles(*shape[:2], model,
+                                                    tiling.TileSpec(tile=999, overlap=4, pre_pad=0))
 
 
 def test_batches_respect_batch_and_max_batch():
   image = np.random.default_rng(2).random((50, 50, 3), dtype=np.float32)
   model = NearestUpscaler(2, max_batch=2)
   progress = []
-  tiling.upscale_array(image, model, tile=16, overlap=4, batch=5,
+  tiling.upscale_array(image, model, tiling.TileSpec(tile=16, overlap=4, batch=5, pre_pad=0),
                        progress=lambda done, total: progress.append((done, total)))
-  total = tiling.count_tiles(50, 50, model, tile=16, overlap=4)
+  total = tiling.count_tiles(50, 50, model, tiling.TileSpec(tile=16, overlap=4, pre_pad=0))
   assert total == 16  # ceil((50 - 4) / 12) = 4 per axis.
   assert [b[0] for b in model.batches] == [2] * 8
   assert progress[-1] == (total, total) and len(progress) == 8
   model = NearestUpscaler(2)
-  tiling.upscale_array(image, model, tile=16, overlap=4, batch=5)
+  tiling.upscale_array(image, model, tiling.TileSpec(tile=16, overlap=4, batch=5, pre_pad=0))
   assert [b[0] for b in model.batches] == [5, 5, 5, 1]
 
 
 def test_integer_out_is_clipped_and_rounded():
   image = np.array([[[-0.2], [0.5]], [[0.999], [1.7]]], np.float32)
   out = np.zeros((4, 4, 1), np.uint8)
-  result = tiling.upscale_array(image, NearestUpscaler(2), tile=1, overlap=0, out=out)
+  result = tiling.upscale_array(image, NearestUpscaler(2),
+                                tiling.TileSpec(tile=1, overlap=0, batch=4, pre_pad=0), out=out)
   assert result is out
   np.testing.assert_array_equal(out[::2, ::2, 0], [[0, 128], [255, 255]])
   # 0.999 · 65535 = 65469.47 → 65469; 0.5 · 65535 = 32767.5 → 32768 (half to even).
   out16 = np.zeros((4, 4, 1), np.uint16)
-  tiling.upscale_array(image, NearestUpscaler(2), tile=0, out=out16)
+  tiling.upscale_array(image, NearestUpscaler(2), tiling.TileSpec(tile=0, batch=4, pre_pad=0),
+                       out=out16)
   np.testing.assert_array_equal(out16[::2, ::2, 0], [[0, 32768], [65469, 65535]])
 
 
@@ -126,27 +130,35 @@ def test_integer_out_is_clipped_and_rounded():
     (dict(tile=8, overlap=9), "overlap"),
     (dict(tile=-1), "≥ 0"),
     (dict(batch=0), "batch"),
-    (dict(out=np.zeros((3, 3, 3), np.float32)), "out has shape"),
+    (dict(blend=1.5), "blend"),
 ])
-def test_bad_arguments(kwargs, match):
-  image = np.zeros((10, 10, 3), np.float32)
+def test_bad_tile_specs(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    tiling.upscale_array(image, NearestUpscaler(2), **kwargs)
+    tiling.TileSpec(**kwargs)
+
+
+def test_wrong_out_shape():
+  image = np.zeros((10, 10, 3), np.float32)
+  with pytest.raises(ValueError, match="out has shape"):
+    tiling.upscale_array(image, NearestUpscaler(2), out=np.zeros((3, 3, 3), np.float32))
 
 
 def test_static_size_smaller_than_overlap_and_bad_shapes():
   image = np.zeros((10, 10, 3), np.float32)
   with pytest.raises(ValueError, match="fixed input size"):
-    tiling.upscale_array(image, NearestUpscaler(2, input_size=(8, 8)), overlap=8)
+    tiling.upscale_array(image, NearestUpscaler(2, input_size=(8, 8)),
+                         tiling.TileSpec(overlap=8, batch=4, pre_pad=0))
   with pytest.raises(ValueError, match="H, W, C"):
-    tiling.upscale_array(np.zeros((10, 10), np.float32), NearestUpscaler(2))
+    tiling.upscale_array(np.zeros((10, 10), np.float32), NearestUpscaler(2),
+                         tiling.TileSpec(batch=4, pre_pad=0))
 
   class WrongScale(NearestUpscaler):
     def __call__(self, batch):
       return np.repeat(batch, 3, axis=1)
 
   with pytest.raises(ValueError, match="returned shape"):
-    tiling.upscale_array(image, WrongScale(2), tile=4, overlap=1)
+    tiling.upscale_array(image, WrongScale(2),
+                         tiling.TileSpec(tile=4, overlap=1, batch=4, pre_pad=0))
 
 
 def _psnr(a, b):
@@ -160,12 +172,12 @@ def _psnr(a, b):
 def tiny_net():
   import keras
 
-  from esrgan_tf.inference.engine import keras_upscaler
+  from esrgan_tf.inference.engine import keras_engine
   from esrgan_tf.models import RRDBNet
   keras.utils.set_random_seed(3)
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build((None, None, None, 3))
-  return keras_upscaler(model)
+  return keras_engine(model)
 
 
 def test_tiny_net_tiled_matches_untiled(tiny_net):
@@ -175,13 +187,16 @@ def test_tiny_net_tiled_matches_untiled(tiny_net):
   photo = Image.open(os.path.join(esrgan_tf.SAMPLES_DIR, "val", "chelsea.png")).convert("RGB")
   image = np.asarray(photo, np.float32)[:72, :90] / 255
   untiled = tiny_net(image[None])[0]
-  assert np.array_equal(tiling.upscale_array(image, tiny_net, tile=0), untiled)
+  whole = tiling.TileSpec(tile=0, pre_pad=0)
+  assert np.array_equal(tiling.upscale_array(image, tiny_net, whole), untiled)
   for overlap in (8, 12):
-    tiled = tiling.upscale_array(image, tiny_net, tile=32, overlap=overlap, batch=4)
+    tiled = tiling.upscale_array(image, tiny_net,
+                                 tiling.TileSpec(tile=32, overlap=overlap, batch=4, pre_pad=0))
     # Measured 92.3 dB (overlap 8) and 67.8 dB (overlap 12) after uint8 rounding.
     assert _psnr(tiled, untiled) > 55
   # Without overlap the zero-padding edge effect shows as seams (measured 28.4 dB).
-  seams = tiling.upscale_array(image, tiny_net, tile=32, overlap=0, blend=0.0)
+  seams = tiling.upscale_array(image, tiny_net,
+                               tiling.TileSpec(tile=32, overlap=0, batch=4, blend=0.0, pre_pad=0))
   assert _psnr(seams, untiled) < 40
 
 
@@ -191,7 +206,8 @@ def test_memory_is_output_plus_one_band():
   out = np.zeros((1600, 192, 3), np.uint8)
   tracemalloc.start()
   try:
-    tiling.upscale_array(image, NearestUpscaler(4), tile=16, overlap=4, batch=3, out=out)
+    tiling.upscale_array(image, NearestUpscaler(4),
+                         tiling.TileSpec(tile=16, overlap=4, batch=3, pre_pad=0), out=out)
     _, peak = tracemalloc.get_traced_memory()
   finally:
     tracemalloc.stop()

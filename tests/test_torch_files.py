@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from esrgan_tf import weights
+from esrgan_tf.models import checkpoints
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "torch")
 
@@ -40,7 +41,7 @@ def test_reader_matches_torch_tensors_exactly(name, expected):
 
 
 def test_tiny_basicsr_rrdbnet_from_torch_matches_torch_forward(expected):
-  model = weights.load_checkpoint(os.path.join(DATA, "rrdbnet_x4_nf8nb1gc4.pth"))
+  model = checkpoints.load_checkpoint(os.path.join(DATA, "rrdbnet_x4_nf8nb1gc4.pth"))
   assert model.arch_config()["num_features"] == 8 and model.arch_config()["num_blocks"] == 1
   x = expected["rrdb/input"].transpose(0, 2, 3, 1)  # NCHW -> NHWC
   out = np.asarray(model(x)).transpose(0, 3, 1, 2)

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esrgan_tf.models import SpectralNorm, UNetDiscriminatorSN
+from esrgan_tf.models import SpectralNorm, UNetDiscriminatorSN, checkpoints
 from esrgan_tf.models import unet_discriminator as unet_lib
 from esrgan_tf.weights import discriminator as d_weights
 
 
 def _unet(state, skip_connection=True):
-  return d_weights.build_discriminator(state, skip_connection=skip_connection)
+  return checkpoints.build_discriminator(d_weights.read_discriminator(state),
+                                         skip_connection=skip_connection)
 
 
 def test_parameter_count_matches_real_esrgan():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.inference import engine as engine_lib
 from esrgan_tf.inference import resolver
 from esrgan_tf.models import RRDBNet
@@ -19,7 +20,7 @@ def tiny_keras(tmp_path_factory):
 
 def test_keras_file_gives_same_numbers(tiny_keras):
   model, path = tiny_keras
-  up = resolver.load_upscaler(path)
+  up = resolver.load_engine(path)
   x = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
   assert up.scale == 2
   assert up.info["arch"]["upsampler"] == "nearest"
@@ -29,7 +30,7 @@ def test_keras_file_gives_same_numbers(tiny_keras):
 
 def test_keras_upscaler_traces_once_for_all_sizes(tiny_keras):
   model, _ = tiny_keras
-  up = engine_lib.keras_upscaler(model)
+  up = engine_lib.keras_engine(model)
   for shape in [(1, 4, 4, 3), (3, 9, 5, 3), (1, 17, 2, 3)]:
     out = up(np.zeros(shape, np.float32))
     assert out.shape == (shape[0], shape[1] * 2, shape[2] * 2, 3)
@@ -44,7 +45,7 @@ def test_wrapping_a_model_again_reuses_its_traced_function(tiny_keras):
   x = np.random.default_rng(1).random((1, 6, 5, 3)).astype(np.float32)
   runs = set()
   for _ in range(7):  # as training's evaluation and the quickstart wrap the same model
-    up = engine_lib.keras_upscaler(model)
+    up = engine_lib.keras_engine(model)
     up(x)
     runs.add(id(engine_lib._TRACED[model]))  # pylint: disable=protected-access
   assert len(runs) == 1
@@ -54,7 +55,7 @@ def test_wrapping_a_model_again_reuses_its_traced_function(tiny_keras):
   kernel, bias = model.conv_last.get_weights()
   model.conv_last.set_weights([kernel, bias + 0.25])
   try:
-    np.testing.assert_allclose(engine_lib.keras_upscaler(model)(x), before + 0.25, atol=1e-5)
+    np.testing.assert_allclose(engine_lib.keras_engine(model)(x), before + 0.25, atol=1e-5)
   finally:
     model.conv_last.set_weights([kernel, bias])
   assert engine_lib._TRACED[model].experimental_get_tracing_count() == 1  # pylint: disable=protected-access
@@ -69,37 +70,36 @@ def test_bad_specs_name_the_file(tmp_path, name, content, message):
   path = tmp_path / name
   if content is not None:
     path.write_bytes(content)
-  with pytest.raises(engine_lib.ModelError, match=message) as info:
-    resolver.load_upscaler(str(path))
+  with pytest.raises(ModelError, match=message) as info:
+    resolver.load_engine(str(path))
   assert str(path) in str(info.value)
 
 
 def test_load_generator_refuses_tflite(tmp_path):
   path = tmp_path / "m.tflite"
   path.write_bytes(b"\0" * 16)
-  with pytest.raises(engine_lib.ModelError, match="not a Keras generator"):
+  with pytest.raises(ModelError, match="not a Keras generator"):
     resolver.load_generator(str(path))
 
 
 def test_bfloat16_computes_in_bfloat16_close_to_float32(tiny_keras):
   model, _ = tiny_keras
   x = np.random.default_rng(1).random((1, 16, 16, 3)).astype(np.float32)
-  f32 = engine_lib.keras_upscaler(model)(x)
-  bf16 = engine_lib.keras_upscaler(model, precision="bfloat16")(x)
+  f32 = engine_lib.keras_engine(model)(x)
+  bf16 = engine_lib.keras_engine(model, precision="bfloat16")(x)
   assert bf16.dtype == np.float32
   err = np.abs(bf16 - f32)
   # bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.004 per rounding): measured max error
   # 0.56–1.22 % of the output's peak over 6 random inits (this fixture is not seeded); bound 3 %.
   assert 0 < err.max() < 0.03 * np.abs(f32).max()
-  with pytest.raises(engine_lib.ModelError, match="precision"):
-    engine_lib.keras_upscaler(model, precision="float16")
+  with pytest.raises(ModelError, match="precision"):
+    engine_lib.keras_engine(model, precision="float16")
 
 
 def test_bf16_model_variables_and_compute_are_bf16():
-  from esrgan_tf.models import rrdbnet
   model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
   model.build()
-  clone = rrdbnet.with_dtype(model, "bfloat16")
+  clone = model.with_dtype("bfloat16")
   assert {w.dtype for w in clone.weights} == {"bfloat16"}
   assert clone(np.zeros((1, 4, 4, 3), np.float32)).dtype == "bfloat16"
   assert clone.get_config()["dtype"] == "bfloat16"

@@ -19,8 +19,9 @@ import weights_fixtures as wf
 from weights_fixtures import random_state, write_ncnn
 
 from esrgan_tf import weights
-from esrgan_tf.inference import engine, resolver
-from esrgan_tf.models import RRDBNet
+from esrgan_tf.core.errors import ModelError
+from esrgan_tf.inference import resolver
+from esrgan_tf.models import RRDBNet, checkpoints
 from esrgan_tf.weights import layouts, torch_pickle
 
 TINY = dict(num_features=8, num_blocks=1, growth_channels=4)
@@ -118,7 +119,7 @@ def test_round_trip_bit_exact(tmp_path, suffix, scale):
   model = random_model(scale=scale)
   path = str(tmp_path / f"g{suffix}")
   weights.save_checkpoint(model, path)
-  loaded = weights.load_checkpoint(path)
+  loaded = checkpoints.load_checkpoint(path)
   assert_same_weights(model, loaded)
   x = np.random.default_rng(2).random((1, 5, 6, 3), np.float32)
   np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
@@ -187,7 +188,7 @@ def test_import_matches_numpy_reference_forward(tmp_path):
   path = tmp_path / "realesrgan.pth"
   module_prefixed = wf.state_dict({f"module.{k}": v for k, v in state.items()})
   wf.write_zip(path, {"params_ema": module_prefixed}, folder="realesrgan")
-  model = weights.load_checkpoint(str(path))
+  model = checkpoints.load_checkpoint(str(path))
   assert model.arch_config() == dict(in_channels=3, out_channels=3, num_features=8,
                                      num_blocks=2, growth_channels=4, scale=4,
                                      upsampler="nearest")
@@ -202,7 +203,7 @@ def test_esrgan_old_arch_legacy_format(tmp_path, num_ups):
   state = random_state(num_blocks=2, num_ups=num_ups, seed=num_ups)
   path = tmp_path / "RRDB_ESRGAN.pth"
   path.write_bytes(wf.legacy_bytes(wf.state_dict(old_arch_keys(state, 2, num_ups))))
-  model = weights.load_checkpoint(str(path))
+  model = checkpoints.load_checkpoint(str(path))
   assert model.scale == 2 ** num_ups and model.num_blocks == 2
   got = layouts.model_state(model)
   for key, value in state.items():
@@ -213,7 +214,7 @@ def test_esrgan_new_arch(tmp_path):
   state = random_state(num_blocks=3, num_ups=2)
   path = tmp_path / "new.pth"
   wf.write_zip(path, wf.state_dict(new_arch_keys(state)))
-  model = weights.load_checkpoint(str(path))
+  model = checkpoints.load_checkpoint(str(path))
   assert model.num_blocks == 3
   got = layouts.model_state(model)
   for key, value in state.items():
@@ -224,7 +225,7 @@ def test_params_ema_preferred_over_params(tmp_path):
   ema, raw = random_state(seed=1), random_state(seed=2)
   path = tmp_path / "net_g.pth"
   wf.write_zip(path, {"params": wf.state_dict(raw), "params_ema": wf.state_dict(ema)})
-  got = layouts.model_state(weights.load_checkpoint(str(path)))
+  got = layouts.model_state(checkpoints.load_checkpoint(str(path)))
   np.testing.assert_array_equal(got["conv_last.weight"], ema["conv_last.weight"])
 
 
@@ -267,7 +268,7 @@ def test_pixel_unshuffle_x2plus_loads(tmp_path):
   state = random_state(in_ch=12)  # Real-ESRGAN x2plus: pixel-unshuffle ×2 before conv_first
   path = tmp_path / "RealESRGAN_x2plus.pth"
   wf.write_zip(path, {"params_ema": wf.state_dict(state)})
-  model = weights.load_checkpoint(str(path))  # numerics: tests/test_rrdbnet_unshuffle.py
+  model = checkpoints.load_checkpoint(str(path))  # numerics: tests/test_rrdbnet_unshuffle.py
   assert (model.scale, model.input_unshuffle, model.in_channels) == (2, 2, 3)
 
 
@@ -277,7 +278,7 @@ def test_unrecognised_layout_lists_keys(tmp_path):
                               str(path))
   with pytest.raises(weights.CheckpointError, match=r"resnet.safetensors: not a recognised "
                      r"RRDBNet state dict .*found 12 keys: layer0.weight.*, \.\.\."):
-    weights.load_checkpoint(str(path))
+    checkpoints.load_checkpoint(str(path))
 
 
 def test_inconsistent_checkpoints_refused(tmp_path):
@@ -291,7 +292,7 @@ def test_inconsistent_checkpoints_refused(tmp_path):
     path = str(tmp_path / f"bad{i}.safetensors")
     safetensors.numpy.save_file(bad, path)
     with pytest.raises(weights.CheckpointError, match=message):
-      weights.load_checkpoint(path)
+      checkpoints.load_checkpoint(path)
 
 
 # --- ncnn ----------------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ def test_ncnn_pair(tmp_path, fp16):
   state = random_state(num_blocks=1, num_ups=2, gc=3)  # odd fp16 sizes exercise the padding
   write_ncnn(tmp_path / "x4", state, num_blocks=1, num_ups=2, fp16=fp16)
   for name in ("x4.param", "x4.bin"):
-    model = weights.load_checkpoint(str(tmp_path / name))
+    model = checkpoints.load_checkpoint(str(tmp_path / name))
     assert model.growth_channels == 3 and model.scale == 4
     got = layouts.model_state(model)
     for key, value in state.items():
@@ -309,7 +310,7 @@ def test_ncnn_pair(tmp_path, fp16):
       np.testing.assert_array_equal(got[key], expected)
   os.remove(tmp_path / "x4.bin")
   with pytest.raises(weights.CheckpointError, match=r"needs .*x4.bin beside it"):
-    weights.load_checkpoint(str(tmp_path / "x4.param"))
+    checkpoints.load_checkpoint(str(tmp_path / "x4.param"))
 
 
 # --- resolver, interpolation, CLIs ---------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_every_model_flag_resolves_checkpoints(tmp_path):
     assert_same_weights(model, resolver.load_generator(path))
   bad = tmp_path / "junk.pth"
   bad.write_bytes(b"not a checkpoint at all")
-  with pytest.raises(engine.ModelError, match="junk.pth: not a PyTorch checkpoint"):
+  with pytest.raises(ModelError, match="junk.pth: not a PyTorch checkpoint"):
     resolver.load_generator(str(bad))
 
 
@@ -362,7 +363,7 @@ def test_import_and_interpolate_clis(tmp_path):
                 f"--output={tmp_path / 'interp.pth'}")
   assert result.returncode == 0, result.stderr
   assert_same_weights(weights.interpolate(a, b, 0.8),
-                      weights.load_checkpoint(str(tmp_path / "interp.pth")))
+                      checkpoints.load_checkpoint(str(tmp_path / "interp.pth")))
   (tmp_path / "evil.pth").write_bytes(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
   result = _cli("import_checkpoint", f"--checkpoint={tmp_path / 'evil.pth'}",
                 f"--output={tmp_path / 'evil.keras'}")
@@ -373,7 +374,7 @@ def test_import_and_interpolate_clis(tmp_path):
 def test_torch_pickle_named_bin_is_read_as_torch(tmp_path):
   state = random_state()
   wf.write_zip(tmp_path / "pytorch_model.bin", wf.state_dict(state))
-  got = layouts.model_state(weights.load_checkpoint(str(tmp_path / "pytorch_model.bin")))
+  got = layouts.model_state(checkpoints.load_checkpoint(str(tmp_path / "pytorch_model.bin")))
   np.testing.assert_array_equal(got["conv_first.weight"], state["conv_first.weight"])
 
 
@@ -384,6 +385,6 @@ def test_old_rebuild_functions_and_parameters(tmp_path):
   for i, t in enumerate(tensors.values()):
     t.rebuild = ("_rebuild_tensor", "_rebuild_parameter")[i % 2]
   (tmp_path / "old.pth").write_bytes(wf.legacy_bytes(tensors))
-  got = layouts.model_state(weights.load_checkpoint(str(tmp_path / "old.pth")))
+  got = layouts.model_state(checkpoints.load_checkpoint(str(tmp_path / "old.pth")))
   for key, value in state.items():
     np.testing.assert_array_equal(got[key], value)

@@ -6,7 +6,7 @@ import pytest
 import weights_fixtures as wf
 
 from esrgan_tf import weights
-from esrgan_tf.models import Discriminator, UNetDiscriminatorSN
+from esrgan_tf.models import Discriminator, UNetDiscriminatorSN, checkpoints
 from esrgan_tf.weights import CheckpointError, torch_pickle
 from esrgan_tf.weights import discriminator as d_weights
 
@@ -21,7 +21,7 @@ def test_unet_from_hand_built_torch_file_matches_numpy(tmp_path):
   state = ref.random_unet_state(num_feat=4, seed=7)
   path = tmp_path / "net_d.pth"
   wf.write_zip(path, {"params": wf.state_dict({f"module.{k}": v for k, v in state.items()})})
-  d = weights.load_discriminator(path)
+  d = checkpoints.load_discriminator(path)
   assert isinstance(d, UNetDiscriminatorSN) and (d.num_in_ch, d.num_feat) == (3, 4)
   x = np.random.default_rng(8).uniform(-1, 1, (1, 16, 16, 3))
   expected, _ = ref.unet_forward(_f64(state), x)
@@ -30,7 +30,7 @@ def test_unet_from_hand_built_torch_file_matches_numpy(tmp_path):
 
 def test_unet_round_trip_through_our_writer(tmp_path):
   state = ref.random_unet_state(num_feat=2, num_in_ch=1, seed=9)
-  d = d_weights.build_discriminator(state, skip_connection=False)
+  d = checkpoints.build_discriminator(d_weights.read_discriminator(state), skip_connection=False)
   assert d.skip_connection is False
   for suffix in (".pth", ".safetensors"):
     path = str(tmp_path / f"d{suffix}")
@@ -44,7 +44,7 @@ def test_unet_round_trip_through_our_writer(tmp_path):
   # The .pth holds {"params": ...} only (netD files have no params_ema).
   with torch_pickle.read_torch_checkpoint(str(tmp_path / "d.pth")) as checkpoint:
     assert list(checkpoint.obj) == ["params"]
-  reloaded = weights.load_discriminator(str(tmp_path / "d.pth"), skip_connection=False)
+  reloaded = checkpoints.load_discriminator(str(tmp_path / "d.pth"), skip_connection=False)
   x = np.random.default_rng(0).uniform(size=(1, 8, 8, 1)).astype(np.float32)
   np.testing.assert_array_equal(reloaded(x).numpy(), d(x).numpy())
 
@@ -57,7 +57,7 @@ def test_parametrization_keys_are_accepted():
     key = key.replace(".weight_orig", ".parametrizations.weight.original")
     key = key.replace(".weight_u", ".parametrizations.weight.0._u")
     renamed[key.replace(".weight_v", ".parametrizations.weight.0._v")] = value
-  d = d_weights.build_discriminator(renamed)
+  d = checkpoints.build_discriminator(d_weights.read_discriminator(renamed))
   np.testing.assert_array_equal(d_weights.discriminator_state(d)["conv2.weight_u"],
                                 state["conv2.weight_u"])
 
@@ -72,7 +72,7 @@ def test_vgg_style_from_hand_built_file_matches_numpy(tmp_path, training):
     file_state[key.replace("running_var", "num_batches_tracked")] = np.array(7, np.int64)
   path = tmp_path / "vgg_d.pth"
   wf.write_zip(path, {"params": wf.state_dict(file_state)})
-  d = weights.load_discriminator(path)
+  d = checkpoints.load_discriminator(path)
   assert isinstance(d, Discriminator)
   assert (d.type, d.num_features, d.input_size, d.spectral_norm) == ("vgg", 2, 128, False)
   x = np.random.default_rng(12).uniform(-1, 1, (3, 128, 128, 3))
@@ -83,7 +83,7 @@ def test_vgg_style_from_hand_built_file_matches_numpy(tmp_path, training):
 
 def test_vgg_style_round_trip(tmp_path):
   state = ref.random_vgg_state(num_feat=2, num_stages=5, seed=13)
-  d = d_weights.build_discriminator(state)
+  d = checkpoints.build_discriminator(d_weights.read_discriminator(state))
   path = str(tmp_path / "vgg.safetensors")
   weights.save_discriminator(d, path)
   back = weights.read_state_dict(path)
@@ -96,26 +96,26 @@ def test_refuses_wrong_layouts_and_targets(tmp_path):
   rrdb = tmp_path / "rrdb.pth"
   wf.write_zip(rrdb, {"params_ema": wf.state_dict(wf.random_state())})
   with pytest.raises(CheckpointError, match=r"rrdb\.pth: not a BasicSR discriminator"):
-    weights.load_discriminator(rrdb)
+    checkpoints.load_discriminator(rrdb)
 
   state = ref.random_unet_state(num_feat=2, seed=14)
   no_sn = {k.replace("weight_orig", "weight"): v for k, v in state.items()
            if not k.endswith(("weight_u", "weight_v"))}
   with pytest.raises(CheckpointError, match="spectral norm was removed"):
-    d_weights.build_discriminator(no_sn)
+    checkpoints.build_discriminator(d_weights.read_discriminator(no_sn))
   missing = {k: v for k, v in state.items() if k != "conv5.weight_v"}
   with pytest.raises(CheckpointError, match=r"missing \['conv5\.weight_v'\]"):
-    d_weights.build_discriminator(missing)
+    checkpoints.build_discriminator(d_weights.read_discriminator(missing))
   bad_shape = dict(state, **{"conv3.weight_u": state["conv3.weight_u"][:-1]})
   with pytest.raises(CheckpointError, match=r"conv3\.weight_u: shape \(15,\), expected \(16,\)"):
-    d_weights.build_discriminator(bad_shape)
+    checkpoints.build_discriminator(d_weights.read_discriminator(bad_shape))
   bad_value = dict(state, **{"conv9.bias": np.array([np.nan], np.float32)})
   with pytest.raises(CheckpointError, match="conv9.bias contains NaN"):
-    d_weights.build_discriminator(bad_value)
+    checkpoints.build_discriminator(d_weights.read_discriminator(bad_value))
 
   vgg = ref.random_vgg_state(num_feat=2, num_stages=3, seed=15)
   with pytest.raises(CheckpointError, match="3 stages; BasicSR has 5"):
-    d_weights.build_discriminator(vgg)
+    checkpoints.build_discriminator(d_weights.read_discriminator(vgg))
 
   d = UNetDiscriminatorSN(3, 2)
   d.build()

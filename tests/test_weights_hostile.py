@@ -15,6 +15,7 @@ import pytest
 import weights_fixtures as wf
 
 from esrgan_tf import weights
+from esrgan_tf.models import checkpoints
 
 
 def _str(text: str) -> bytes:
@@ -91,7 +92,7 @@ def test_hostile_pickle_refused_without_execution(tmp_path, slot, name):
   payload, _ = _payloads(str(canary))[name]
   path = _container(tmp_path, slot, payload)
   with pytest.raises(weights.CheckpointError, match=r"model\.pth: .*(refused|corrupt pickle)"):
-    weights.load_checkpoint(path)
+    checkpoints.load_checkpoint(path)
   assert not canary.exists()
 
 
@@ -113,10 +114,10 @@ def test_positive_control_payloads_do_create_the_canary(tmp_path, name):
 def test_refusal_messages_name_the_global(tmp_path):
   payload, _ = _payloads(str(tmp_path / "canary"))["STACK_GLOBAL os.system"]
   with pytest.raises(weights.CheckpointError, match=r"refused pickle global os\.system"):
-    weights.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
+    checkpoints.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
   payload, _ = _payloads(str(tmp_path / "canary"))["INST os.system"]
   with pytest.raises(weights.CheckpointError, match="refused pickle opcode INST"):
-    weights.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
+    checkpoints.load_checkpoint(_container(tmp_path, "zip data.pkl", payload))
 
 
 # --- storages and tensors ------------------------------------------------------------------------
@@ -233,14 +234,14 @@ def test_safetensors_header_lies(tmp_path, header, buffer, match):
   path.write_bytes(_safetensors(header, buffer))
   with pytest.raises(weights.CheckpointError, match=r"lie\.safetensors: invalid safetensors.*"
                      + match):
-    weights.load_checkpoint(str(path))
+    checkpoints.load_checkpoint(str(path))
 
 
 def test_safetensors_header_length_lies(tmp_path):
   path = tmp_path / "len.safetensors"
   path.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
   with pytest.raises(weights.CheckpointError, match="header length 1099511627776 exceeds"):
-    weights.load_checkpoint(str(path))
+    checkpoints.load_checkpoint(str(path))
 
 
 # --- ncnn ----------------------------------------------------------------------------------------
@@ -259,23 +260,23 @@ def test_ncnn_bin_shorter_than_param_needs(tmp_path):
   (tmp_path / "m.bin").write_bytes(raw[:-4])
   with pytest.raises(weights.CheckpointError, match=r"m\.bin: is \d+ bytes, shorter than "
                      r".*m\.param needs \(conv_last ends at byte"):
-    weights.load_checkpoint(str(tmp_path / "m.param"))
+    checkpoints.load_checkpoint(str(tmp_path / "m.param"))
   (tmp_path / "m.bin").write_bytes(raw + b"\0" * 8)
   with pytest.raises(weights.CheckpointError, match="8 bytes more than"):
-    weights.load_checkpoint(str(tmp_path / "m.param"))
+    checkpoints.load_checkpoint(str(tmp_path / "m.param"))
 
 
 def test_ncnn_quantized_tag_and_foreign_graph_refused(tmp_path):
   _tiny_ncnn(tmp_path, 0, tag=0x000D4B38)  # int8 weights
   with pytest.raises(weights.CheckpointError, match="tag 0x000d4b38: only float32"):
-    weights.load_checkpoint(str(tmp_path / "m.bin"))
+    checkpoints.load_checkpoint(str(tmp_path / "m.bin"))
   (tmp_path / "m.param").write_text("7767517\n2 2\nInput data 0 1 d\nPReLU p 1 1 d o 0=1\n")
   with pytest.raises(weights.CheckpointError, match=r"not an RRDBNet graph: layer types "
                      r"\['PReLU'\]"):
-    weights.load_checkpoint(str(tmp_path / "m.param"))
+    checkpoints.load_checkpoint(str(tmp_path / "m.param"))
   (tmp_path / "m.param").write_text("not ncnn\n")
   with pytest.raises(weights.CheckpointError, match="not a text ncnn .param"):
-    weights.load_checkpoint(str(tmp_path / "m.param"))
+    checkpoints.load_checkpoint(str(tmp_path / "m.param"))
 
 
 
@@ -308,7 +309,7 @@ def test_self_containing_state_dict_refused_quickly(tmp_path, slot, payload, mat
     weights.read_state_dict(path)
   # The same reader behind --model / train.init_from (loading) and esrgan-import (load_checkpoint).
   with pytest.raises(weights.CheckpointError, match=match):
-    weights.load_checkpoint(path)
+    checkpoints.load_checkpoint(path)
   with pytest.raises(weights.CheckpointError, match=match):
     resolver.load_generator(path)
   assert time.monotonic() - started < 10

@@ -11,6 +11,8 @@ import time
 from typing import Any, Mapping, Optional
 
 from esrgan_tf.benchmarking.measure import ARCH_DEFAULTS
+from esrgan_tf.inference.saved_model import saved_model_engine
+from esrgan_tf.inference.tflite import tflite_engine
 
 
 def set_threads(job: Mapping[str, Any]) -> None:
@@ -156,8 +158,8 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   """One inference engine as a callable on a float32 NHWC batch (numpy in, numpy out).
 
   Args:
-    name: "keras_eager" (Keras `__call__`, eager), "keras_upscaler" / "keras_upscaler_bf16"
-      (`esrgan_tf.inference.engine.keras_upscaler`, one tf.function), "keras_xla" (tf.function with
+    name: "keras_eager" (Keras `__call__`, eager), "keras_engine" / "keras_upscaler_bf16"
+      (`esrgan_tf.inference.engine.keras_engine`, one tf.function), "keras_xla" (tf.function with
       jit_compile), "saved_model_fp32" / "saved_model_bf16" (SavedModel round trip,
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.export.tflite`, static
       size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" / "tflite_int16x8"
@@ -178,9 +180,9 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   if name == "keras_eager":
     return (lambda batch: model(tf.convert_to_tensor(batch)).numpy()), {}
-  if name in ("keras_upscaler", "keras_upscaler_bf16"):
+  if name in ("keras_engine", "keras_upscaler_bf16"):
     precision = "bfloat16" if name.endswith("bf16") else "float32"
-    return engine_lib.keras_upscaler(model, precision=precision), {}
+    return engine_lib.keras_engine(model, precision=precision), {}
   if name == "keras_xla":
     return tf_function_upscaler(model, jit_compile=True), {}
   if name.startswith("saved_model_"):
@@ -189,7 +191,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
     start = time.perf_counter()
     path = saved_model.export_saved_model(model, os.path.join(tmp, name), precision=precision)
     seconds = time.perf_counter() - start
-    return saved_model.load_saved_model_upscaler(path, precision=None), {"export_s": seconds}
+    return saved_model_engine(path, precision=None), {"export_s": seconds}
   if name in ("ncnn_fp32", "ncnn_fp32_direct"):
     if not weights.endswith(".param"):
       raise ValueError(f"{name} needs ncnn weights (.param), the model came from {weights!r}")
@@ -204,7 +206,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
     tflite.convert(model, path, input_size=(size, size), quantize=quantize, gpu_check=False,
                    overwrite=True)
     seconds = time.perf_counter() - start
-    return tflite.load_tflite_upscaler(path, num_threads=threads or 2), {
+    return tflite_engine(path, num_threads=threads or 2), {
         "convert_s": seconds, "file_mb": os.path.getsize(path) / 2**20}
   raise ValueError(f"unknown engine {name!r}")
 
@@ -217,7 +219,7 @@ def per_size(job: Mapping[str, Any], key: str, size: int, default: int) -> int:
 
 
 class TimedUpscaler:
-  """Wraps an `Upscaler`; sums the wall time spent inside the model calls."""
+  """Wraps an `Engine`; sums the wall time spent inside the model calls."""
 
   def __init__(self, upscaler):
     self.inner = upscaler
@@ -234,8 +236,8 @@ class TimedUpscaler:
 
 
 def random_upscaler(num_blocks: int, upsampler: str, seed: int = 0, num_features: int = 64):
-  """A random-init RRDBNet x4 (gc 32) as an `Upscaler` (`engine.keras_upscaler`)."""
-  from esrgan_tf.inference.engine import keras_upscaler  # pylint: disable=g-import-not-at-top
+  """A random-init RRDBNet x4 (gc 32) as an `Engine` (`engine.keras_engine`)."""
+  from esrgan_tf.inference.engine import keras_engine  # pylint: disable=g-import-not-at-top
   model = build_generator(dict(num_features=num_features, num_blocks=num_blocks, scale=4,
                                upsampler=upsampler), seed=seed)
-  return keras_upscaler(model, name=f"RRDBNet x4 nb{num_blocks} {upsampler} (random init)")
+  return keras_engine(model, name=f"RRDBNet x4 nb{num_blocks} {upsampler} (random init)")

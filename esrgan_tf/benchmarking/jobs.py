@@ -137,7 +137,7 @@ def job_inference(job: Mapping[str, Any]) -> dict:
   Job keys: arch, weights ("" = random init, "auto" = trained if available), engine_sizes
   ({engine: [sizes]}, in the order to build them), warmup and repeats (an int, or
   {str(size): int}), psnr_sizes (sizes at which outputs are compared; default all),
-  psnr_reference (the engine they are compared with, default "keras_upscaler").
+  psnr_reference (the engine they are compared with, default "keras_engine").
 
   Returns:
     {"weights": used, "rows": [{"engine", "size", "warmup", "median_s", "min_s", "runs", and
@@ -150,7 +150,7 @@ def job_inference(job: Mapping[str, Any]) -> dict:
   model = engines.build_generator(arch, weights)
   plan = {engine: list(sizes) for engine, sizes in job["engine_sizes"].items()}
   rows, psnr, built, warmed = [], {}, {}, set()
-  reference = job.get("psnr_reference", "keras_upscaler")
+  reference = job.get("psnr_reference", "keras_engine")
   psnr_sizes = job.get("psnr_sizes")
   with tempfile.TemporaryDirectory(prefix="esrgan_bench_") as tmp:
     for size in sorted({s for sizes in plan.values() for s in sizes}):
@@ -217,14 +217,14 @@ def job_latency(job: Mapping[str, Any]) -> dict:
 
 
 def job_tile_sweep(job: Mapping[str, Any]) -> dict:
-  """Latency per tile size (batch 1) through `keras_upscaler`.
+  """Latency per tile size (batch 1) through `keras_engine`.
 
   Job keys: arch, tiles (ascending), warmup and repeats (int or {str(tile): int}; warm-up
   default 0: the function is traced once for all sizes).
   """
   from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   engines.set_threads(job)
-  fn = engine_lib.keras_upscaler(engines.build_generator(job["arch"]))
+  fn = engine_lib.keras_engine(engines.build_generator(job["arch"]))
   rows = []
   for tile in job["tiles"]:
     x = engines.photo(tile)
@@ -255,8 +255,8 @@ def job_tiled_large(job: Mapping[str, Any]) -> dict:
   upscaler.model_seconds, upscaler.calls = 0.0, 0
   out = np.empty((4 * job["size"], 4 * job["size"], 3), np.uint8)
   start = time.perf_counter()
-  tiling.upscale_array(image, upscaler, tile=job["tile"], overlap=job["overlap"],
-                       batch=job["batch"], out=out)
+  spec = tiling.TileSpec(tile=job["tile"], overlap=job["overlap"], batch=job["batch"], pre_pad=0)
+  tiling.upscale_array(image, upscaler, spec, out=out)
   wall = time.perf_counter() - start
   return {"wall_s": wall, "model_s": upscaler.model_seconds, "calls": upscaler.calls}
 
@@ -267,14 +267,15 @@ def job_cli(job: Mapping[str, Any]) -> dict:
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   from esrgan_tf.inference import batch as batch_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.inference import tiling  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     src = os.path.join(tmp, "in.png")
     Image.fromarray(np.rint(engines.photo(job["size"])[0] * 255).astype(np.uint8)).save(src)
     upscaler = engines.random_upscaler(job["num_blocks"], job["upsampler"])
     start = time.perf_counter()
     batch_lib.upscale_file(src, os.path.join(tmp, "out.png"), upscaler,
-                          batch_lib.Options(tile=job["tile"], overlap=job["overlap"],
-                                           batch=job["batch"]))
+                          batch_lib.Options(tiles=tiling.TileSpec(
+                              tile=job["tile"], overlap=job["overlap"], batch=job["batch"])))
     return {"wall_s": time.perf_counter() - start}
 
 
@@ -299,7 +300,8 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
     untiled = upscaler(image[None])[0]
     upscaler.model_seconds, upscaler.calls = 0.0, 0
     start = time.perf_counter()
-    tiled = tiling.upscale_array(image, upscaler, tile=tile, overlap=16, batch=1)
+    tiled = tiling.upscale_array(image, upscaler,
+                                 tiling.TileSpec(tile=tile, overlap=16, batch=1, pre_pad=0))
     result["random"].append({"upsampler": upsampler, "psnr": engines.psnr_uint8(tiled, untiled),
                              "wall_s": time.perf_counter() - start,
                              "model_s": upscaler.model_seconds, "calls": upscaler.calls})
@@ -307,7 +309,7 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
       "REALESRGAN_X4PLUSANIME_UP4X" if quick else "REALESRGAN_X4PLUS_UP4X")
   if not path:
     return result
-  loaded = resolver.load_upscaler(path)
+  loaded = resolver.load_engine(path)
   cache = {}  # The blends differ only in the weights: run each distinct tile once.
 
   def cached(batch):
@@ -316,11 +318,12 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
       cache[key] = loaded(batch)
     return cache[key]
 
-  upscaler = engine_lib.Upscaler(fn=cached, scale=loaded.scale, name=loaded.name,
+  upscaler = engine_lib.Engine(fn=cached, scale=loaded.scale, name=loaded.name,
                                    info=loaded.info)
   untiled = upscaler(image[None])[0]
   for blend in (1.0, tiling.DEFAULT_BLEND, 0.0):
-    tiled = tiling.upscale_array(image, upscaler, tile=tile, overlap=16, batch=1, blend=blend)
+    spec = tiling.TileSpec(tile=tile, overlap=16, batch=1, blend=blend, pre_pad=0)
+    tiled = tiling.upscale_array(image, upscaler, spec)
     result["trained"].append({
         "name": os.path.splitext(os.path.basename(path))[0], "blend": blend,
         "num_blocks": upscaler.info.get("arch", {}).get("num_blocks"),

@@ -55,16 +55,16 @@ def _gflops(arch: Mapping[str, Any], pixels: float, seconds: float) -> float:
 # SavedModel fp32/bf16 and TFLite fp32/int8 on the real x4plus weights, in one child process.
 _FULL_PLAN = {
     "nearest": {"ncnn_fp32": (64, 128), "ncnn_fp32_direct": (64, 128),
-                "keras_upscaler": (64, 128),
+                "keras_engine": (64, 128),
                 "saved_model_fp32": (64, 128), "saved_model_bf16": (64, 128),
                 # int8 at 64² only: calibrating at 128² took 12 min for the same verdict.
                 "tflite_fp32": (64,), "tflite_dynamic": (64,), "tflite_int8": (64,)},
-    "depth_to_space": {"keras_upscaler": (64,), "saved_model_fp32": (64,)},
+    "depth_to_space": {"keras_engine": (64,), "saved_model_fp32": (64,)},
 }
 _QUICK_PLAN = {
-    "nearest": {"keras_eager": (32,), "keras_upscaler": (32, 64), "saved_model_fp32": (32, 64),
+    "nearest": {"keras_eager": (32,), "keras_engine": (32, 64), "saved_model_fp32": (32, 64),
                 "saved_model_bf16": (32,), "tflite_fp32": (32,), "tflite_fp16": (32,)},
-    "depth_to_space": {"keras_upscaler": (32,), "saved_model_fp32": (32,)},
+    "depth_to_space": {"keras_engine": (32,), "saved_model_fp32": (32,)},
 }
 # PSNR goals vs our float32 output (performance issue): bf16 ≥ 45 dB, calibrated int8 ≥ 40 dB.
 _PSNR_GOALS = {"saved_model_bf16": "≥ 45", "tflite_int8": "≥ 40"}
@@ -111,9 +111,9 @@ def section_inference(quick: bool) -> list[dict]:
       direct = times.get(("ncnn_fp32_direct", size))
       if direct and r["engine"] not in ("ncnn_fp32", "ncnn_fp32_direct"):
         note += f"; {r['median_s'] / direct['median_s']:.2f}× ncnn without Winograd"
-      base = times.get(("keras_upscaler", size))
+      base = times.get(("keras_engine", size))
       if base and r["engine"] == "saved_model_fp32":
-        note += f"; {r['median_s'] / base['median_s']:.3f}× plain TF (keras_upscaler)"
+        note += f"; {r['median_s'] / base['median_s']:.3f}× plain TF (keras_engine)"
       fp32 = times.get(("saved_model_fp32", size))
       if fp32 and r["engine"] == "saved_model_bf16":
         note += (f"; speed-up vs SavedModel fp32: {fp32['median_s'] / r['median_s']:.2f}× "
@@ -123,7 +123,7 @@ def section_inference(quick: bool) -> list[dict]:
       if "psnr_db" in r:
         rows.append(_row(f"output PSNR {r['engine']} vs our fp32 ({upsampler}, {r['size']}²)",
                          r["psnr_db"], "dB", _PSNR_GOALS.get(r["engine"], ""),
-                         f"chelsea {r['size']}² → x4 vs keras_upscaler float32, uint8-rounded; "
+                         f"chelsea {r['size']}² → x4 vs keras_engine float32, uint8-rounded; "
                          f"{weights}" + ("; int8 calibrated on samples/train (not chelsea)"
                                          if r["engine"] == "tflite_int8" else "")))
   return rows
@@ -188,7 +188,7 @@ def section_fp32_path(quick: bool) -> list[dict]:
                      f"pixels, overlap {overlap}, mean over 480–2048 px images; asymptotic "
                      f"((t−{overlap})/t)² = {useful_fraction(t, overlap):.3f}); "
                      f"{1e3 * r['median_s']:.0f} ms per tile (median of {r['runs']}); "
-                     f"{_arch_text(arch)}, batch 1, keras_upscaler"))
+                     f"{_arch_text(arch)}, batch 1, keras_engine"))
   rows.append(_row("tile-size knee (≥ 95% of best useful throughput)", knee(points), "px",
                    "the esrgan-upscale --tile default", f"tiles {list(tiles)}, overlap {overlap}"))
   return rows
@@ -445,7 +445,7 @@ def section_profile(quick: bool) -> list[dict]:
   if result is None:
     return rows
   where = (f"{_arch_text(arch)}, {os.path.basename(result['weights'])}, chelsea {size}², "
-           "tf.function (keras_upscaler's graph)")
+           "tf.function (keras_engine's graph)")
   rows += profile.profile_rows(result, where, rrdbnet_flops_per_pixel(arch) * size * size)
   return rows + _roofline_rows(rows, size, quick)
 

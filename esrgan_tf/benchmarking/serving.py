@@ -81,7 +81,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
                               file_system_poll_wait_seconds=0,
                               max_inflight=max(16, clients)) as srv:
     address = f"127.0.0.1:{srv.port}"
-    remote = remote_lib.remote_upscaler(address, timeout=timeout)
+    remote = remote_lib.remote_engine(address, timeout=timeout)
     rng = np.random.default_rng(0)
     for size in sizes:
       batch = rng.random((1, size, size, 3), np.float32)
@@ -97,7 +97,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
     if clients < 1:
       return results
     batch = rng.random((1, throughput_size, throughput_size, 3), np.float32)
-    upscalers = [remote_lib.remote_upscaler(address, timeout=timeout) for _ in range(clients)]
+    upscalers = [remote_lib.remote_engine(address, timeout=timeout) for _ in range(clients)]
     counts = [0] * clients
     failures = []
     stop = threading.Event()

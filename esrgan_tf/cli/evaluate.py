@@ -16,80 +16,61 @@ BasicSR's conventions (esrgan_tf.evaluation.metrics), at the model's native scal
 from absl import flags
 
 from esrgan_tf import cli
-from esrgan_tf.core import precision as precision_lib
-from esrgan_tf.inference import tiling
+from esrgan_tf.cli import shared_flags
+from esrgan_tf.core.errors import ModelError
 
-_MODEL = flags.DEFINE_string("model", None, "Any model spec esrgan-upscale takes.")
+_MODEL = shared_flags.define_model_flags(server=False, threads=False, verb="evaluates")
+_TILES = shared_flags.define_tile_flags(tile_default=0, batch=False, pre_pad=False)
 _HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
 _LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr.")
 _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor; default: the model's.")
 _CROP = flags.DEFINE_integer("crop_border", None, "Border pixels ignored; default: the scale.")
 _Y = flags.DEFINE_bool("y_channel", False, "Measure on the BT.601 Y channel.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-_TILE = flags.DEFINE_integer("tile", 0, "Tile size in LR pixels; 0 = whole image at once.")
-_OVERLAP = flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
-                                "Tile overlap in LR pixels.")
 _REPORT = flags.DEFINE_string("report", None, "Also write an HTML report (crops, table PNG) to "
                               "this new directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --report directory.")
-_BLEND_WITH = flags.DEFINE_string(
-    "blend_with", None, "Generator blended into --model (same architecture): evaluates "
-    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
-_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
-_PRECISION = flags.DEFINE_enum(
-    "precision", "auto", list(precision_lib.PRECISION_FLAG_VALUES),
-    "Compute precision of Keras/workdir/checkpoint models: auto = bfloat16 where the CPU has "
-    "native bf16 (AVX512_BF16 / AMX-BF16), else float32 (bf16 moves PSNR by ~0.01 dB).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
-  if not _MODEL.value or not _HR.value:
-    raise cli.usage("--model and --hr are required")
-  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
-    raise cli.usage("--blend_with and --blend_weight go together")
+  if not _HR.value:
+    raise cli.usage("--hr is required")
+  spec, tiles = _MODEL.spec(), _TILES.spec()
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
   from esrgan_tf.data import datasets, folders
   from esrgan_tf.evaluation import metrics
   from esrgan_tf.evaluation import report as report_lib
-  from esrgan_tf.inference import blending, resolver
-  from esrgan_tf.inference import engine as engine_lib
+  from esrgan_tf.inference import resolver
   # pylint: enable=g-import-not-at-top
   writer = None
   try:
     folders.list_image_files(_HR.value)  # a bad folder fails before the model loads
     if _REPORT.value:
       writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
-    if _BLEND_WITH.value:
-      model = engine_lib.keras_upscaler(
-          blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
-          name=blending.blend_name(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value),
-          precision=precision_lib.resolve_precision(_PRECISION.value))
-    else:
-      model = resolver.load_upscaler(
-          _MODEL.value, precision=precision_lib.resolve_precision(_PRECISION.value))
+    model = resolver.load_engine(spec)
     scale = _SCALE.value or model.scale
     if scale != model.scale:
-      raise cli.usage(f"--scale={scale} but {_MODEL.value} upscales ×{model.scale}")
+      raise cli.usage(f"--scale={scale} but {spec.name} upscales ×{model.scale}")
     crop = scale if _CROP.value is None else _CROP.value
     pairs = datasets.load_validation_set(
         {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
         scale)
-    result = metrics.evaluate_upscaler(model, pairs, crop_border=crop, y_channel=_Y.value,
-                                       tile=_TILE.value, overlap=_OVERLAP.value, on_image=writer)
+    result = metrics.evaluate(model, pairs, crop_border=crop, y_channel=_Y.value,
+                              tiles=None if tiles.whole else tiles, on_image=writer)
   except BaseException as e:
     if writer is not None:
       writer.abort()  # No partial report.
-    if isinstance(e, engine_lib.ModelError):
-      cli.fail(e, _MODEL.value)
+    if isinstance(e, ModelError):
+      cli.fail(e, _MODEL.given())
     if isinstance(e, (datasets.DataError, ValueError, FileExistsError)):
       cli.fail(e)
     raise
-  result.update(model=_MODEL.value, hr=_HR.value, lr=_LR.value or None, scale=scale)
-  if _BLEND_WITH.value:
-    result.update(blend_with=_BLEND_WITH.value, blend_weight=_BLEND_WEIGHT.value)
+  result.update(model=spec.model, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  if spec.blend_with:
+    result.update(blend_with=spec.blend_with, blend_weight=spec.blend_weight)
   if writer is not None:
     print(f"report: {writer.finish(result)}")
   print(metrics.format_table(result))

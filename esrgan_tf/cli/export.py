@@ -11,16 +11,21 @@ compatibility check; int8 files (calibrated, float32 islands) and int16x8 files 
 CPU/NNAPI/DSP, not the GPU delegate.
 """
 
+import dataclasses
 import os
 
 from absl import flags, logging
 
 from esrgan_tf import cli
+from esrgan_tf.cli import shared_flags
 from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import tflite as tflite_modes  # TF-free at import
 from esrgan_tf.export import versions
 
-_MODEL = flags.DEFINE_string("model", None, "Generator: .keras, training workdir or checkpoint.")
+_MODEL = shared_flags.define_model_flags(
+    server=False, threads=False, precisions=precision_lib.INFERENCE_PRECISIONS,
+    precision_default="float32", verb="exports")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
 _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both"],
                             "What to write.")
@@ -42,17 +47,9 @@ _CALIBRATION_DIR = flags.DEFINE_string(
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
                                   "HxW of the static TFLite input (the tile size on device).")
 _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
-_PRECISION = flags.DEFINE_enum(
-    "precision", "float32", list(precision_lib.INFERENCE_PRECISIONS),
-    "SavedModel compute precision, fixed at export (build it for the server it will run on): "
-    "bfloat16 is fast only on CPUs with native bf16: " + precision_lib.BF16_CPUS + ".")
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", versions.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
-_BLEND_WITH = flags.DEFINE_string(
-    "blend_with", None, "Generator blended into --model (same architecture): exports "
-    "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn).")
-_BLEND_WEIGHT = flags.DEFINE_float("blend_weight", None, "W in [0, 1] (needs --blend_with).")
 _GPU_CHECK = flags.DEFINE_bool(
     "gpu_check", True, "Refuse a .tflite the TFLite GPU delegate could not run fully. Applies to "
     "none/fp16 (and dynamic) files; int8/int16x8 files are for CPU (XNNPACK), NNAPI and DSPs, "
@@ -73,39 +70,37 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
-  if not _MODEL.value or not _EXPORT_DIR.value:
-    raise cli.usage("--model and --export_dir are required")
+  if not _EXPORT_DIR.value:
+    raise cli.usage("--export_dir is required")
+  spec = _MODEL.spec()
   size = parse_size(_INPUT_SIZE.value)
   if _CALIBRATION_DIR.value and _QUANTIZE.value not in ("int8", "int16x8"):
     raise cli.usage("--calibration_dir applies to --tflite_quantize=int8/int16x8 only")
   if _FLOAT_OPS.value is not None and _QUANTIZE.value != "int8":
     raise cli.usage("--int8_float_ops applies to --tflite_quantize=int8 only")
-  if _FORMAT.value == "tflite" and _PRECISION.value != "float32":
+  if _FORMAT.value == "tflite" and spec.precision != "float32":
     raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
-  if (_BLEND_WITH.value is None) != (_BLEND_WEIGHT.value is None):
-    raise cli.usage("--blend_with and --blend_weight go together")
-  source = os.path.abspath(_MODEL.value)
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
   from esrgan_tf.export import saved_model, tflite
-  from esrgan_tf.inference import blending, engine, resolver
+  from esrgan_tf.inference import resolver
   # pylint: enable=g-import-not-at-top
+  source = os.path.abspath(spec.model)
+  if spec.blend_with:
+    source = dataclasses.replace(spec, model=source,
+                                 blend_with=os.path.abspath(spec.blend_with)).name
   try:
-    if _BLEND_WITH.value:
-      generator = blending.blend_generators(_MODEL.value, _BLEND_WITH.value, _BLEND_WEIGHT.value)
-      source = blending.blend_name(source, os.path.abspath(_BLEND_WITH.value), _BLEND_WEIGHT.value)
-    else:
-      generator = resolver.load_generator(_MODEL.value)
-  except engine.ModelError as e:
-    cli.fail(e, _MODEL.value)
+    generator = resolver.load_generator(spec)
+  except ModelError as e:
+    cli.fail(e, spec.model)
   with_tflite = _FORMAT.value in ("tflite", "both")
   try:
     if _FORMAT.value in ("saved_model", "both"):
       path = saved_model.export_saved_model(
-          generator, _EXPORT_DIR.value, version=_VERSION.value, precision=_PRECISION.value,
+          generator, _EXPORT_DIR.value, version=_VERSION.value, precision=spec.precision,
           max_pixels=_MAX_PIXELS.value, source=source,
           tflite_input_size=size if with_tflite else None, overwrite=_OVERWRITE.value)
       print(f"SavedModel: {path}")
-      if _PRECISION.value == "bfloat16":
+      if spec.precision == "bfloat16":
         here = precision_lib.cpu_bf16_flags()
         print(f"bfloat16 export: fast on CPUs with AVX512_BF16 or AMX-BF16 "
               f"({precision_lib.BF16_CPUS}); elsewhere oneDNN emulates bf16, slower than "

@@ -12,6 +12,7 @@ in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may al
 from absl import flags
 
 from esrgan_tf import cli, weights
+from esrgan_tf.models import checkpoints
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint file to import.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .keras (or .pth/.safetensors).")
@@ -24,7 +25,7 @@ def main(argv):
   if not _CHECKPOINT.value or not _OUTPUT.value:
     raise cli.usage("--checkpoint and --output are required")
   try:
-    model = weights.load_checkpoint(_CHECKPOINT.value)
+    model = checkpoints.load_checkpoint(_CHECKPOINT.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   except weights.CheckpointError as e:
     cli.fail(e)

@@ -11,7 +11,8 @@ that yields a generator, with equal architectures; the output format follows its
 from absl import flags
 
 from esrgan_tf import cli, weights
-from esrgan_tf.inference import engine, resolver
+from esrgan_tf.core.errors import ModelError
+from esrgan_tf.inference import resolver
 
 _A = flags.DEFINE_string("a", None, "Model at alpha=0 (PSNR-oriented).")
 _B = flags.DEFINE_string("b", None, "Model at alpha=1 (GAN).")
@@ -30,7 +31,7 @@ def main(argv):
     model_b = resolver.load_generator(_B.value)
     model = weights.interpolate(model_a, model_b, _ALPHA.value)
     weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
-  except (engine.ModelError, weights.CheckpointError, ValueError) as e:
+  except (ModelError, weights.CheckpointError, ValueError) as e:
     cli.fail(e)
   except OSError as e:
     cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)

@@ -150,42 +150,33 @@ def to_uint8_levels(image: np.ndarray) -> np.ndarray:
   return pixels.from_float(np.asarray(image, np.float32)).astype(np.float64)
 
 
-def _upscale(upscaler, lr: np.ndarray, tile: Optional[int], overlap: int, pre_pad: int,
-             pre_pad_sides: str) -> np.ndarray:
-  if tile is None and not pre_pad:
+def _upscale(upscaler, lr: np.ndarray, tiles: Optional[tiling.TileSpec]) -> np.ndarray:
+  if tiles is None:
     return np.asarray(upscaler(lr[None].astype(np.float32))[0])
-  return np.asarray(tiling.upscale_array(lr, upscaler, tile=tile or 0, overlap=overlap,
-                                         pre_pad=pre_pad, pre_pad_sides=pre_pad_sides))
+  return np.asarray(tiling.upscale_array(lr, upscaler, tiles))
 
 
-def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
-                      y_channel: bool = False, tile: Optional[int] = None,
-                       overlap: int = tiling.DEFAULT_OVERLAP, bicubic: bool = True,
-                       on_image: Optional[Callable[[str, dict], None]] = None,
-                       pre_pad: int = 0,
-                       pre_pad_sides: str = tiling.DEFAULT_PRE_PAD_SIDES) -> dict:
+def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
+             y_channel: bool = False, tiles: Optional[tiling.TileSpec] = None,
+             bicubic: bool = True,
+             on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
   (`to_uint8_levels`).
 
   Args:
-    upscaler: Callable on float32 [N, H, W, C] batches in [0, 1] (an `Upscaler`), or None to
+    upscaler: Callable on float32 [N, H, W, C] batches in [0, 1] (an `Engine`), or None to
       evaluate only the bicubic baseline.
     pairs: (name, lr HxWxC float [0, 1], hr sHxsWxC float [0, 1]) triples, e.g. from
-      `data.load_validation_set`.
+      `datasets.load_validation_set`.
     crop_border: Pixels removed from each side before measuring.
     y_channel: Measure on BT.601 Y.
-    tile: None calls the upscaler on the whole image; an int goes through
-      `tiling.upscale_array(tile=tile, overlap=overlap)` (0 = one tile), which needs an
-      `Upscaler`.
-    overlap: Tile overlap in input pixels.
+    tiles: None calls the model on the whole image, nothing padded (the papers' protocol); a
+      `tiling.TileSpec` goes through `tiling.upscale_array` (which needs an `Engine`).
     bicubic: Also measure the MATLAB-bicubic upscale of the LR image.
     on_image: Called once per image as `on_image(name, {"lr", "hr", "sr", "bicubic"})` (float
       arrays; keys of what was not computed are absent), e.g. `report.ReportWriter`.
-    pre_pad: Reflect-pad each LR by this many pixels before upscaling and crop it off after
-      (`tiling.upscale_array`; needs an `Upscaler`); 0, the papers' protocol, does not.
-    pre_pad_sides: "all" or "bottom_right" (`tiling.PRE_PAD_SIDES`).
 
   Returns:
     {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}, ...],
@@ -204,7 +195,7 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
     scale = hr.shape[0] // lr.shape[0]
     row = {"name": name}
     if upscaler is not None:
-      sr = _upscale(upscaler, np.asarray(lr, np.float32), tile, overlap, pre_pad, pre_pad_sides)
+      sr = _upscale(upscaler, np.asarray(lr, np.float32), tiles)
       if sr.shape != hr.shape:
         raise ValueError(f"{name}: model output {sr.shape} differs from the HR image {hr.shape}")
       sr255 = to_uint8_levels(sr)
@@ -224,7 +215,7 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
       on_image(name, images)
     rows.append(row)
   if not rows:
-    raise ValueError("evaluate_upscaler: no images to evaluate")
+    raise ValueError("evaluate: no images to evaluate")
   result = {"images": rows, "crop_border": crop_border, "y_channel": y_channel,
             "num_images": len(rows)}
   for prefix, key in (("", "mean"), ("bicubic_", "bicubic_mean")):
@@ -236,7 +227,7 @@ def evaluate_upscaler(upscaler, pairs: Iterable[Sequence], crop_border: int = 0,
 
 
 def format_table(result: dict) -> str:
-  """A plain-text table of `evaluate_upscaler` results (per image, mean, bicubic mean)."""
+  """A plain-text table of `evaluate` results (per image, mean, bicubic mean)."""
   lines = [f"{'image':<24} {'PSNR':>8} {'SSIM':>7} {'bic PSNR':>9} {'bic SSIM':>9}"]
 
   def cell(row, key, fmt):

@@ -113,7 +113,7 @@ TABLE_HEADER = ("image", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "PSNR g
 
 
 def table_rows(result: dict) -> list[tuple[str, ...]]:
-  """`metrics.evaluate_upscaler` results as text cells: one row per image, then the mean."""
+  """`metrics.evaluate` results as text cells: one row per image, then the mean."""
   def cells(name, row):
     def get(key, fmt):
       return format(row[key], fmt) if key in row else "-"
@@ -178,7 +178,7 @@ def _save_png(array: np.ndarray, path: str) -> None:
 
 
 class ReportWriter:
-  """Writes an evaluation report directory; usable as `metrics.evaluate_upscaler(on_image=...)`.
+  """Writes an evaluation report directory; usable as `metrics.evaluate(on_image=...)`.
 
   Args:
     directory: The report directory to create. It must not exist (or be empty) unless

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
-from esrgan_tf.inference.engine import ModelError
+from esrgan_tf.core.errors import ModelError
 
 
 class GpuIncompatibleError(ValueError):

@@ -1,4 +1,4 @@
-"""SavedModel export for TF Serving, and loading such exports back as an `Upscaler`.
+"""SavedModel export for TF Serving (running an export: `esrgan_tf.inference.saved_model`).
 
 An export is one `tf.Module` holding the generator, with explicit signatures whose pre- and
 post-processing lives inside the graph (the TF Model Garden `export_base.py` pattern):
@@ -38,16 +38,14 @@ import time
 from typing import Optional, Sequence
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 import esrgan_tf
 from esrgan_tf.core import fileio
 from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import versions
 from esrgan_tf.images import pixels
-from esrgan_tf.inference.engine import ModelError, Upscaler
-from esrgan_tf.models import rrdbnet
 
 ASSET_DIR = "assets.extra"
 ASSET_NAME = "esrgan_tf.json"
@@ -189,7 +187,7 @@ class ExportModule(tf.Module):
       raise ValueError(f"precision must be one of {precision_lib.INFERENCE_PRECISIONS}, "
                      f"got {precision!r}")
     self.precision = precision
-    self.generator = (rrdbnet.with_dtype(generator, "bfloat16") if precision == "bfloat16"
+    self.generator = (generator.with_dtype("bfloat16") if precision == "bfloat16"
                       else generator)
     self.scale = int(generator.scale)
     self.channels = int(generator.in_channels)
@@ -349,7 +347,7 @@ def export_saved_model(generator, export_base: str, *, version: Optional[int] = 
   return final
 
 
-# --- loading ------------------------------------------------------------------------------------
+# --- reading an export back ----------------------------------------------------------------------
 
 def resolve_version_dir(path: str) -> str:
   """A version directory itself, or the highest integer version under a base directory.
@@ -385,41 +383,3 @@ def read_model_facts(version_dir: str) -> dict:
   if not isinstance(facts, dict) or facts.get("format") != FORMAT_NAME:
     raise ModelError(f"{asset}: not an esrgan_tf model description")
   return facts
-
-
-def load_saved_model_upscaler(path: str, precision: Optional[str] = "float32") -> Upscaler:
-  """Loads one of our SavedModel exports as an `Upscaler` calling its `upscale_float` signature.
-
-  Args:
-    path: A version directory, or an export base (the highest integer version is used).
-    precision: The precision is fixed at export time; a different request is logged and the
-      export's own precision is used. None: no preference.
-
-  Returns:
-    An `Upscaler` (scale and info from the asset JSON).
-
-  Raises:
-    ModelError: Not a SavedModel, not ours, or it fails to load.
-  """
-  version_dir = resolve_version_dir(path)
-  facts = read_model_facts(version_dir)
-  exported = facts.get("precision", "float32")
-  if precision is not None and precision != exported:
-    logging.warning("%s was exported with precision %s; precision=%s is ignored (precision is "
-                    "fixed at export: re-export with --precision=%s)", version_dir, exported,
-                    precision, precision)
-  try:
-    loaded = tf.saved_model.load(version_dir)
-    signature = loaded.signatures["upscale_float"]
-  except KeyError:
-    raise ModelError(f"{version_dir}: no upscale_float signature") from None
-  except Exception as e:  # TF raises many types for a corrupt SavedModel.
-    raise ModelError(f"{version_dir}: SavedModel fails to load ({type(e).__name__}: {e})") from e
-
-  def fn(batch: np.ndarray) -> np.ndarray:
-    return signature(images=tf.convert_to_tensor(batch, tf.float32))["upscaled"].numpy()
-
-  fn.loaded = loaded  # keeps the restored object (and its variables) alive.
-  info = {"precision": exported, "arch": facts.get("arch", {}), "source": facts.get("source", ""),
-          "version_dir": version_dir, "max_pixels": facts.get("max_pixels")}
-  return Upscaler(fn=fn, scale=int(facts["scale"]), name=version_dir, info=info)

@@ -31,8 +31,7 @@ import numpy as np
 from PIL import Image
 
 from esrgan_tf.images import image_io
-from esrgan_tf.inference import engine as engine_lib
-from esrgan_tf.inference import resolver, tiling
+from esrgan_tf.inference import tiling
 
 # Extensions picked up from directories and globs (what `imaging` reads).
 IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS
@@ -204,13 +203,11 @@ def plan_outputs(sources: list[Source], output: str, *, scale: int,
   return jobs
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Options:
   """Per-file processing options (the CLI flags)."""
 
-  tile: int = tiling.DEFAULT_TILE
-  overlap: int = tiling.DEFAULT_OVERLAP
-  batch: int = 1
+  tiles: tiling.TileSpec = tiling.TileSpec()
   alpha: str = "bicubic"
   max_pixels: Optional[int] = image_io.DEFAULT_MAX_PIXELS
   multi_frame: str = "error"
@@ -219,8 +216,6 @@ class Options:
   # Final size (int(w·F), int(h·F)) of a w×h input, resized from the model's output with
   # Lanczos; None or the model's scale: no resize.
   outscale: Optional[float] = None
-  # Reflect padding of the image's edges before upscaling (`tiling.upscale_array`).
-  pre_pad: int = tiling.DEFAULT_PRE_PAD
 
 
 def resize_output(img: image_io.LoadedImage, size: tuple[int, int]) -> image_io.LoadedImage:
@@ -306,7 +301,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
   Args:
     src: Input image file.
     dst: Output file (its directory must exist).
-    upscaler: An `esrgan_tf.inference.engine.Upscaler`.
+    upscaler: An `esrgan_tf.inference.engine.Engine`.
     options: Processing options.
     progress: Passed to `tiling.upscale_array` (tiles done, total).
 
@@ -320,9 +315,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
                            multi_frame=options.multi_frame)
 
   def color_fn(x, out=None):
-    return tiling.upscale_array(x, upscaler, tile=options.tile, overlap=options.overlap,
-                                batch=options.batch, progress=progress, pre_pad=options.pre_pad,
-                                out=out)
+    return tiling.upscale_array(x, upscaler, options.tiles, progress=progress, out=out)
 
   resized = bool(options.outscale) and options.outscale != upscaler.scale
   if img.alpha is None and not img.grayscale and img.bit_depth == 8 and not resized:
@@ -381,42 +374,6 @@ def upscale_files(jobs: list[Job], upscaler, options: Options, *,
     else:
       summary.upscaled.append(job.dst)
   return summary
-
-
-def load_model(*, model: Optional[str] = None, server: Optional[str] = None,
-               model_name: str = "esrgan", precision: str = "float32",
-               num_threads: Optional[int] = None, blend_with: Optional[str] = None,
-               blend_weight: float = 1.0) -> engine_lib.Upscaler:
-  """The model for `--model` (any `load_upscaler` spec) or `--server` (TF Serving HOST:PORT).
-
-  Args:
-    model: A model path (see `esrgan_tf.inference.engine`).
-    server: A TF Serving gRPC endpoint; used if `model` is not given.
-    model_name: The model name on the server.
-    precision: "float32" or "bfloat16".
-    num_threads: CPU threads for TF (intra-op) and TFLite; None: their defaults.
-    blend_with: Another generator of the same architecture: run the blend
-      blend_weight·model + (1 − blend_weight)·blend_with (`esrgan_tf.inference.blending`).
-    blend_weight: The weight of `model` in the blend, in [0, 1].
-
-  Returns:
-    An `Upscaler`.
-
-  Raises:
-    ModelError: The model cannot be found, loaded or reached, or cannot be blended.
-  """
-  if num_threads:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-  if not model:
-    from esrgan_tf.inference import remote  # pylint: disable=g-import-not-at-top
-    return remote.remote_upscaler(server, model_name=model_name)
-  if blend_with:
-    from esrgan_tf.inference import blending  # pylint: disable=g-import-not-at-top
-    generator = blending.blend_generators(model, blend_with, blend_weight)
-    return engine_lib.keras_upscaler(
-        generator, name=blending.blend_name(model, blend_with, blend_weight), precision=precision)
-  return resolver.load_upscaler(model, precision=precision, num_threads=num_threads)
 
 
 def tile_progress_bar(path: str) -> Callable[[int, int], None]:

@@ -1,7 +1,7 @@
-"""The `Upscaler` interface: what tiling, the file pipeline and evaluation run.
+"""The `Engine` interface: what tiling, the file pipeline and evaluation run.
 
 The bottom layer of model handling: every model kind (Keras, SavedModel, TFLite, a TF Serving
-endpoint) is wrapped into an `Upscaler`, a plain callable on float32 NHWC batches in [0, 1].
+endpoint) is wrapped into an `Engine`, a plain callable on float32 NHWC batches in [0, 1].
 Which kind a `--model` spec is, and how to load it, is `inference.resolver`'s job; this module
 imports none of the formats.
 """
@@ -14,13 +14,11 @@ import weakref
 
 import numpy as np
 
-
-class ModelError(Exception):
-  """A model spec that cannot be resolved or loaded; the message names the spec and the cause."""
+from esrgan_tf.core.errors import ModelError
 
 
 @dataclasses.dataclass
-class Upscaler:
+class Engine:
   """A super-resolution model as a callable on host arrays.
 
   Attributes:
@@ -61,7 +59,7 @@ def _trace(model, channels: int, *, weak: bool):
   return run
 
 
-def keras_upscaler(model, name: str = "keras model", precision: str = "float32") -> Upscaler:
+def keras_engine(model, name: str = "keras model", precision: str = "float32") -> Engine:
   """Wraps a Keras generator in one `tf.function` traced once for any batch and size.
 
   Args:
@@ -71,7 +69,7 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
       exactly what is asked: CLI flags go through `esrgan_tf.core.precision.resolve_precision`).
 
   Returns:
-    An `Upscaler`.
+    An `Engine`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -83,8 +81,7 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
 
   if precision == "bfloat16":
     # A bfloat16 copy of the weights as they are now: traced afresh for each call of ours.
-    from esrgan_tf.models import rrdbnet  # pylint: disable=g-import-not-at-top
-    run = _trace(rrdbnet.with_dtype(model, "bfloat16"), channels, weak=False)
+    run = _trace(model.with_dtype("bfloat16"), channels, weak=False)
   else:
     # One traced function per model, reused by every wrapper of it: evaluation during training
     # and scripts wrap the same model again and again, and a tf.function created per wrapper
@@ -102,4 +99,4 @@ def keras_upscaler(model, name: str = "keras model", precision: str = "float32")
   info = {"precision": precision}
   if hasattr(model, "arch_config"):
     info["arch"] = model.arch_config()
-  return Upscaler(fn=fn, scale=int(model.scale), name=name, info=info)
+  return Engine(fn=fn, scale=int(model.scale), name=name, info=info)

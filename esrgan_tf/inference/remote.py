@@ -1,4 +1,4 @@
-"""A TF Serving gRPC client as an `Upscaler`, for `esrgan-upscale --server=HOST:PORT`.
+"""A TF Serving gRPC client as an `Engine`, for `esrgan-upscale --server=HOST:PORT`.
 
 Only the standard API is used (GetModelMetadata, Predict with the official stub), so it works
 against `esrgan-serve` and against the real `tensorflow_model_server` alike. Large images are
@@ -13,13 +13,20 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from esrgan_tf.core.errors import ModelError
+from esrgan_tf.export.versions import DEFAULT_MAX_MESSAGE_MB
 from esrgan_tf.images import pixels
-from esrgan_tf.inference.engine import ModelError, Upscaler
-from esrgan_tf.serving.protocol import DEFAULT_MAX_MESSAGE_MB, grpc_message_options
+from esrgan_tf.inference.engine import Engine
 
 # Side of the zero image sent once at connect time to measure the scale (any size works; small
 # keeps it cheap, 8 survives every upsampler).
 PROBE_SIZE = 8
+
+
+def grpc_message_options(max_message_mb: int) -> list[tuple[str, int]]:
+  """Channel/server options raising gRPC's send and receive limits to `max_message_mb`."""
+  size = min(int(max_message_mb) * 1024 * 1024, 2**31 - 1)
+  return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
 
 
 class RemoteError(ModelError):
@@ -40,15 +47,15 @@ def _single(mapping, what: str, signature_name: str, address: str) -> str:
   keys = list(mapping)
   if len(keys) != 1:
     raise ModelError(f"{address}: signature {signature_name!r} has {what} {sorted(keys)}; "
-                     "remote_upscaler needs exactly one")
+                     "remote_engine needs exactly one")
   return keys[0]
 
 
-def remote_upscaler(address: str, model_name: str = "esrgan", *,
-                    signature_name: str = "upscale_float", timeout: float = 60.0,
-                    max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
-                    version: Optional[int] = None) -> Upscaler:
-  """Connects to a TF Serving endpoint and wraps one image signature as an `Upscaler`.
+def remote_engine(address: str, model_name: str = "esrgan", *,
+                  signature_name: str = "upscale_float", timeout: float = 60.0,
+                  max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
+                  version: Optional[int] = None) -> Engine:
+  """Connects to a TF Serving endpoint and wraps one image signature as an `Engine`.
 
   The signature must take one [N, H, W, C] image tensor (float32 in [0, 1] or uint8) and return
   one image tensor; `upscale_float` (default, exact) and `serving_default` (uint8, a quarter of the
@@ -63,7 +70,7 @@ def remote_upscaler(address: str, model_name: str = "esrgan", *,
     version: Pin a version (default: the server's latest).
 
   Returns:
-    An `Upscaler` whose fn sends float32 NHWC batches and returns float32 batches.
+    An `Engine` whose fn sends float32 NHWC batches and returns float32 batches.
 
   Raises:
     ModelError: Unreachable server, unknown model or signature, unusable signature.
@@ -104,7 +111,7 @@ def remote_upscaler(address: str, model_name: str = "esrgan", *,
   if input_dtype not in (tf.float32, tf.uint8):
     channel.close()
     raise ModelError(f"{address}: signature {signature_name!r} takes {input_dtype.name}; "
-                     "remote_upscaler needs float32 or uint8 images")
+                     "remote_engine needs float32 or uint8 images")
   dims = signature.inputs[input_key].tensor_shape.dim
   channels = dims[-1].size if len(dims) == 4 and dims[-1].size > 0 else 3
 
@@ -141,4 +148,4 @@ def remote_upscaler(address: str, model_name: str = "esrgan", *,
                      f"shape {probe.shape}, not an integer upscale")
   info = {"server": address, "model_name": model_name, "signature": signature_name,
           "version": int(metadata.model_spec.version.value)}
-  return Upscaler(fn=predict, scale=scale, name=f"{model_name}@{address}", info=info)
+  return Engine(fn=predict, scale=scale, name=f"{model_name}@{address}", info=info)

@@ -1,25 +1,86 @@
-"""Model resolution: every `--model` flag goes through here.
+"""The one model entry point: every `--model` (and `--server`, `--blend_with`, `--precision`).
 
-Two levels:
+`ModelSpec` is what the model flags of every command say; two functions resolve it:
   * `load_generator(spec)` returns a Keras generator (what training, export and interpolation
-    need): a `.keras` file, a training workdir, or a foreign checkpoint (.pth/.pt/.safetensors/
-    ncnn .param).
-  * `load_upscaler(spec)` returns an `engine.Upscaler`: anything `load_generator`
-    takes, plus SavedModel directories and `.tflite` files.
+    need): a published name, a `.keras` file, a training workdir, or a foreign checkpoint
+    (.pth/.pt/.safetensors/ncnn .param); with `blend_with`, the blend of two of them.
+  * `load_engine(spec)` returns an `engine.Engine`: anything `load_generator` takes, SavedModel
+    directories and `.tflite` files, or a TF Serving endpoint (`server`).
 
-This module sits at the top of the model layers: it imports the formats (weights, workdir,
-export, tflite), none of which imports it back. Each kind of model is one entry in a table of
-(name, matcher, loader); the loaders import their module lazily so that e.g. reading a `.keras`
-file never imports the TFLite runtime.
+This module sits at the top of the inference layer: it imports the formats (weights, models,
+export) and the engines, none of which imports it back. Each kind of model is one row of a table
+of (name, matcher, loader); the loaders import their module lazily so that e.g. reading a
+`.keras` file never imports the TFLite runtime.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional
 
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import versions
-from esrgan_tf.inference.engine import ModelError, Upscaler, keras_upscaler
+from esrgan_tf.inference.engine import Engine, keras_engine
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Which model to run and how: the model flags of every command, in one object.
+
+  Attributes:
+    model: A published name (`esrgan-models list`), .keras file, training workdir, checkpoint
+      (.pth/.pt/.safetensors/ncnn .param), SavedModel directory or export base, or .tflite file.
+    server: Instead of `model`: HOST:PORT of a TF Serving gRPC endpoint.
+    model_name: The model's name on `server`.
+    blend_with: Another generator of the same architecture: runs W·model + (1 − W)·blend_with
+      (Real-ESRGAN's denoise strength `-dn`; `blending`).
+    blend_weight: W, in [0, 1] (with `blend_with`).
+    precision: "auto" (bfloat16 where the CPU has native bf16, else float32), "float32" or
+      "bfloat16": what Keras models compute in; SavedModels keep their export's.
+    num_threads: CPU threads for TF (intra-op) and TFLite; None: their defaults.
+
+  Raises:
+    ValueError: Inconsistent fields (at construction).
+  """
+
+  model: Optional[str] = None
+  server: Optional[str] = None
+  model_name: str = "esrgan"
+  blend_with: Optional[str] = None
+  blend_weight: Optional[float] = None
+  precision: str = "auto"
+  num_threads: Optional[int] = None
+
+  def __post_init__(self):
+    if bool(self.model) == bool(self.server):
+      raise ValueError("give exactly one of a model and a server")
+    if (self.blend_with is None) != (self.blend_weight is None):
+      raise ValueError("blend_with and blend_weight go together")
+    if self.blend_with and not self.model:
+      raise ValueError("blend_with needs a model (weights are blended locally)")
+    if self.blend_weight is not None and not 0.0 <= self.blend_weight <= 1.0:
+      raise ValueError(f"blend weight must be in [0, 1], got {self.blend_weight}")
+    if self.precision not in precision_lib.PRECISION_FLAG_VALUES:
+      raise ValueError(f"precision must be one of {precision_lib.PRECISION_FLAG_VALUES}, got "
+                       f"{self.precision!r}")
+    if self.num_threads is not None and self.num_threads < 1:
+      raise ValueError(f"num_threads must be ≥ 1, got {self.num_threads}")
+
+  @property
+  def name(self) -> str:
+    """What is run, for messages and export metadata."""
+    if self.server:
+      return f"{self.model_name}@{self.server}"
+    if self.blend_with:
+      return f"{self.blend_weight:g}·{self.model} + {1 - self.blend_weight:g}·{self.blend_with}"
+    return self.model
+
+
+def _as_spec(spec) -> ModelSpec:
+  return spec if isinstance(spec, ModelSpec) else ModelSpec(model=os.fspath(spec))
+
 
 # --- model kinds -------------------------------------------------------------------------------
 
@@ -58,8 +119,8 @@ def _is_checkpoint(spec: str) -> bool:
 
 
 def _load_checkpoint(spec: str):
-  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
-  return weights.load_checkpoint(spec)
+  from esrgan_tf.models import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.load_checkpoint(spec)
 
 
 def _is_saved_model(spec: str) -> bool:
@@ -67,18 +128,18 @@ def _is_saved_model(spec: str) -> bool:
   return versions.is_saved_model_dir(spec) or bool(versions.version_dirs(spec))
 
 
-def _load_saved_model(spec: str, **options) -> Upscaler:
-  from esrgan_tf.export import saved_model  # pylint: disable=g-import-not-at-top
-  return saved_model.load_saved_model_upscaler(spec, **options)
+def _load_saved_model(spec: str, **options) -> Engine:
+  from esrgan_tf.inference import saved_model  # pylint: disable=g-import-not-at-top
+  return saved_model.saved_model_engine(spec, **options)
 
 
 def _is_tflite(spec: str) -> bool:
   return spec.lower().endswith(".tflite")
 
 
-def _load_tflite(spec: str, **options) -> Upscaler:
-  from esrgan_tf.export import tflite  # pylint: disable=g-import-not-at-top
-  return tflite.load_tflite_upscaler(spec, **options)
+def _load_tflite(spec: str, **options) -> Engine:
+  from esrgan_tf.inference import tflite  # pylint: disable=g-import-not-at-top
+  return tflite.tflite_engine(spec, **options)
 
 
 # (name, matcher, loader) returning a Keras generator.
@@ -87,8 +148,8 @@ _GENERATOR_LOADERS = [
     ("training workdir", _is_workdir, _load_workdir),
     ("checkpoint", _is_checkpoint, _load_checkpoint),
 ]
-# (name, matcher, loader) returning an Upscaler directly (no Keras model behind it).
-_UPSCALER_LOADERS = [
+# (name, matcher, loader) returning an Engine directly (no Keras model behind it).
+_ENGINE_LOADERS = [
     ("SavedModel", _is_saved_model, _load_saved_model),
     ("TFLite model", _is_tflite, _load_tflite),
 ]
@@ -111,18 +172,7 @@ def _existing_path(spec) -> str:
   return spec
 
 
-def load_generator(spec: str):
-  """Loads a Keras generator from a `.keras` file, a training workdir or a foreign checkpoint.
-
-  Args:
-    spec: The path.
-
-  Returns:
-    A Keras model (an `RRDBNet`).
-
-  Raises:
-    ModelError: Unknown kind, missing file, or a file that fails to load.
-  """
+def _load_one_generator(spec: str):
   spec = _existing_path(spec)
   for _, matches, load in _GENERATOR_LOADERS:
     if matches(spec):
@@ -131,28 +181,75 @@ def load_generator(spec: str):
                    "or a checkpoint (.pth/.pt/.safetensors/ncnn .param)")
 
 
-def load_upscaler(spec: str, *, precision: str = "float32", num_threads: Optional[int] = None
-                  ) -> Upscaler:
-  """Loads any supported model as an `Upscaler`.
+def load_generator(spec):
+  """Loads a Keras generator (a published name, .keras, training workdir or checkpoint).
 
   Args:
-    spec: A path (see the module docstring).
-    precision: "float32" or "bfloat16" (where the model kind supports it).
-    num_threads: Interpreter threads (TFLite only).
+    spec: A path or name, or a `ModelSpec` (its `blend_with` blends two generators; `server`
+      is refused).
 
   Returns:
-    An `Upscaler`.
+    A built Keras generator (`RRDBNet`, `SRVGGNetCompact`).
 
   Raises:
-    ModelError: Unknown kind, missing file, or a file that fails to load.
+    ModelError: Unknown kind, missing file, a file that fails to load, or two that cannot be
+      blended.
   """
-  spec = _existing_path(spec)
-  for _, matches, load in _UPSCALER_LOADERS:
-    if matches(spec):
+  spec = _as_spec(spec)
+  if spec.server:
+    raise ModelError(f"{spec.server}: a TF Serving endpoint has no Keras generator to load")
+  if spec.blend_with:
+    return _blend(spec)
+  return _load_one_generator(spec.model)
+
+
+def _blend(spec: ModelSpec):
+  """W·A + (1 − W)·B, parameter by parameter: Real-ESRGAN's denoise strength for any two generators.
+
+  Real-ESRGAN's inference_realesrgan.py, for realesr-general-x4v3 with denoise strength W, loads
+  `[general-x4v3, general-wdn-x4v3]` with `dni_weight = [W, 1 − W]` and runs the network whose
+  every parameter is W·A + (1 − W)·B (RealESRGANer.dni): ESRGAN's network interpolation with
+  α = 1 − W (`weights.interpolate`, also behind esrgan-interpolate).
+  """
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+
+  model_a = _load_one_generator(spec.model)
+  model_b = _load_one_generator(spec.blend_with)
+  try:
+    return weights.interpolate(model_a, model_b, 1.0 - spec.blend_weight)
+  except ValueError as e:
+    raise ModelError(f"cannot blend {spec.model} with {spec.blend_with}: {e}") from None
+
+
+def load_engine(spec) -> Engine:
+  """Loads any supported model, or connects to a server, as an `Engine`.
+
+  Args:
+    spec: A path or name (with the `ModelSpec` defaults: precision "auto"), or a `ModelSpec`.
+
+  Returns:
+    An `Engine`.
+
+  Raises:
+    ModelError: Unknown kind, missing file, a file that fails to load, an unreachable server.
+  """
+  spec = _as_spec(spec)
+  if spec.num_threads:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.threading.set_intra_op_parallelism_threads(spec.num_threads)
+  if spec.server:
+    from esrgan_tf.inference import remote  # pylint: disable=g-import-not-at-top
+    return remote.remote_engine(spec.server, model_name=spec.model_name)
+  precision = precision_lib.resolve_precision(spec.precision)
+  if spec.blend_with:
+    return keras_engine(load_generator(spec), name=spec.name, precision=precision)
+  path = _existing_path(spec.model)
+  for _, matches, load in _ENGINE_LOADERS:
+    if matches(path):
       options = {"precision": precision} if load is _load_saved_model else {
-          "num_threads": num_threads}
-      return load(spec, **options)
+          "num_threads": spec.num_threads}
+      return load(path, **options)
   for _, matches, load in _GENERATOR_LOADERS:
-    if matches(spec):
-      return keras_upscaler(load(spec), name=spec, precision=precision)
-  raise ModelError(f"{spec}: unrecognised model; expected {_ACCEPTED}")
+    if matches(path):
+      return keras_engine(load(path), name=path, precision=precision)
+  raise ModelError(f"{path}: unrecognised model; expected {_ACCEPTED}")

@@ -1,7 +1,7 @@
 """Tiled, streaming super-resolution of images of any size with bounded memory.
 
 `upscale_array` cuts equal-size tiles from the host array, runs them in batches through any
-`engine.Upscaler` (Keras, SavedModel, TFLite, TF Serving), and writes the results
+`engine.Engine` (Keras, SavedModel, TFLite, TF Serving), and writes the results
 into a preallocated host output. Compared with Real-ESRGAN's `tile_process` (which pastes tiles
 without blending, its issues #211/#197, and first moves the whole image to the device, #184):
 
@@ -73,6 +73,67 @@ DEFAULT_PRE_PAD = 8
 # `RealESRGANer.pre_process` (F.pad(img, (0, pre_pad, 0, pre_pad), 'reflect')).
 PRE_PAD_SIDES = ("all", "bottom_right")
 DEFAULT_PRE_PAD_SIDES = "all"
+
+
+def pre_pad_widths(pad: int, sides: str = DEFAULT_PRE_PAD_SIDES
+                   ) -> tuple[tuple[int, int], tuple[int, int]]:
+  """((top, bottom), (left, right)) input pixels that `pre_pad` adds.
+
+  Raises:
+    ValueError: A negative `pad` or unknown `sides`.
+  """
+  if pad < 0:
+    raise ValueError(f"pre_pad must be ≥ 0, got {pad}")
+  if sides not in PRE_PAD_SIDES:
+    raise ValueError(f"pre_pad sides must be one of {PRE_PAD_SIDES}, got {sides!r}")
+  before = pad if sides == "all" else 0
+  return (before, pad), (before, pad)
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSpec:
+  """How an image is cut into model inputs: one small object for the knobs that travel together.
+
+  The defaults are `esrgan-upscale`'s.
+
+  Attributes:
+    tile: Tile size in input pixels; 0 runs the whole image in one call.
+    overlap: Minimum overlap of neighbouring tiles in input pixels (< tile).
+    blend: Fraction of the overlap that is cross-faded (see `axis_tiles`).
+    batch: Up to this many tiles per model call (capped by the engine's `max_batch`).
+    pre_pad: Reflect-pad the image by this many input pixels before tiling and crop the padding
+      off the output (`reflect_pad`): the image's edges are then not next to the convolutions'
+      zero padding; the output size is unchanged. 0 gives exactly the model's own output.
+    pre_pad_sides: "all" four edges, or "bottom_right" as Real-ESRGAN.
+
+  Raises:
+    ValueError: Out-of-range values (at construction).
+  """
+
+  tile: int = DEFAULT_TILE
+  overlap: int = DEFAULT_OVERLAP
+  blend: float = DEFAULT_BLEND
+  batch: int = 1
+  pre_pad: int = DEFAULT_PRE_PAD
+  pre_pad_sides: str = DEFAULT_PRE_PAD_SIDES
+
+  def __post_init__(self):
+    if self.tile < 0 or self.overlap < 0:
+      raise ValueError(f"tile and overlap must be ≥ 0, got tile={self.tile}, "
+                       f"overlap={self.overlap}")
+    if self.tile and self.overlap >= self.tile:
+      raise ValueError(f"tile overlap ({self.overlap}) must be smaller than the tile "
+                       f"({self.tile})")
+    if self.batch < 1:
+      raise ValueError(f"batch must be ≥ 1, got {self.batch}")
+    if not 0.0 <= self.blend <= 1.0:
+      raise ValueError(f"blend must be in [0, 1], got {self.blend}")
+    pre_pad_widths(self.pre_pad, self.pre_pad_sides)  # validates both
+
+  @property
+  def whole(self) -> bool:
+    """One model call per image, nothing padded: the model's own output."""
+    return self.tile == 0 and self.pre_pad == 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,13 +218,12 @@ def axis_tiles(length: int, tile: int, overlap: int, scale: int,
   return tiles
 
 
-def count_tiles(height: int, width: int, upscaler, *, tile: int = DEFAULT_TILE,
-                overlap: int = DEFAULT_OVERLAP, pre_pad: int = 0,
-                pre_pad_sides: str = DEFAULT_PRE_PAD_SIDES) -> int:
+def count_tiles(height: int, width: int, upscaler, spec: TileSpec = TileSpec()) -> int:
   """Number of tiles (model inputs) `upscale_array` uses for an image of this size."""
-  (top, bottom), (left, right) = pre_pad_widths(pre_pad, pre_pad_sides)
+  (top, bottom), (left, right) = pre_pad_widths(spec.pre_pad, spec.pre_pad_sides)
   height, width = height + top + bottom, width + left + right
-  tile_h, tile_w = _tile_size(height, width, upscaler, tile)
+  tile_h, tile_w = _tile_size(height, width, upscaler, spec.tile)
+  overlap = spec.overlap
   rows = 1 if height <= tile_h else math.ceil((height - overlap) / (tile_h - overlap))
   cols = 1 if width <= tile_w else math.ceil((width - overlap) / (tile_w - overlap))
   return rows * cols
@@ -176,21 +236,6 @@ def _tile_size(height: int, width: int, upscaler, tile: int) -> tuple[int, int]:
   if tile == 0:
     return height, width
   return tile, tile
-
-
-def pre_pad_widths(pad: int, sides: str = DEFAULT_PRE_PAD_SIDES
-                   ) -> tuple[tuple[int, int], tuple[int, int]]:
-  """((top, bottom), (left, right)) input pixels that `pre_pad` adds.
-
-  Raises:
-    ValueError: A negative `pad` or unknown `sides`.
-  """
-  if pad < 0:
-    raise ValueError(f"pre_pad must be ≥ 0, got {pad}")
-  if sides not in PRE_PAD_SIDES:
-    raise ValueError(f"pre_pad sides must be one of {PRE_PAD_SIDES}, got {sides!r}")
-  before = pad if sides == "all" else 0
-  return (before, pad), (before, pad)
 
 
 def reflect_pad(images: np.ndarray, pad: int, sides: str = DEFAULT_PRE_PAD_SIDES) -> np.ndarray:
@@ -218,32 +263,21 @@ def _finalise(values: np.ndarray, out: np.ndarray) -> None:
   out[...] = values
 
 
-def upscale_array(image: np.ndarray, upscaler, *, tile: int = DEFAULT_TILE,
-                  overlap: int = DEFAULT_OVERLAP,
-                  batch: int = 4, progress: Optional[Callable[[int, int], None]] = None,
-                  out: Optional[np.ndarray] = None, blend: float = DEFAULT_BLEND,
-                  pre_pad: int = 0, pre_pad_sides: str = DEFAULT_PRE_PAD_SIDES) -> np.ndarray:
+def upscale_array(image: np.ndarray, upscaler, spec: TileSpec = TileSpec(), *,
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  out: Optional[np.ndarray] = None) -> np.ndarray:
   """Upscales an image through a model, tile by tile, with blended overlaps.
 
   Args:
     image: float32 [H, W, C] host array in [0, 1] (C as the model takes: 1, 3 or 4).
-    upscaler: An `esrgan_tf.inference.engine.Upscaler` (or anything with `fn`/`__call__`, `scale`,
+    upscaler: An `esrgan_tf.inference.engine.Engine` (or anything with `fn`/`__call__`, `scale`,
       `input_size`, `max_batch`). With a static `input_size` every tile has exactly that size
-      (the tile argument is ignored; axes shorter than it are mirror-padded and the output
-      cropped).
-    tile: Tile size in input pixels; 0 runs the whole image in one call.
-    overlap: Minimum overlap of neighbouring tiles in input pixels (< tile).
-    batch: Up to this many tiles per model call (capped by `upscaler.max_batch`).
+      (`spec.tile` is ignored; axes shorter than it are mirror-padded and the output cropped).
+    spec: Tiling and padding (`TileSpec`). pre_pad costs one padded copy of the input.
     progress: Called as `progress(tiles_done, tiles_total)` after every model call.
     out: Optional preallocated [s·H, s·W, C] output. An integer dtype (uint8, uint16) receives
       clipped, rounded values scaled to the dtype's maximum; a float dtype receives the model
       output as is.
-    blend: Fraction of the overlap that is cross-faded (see `axis_tiles`).
-    pre_pad: Reflect-pad the image by this many input pixels (`reflect_pad`) before tiling and
-      crop the padding's `pre_pad`·scale output pixels off, so that the image's edges are not
-      next to the convolutions' zero padding; the output size is unchanged. Costs one padded
-      copy of the input.
-    pre_pad_sides: "all" four edges, or "bottom_right" as Real-ESRGAN.
 
   Returns:
     The upscaled image: `out` if given, else a new float32 [s·H, s·W, C] array, unclipped like
@@ -255,12 +289,8 @@ def upscale_array(image: np.ndarray, upscaler, *, tile: int = DEFAULT_TILE,
   image = np.asarray(image)
   if image.ndim != 3 or min(image.shape) < 1:
     raise ValueError(f"image must be a non-empty [H, W, C] array, got shape {image.shape}")
-  if tile < 0 or overlap < 0:
-    raise ValueError(f"tile and overlap must be ≥ 0, got tile={tile}, overlap={overlap}")
-  if tile and overlap >= tile:
-    raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
-  if batch < 1:
-    raise ValueError(f"batch must be ≥ 1, got {batch}")
+  tile, overlap, batch = spec.tile, spec.overlap, spec.batch
+  pre_pad, pre_pad_sides = spec.pre_pad, spec.pre_pad_sides
   (top, bottom), (left, right) = pre_pad_widths(pre_pad, pre_pad_sides)
   height, width, channels = image.shape
   scale = int(upscaler.scale)
@@ -287,8 +317,8 @@ def upscale_array(image: np.ndarray, upscaler, *, tile: int = DEFAULT_TILE,
     image = np.pad(image, ((0, max(0, tile_h - padded_h)), (0, max(0, tile_w - padded_w)),
                            (0, 0)), mode="symmetric")
   # (With tile=0 the overlap is irrelevant: one tile per axis.)
-  rows = axis_tiles(image.shape[0], tile_h, min(overlap, tile_h - 1), scale, blend)
-  cols = axis_tiles(image.shape[1], tile_w, min(overlap, tile_w - 1), scale, blend)
+  rows = axis_tiles(image.shape[0], tile_h, min(overlap, tile_h - 1), scale, spec.blend)
+  cols = axis_tiles(image.shape[1], tile_w, min(overlap, tile_w - 1), scale, spec.blend)
   per_call = batch if not getattr(upscaler, "max_batch", None) else min(batch, upscaler.max_batch)
 
   jobs = [(r, c) for r in range(len(rows)) for c in range(len(cols))]

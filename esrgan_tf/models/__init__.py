@@ -1,8 +1,9 @@
-"""Network architectures."""
+"""Network architectures, and the generators built from configs, checkpoints and presets."""
 
 from __future__ import annotations
 
 from esrgan_tf.models.discriminator import Discriminator
+from esrgan_tf.models.generators import GENERATORS, arch_name, build_generator
 from esrgan_tf.models.rrdbnet import RRDBNet
 from esrgan_tf.models.spectral_norm import SpectralNorm
 from esrgan_tf.models.srvgg import SRVGGNetCompact
@@ -10,38 +11,4 @@ from esrgan_tf.models.unet_discriminator import UNetDiscriminatorSN
 from esrgan_tf.models.vgg import VGGFeatureExtractor
 
 __all__ = ["Discriminator", "GENERATORS", "RRDBNet", "SRVGGNetCompact", "SpectralNorm",
-           "UNetDiscriminatorSN", "VGGFeatureExtractor", "build_generator"]
-
-# `arch` values of a generator config (config.model), → class.
-GENERATORS = {"rrdbnet": RRDBNet, "srvgg": SRVGGNetCompact}
-
-
-def build_generator(model_config, **kwargs):
-  """Builds the generator a config's `model` subtree describes.
-
-  Args:
-    model_config: Constructor kwargs plus an optional `arch` key ("rrdbnet", the default so that
-      existing configs and workdirs keep working, or "srvgg"); a dict or ConfigDict.
-    **kwargs: Extra constructor kwargs (name, dtype).
-
-  Returns:
-    The built Keras model (weights initialised).
-
-  Raises:
-    ValueError: Unknown arch, or arguments the class rejects.
-  """
-  config = dict(model_config)
-  arch = config.pop("arch", "rrdbnet")
-  if arch not in GENERATORS:
-    raise ValueError(f"model.arch must be one of {sorted(GENERATORS)}, got {arch!r}")
-  model = GENERATORS[arch](**config, **kwargs)
-  model.build((None, None, None, model.in_channels))
-  return model
-
-
-def arch_name(model) -> str:
-  """The `arch` key of a generator instance (inverse of GENERATORS)."""
-  for name, cls in GENERATORS.items():
-    if isinstance(model, cls):
-      return name
-  raise ValueError(f"not a generator of esrgan_tf.models: {type(model).__name__}")
+           "UNetDiscriminatorSN", "VGGFeatureExtractor", "arch_name", "build_generator"]

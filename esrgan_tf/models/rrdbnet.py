@@ -12,6 +12,8 @@ import math
 import keras
 import tensorflow as tf
 
+from esrgan_tf.models.base import GeneratorMixin
+
 SCALES = (1, 2, 4, 8)
 UPSAMPLERS = ("depth_to_space", "nearest")
 # Pixel-unshuffle factors of the input: 1 (none), or BasicSR's RRDBNet for scale 2 (factor 2) and
@@ -113,7 +115,7 @@ class RRDB(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="esrgan_tf")
-class RRDBNet(keras.Model):
+class RRDBNet(GeneratorMixin, keras.Model):
   """The ESRGAN generator.
 
   Takes float32 NHWC images in [0, 1] of any height and width and returns the upscaled image,
@@ -140,6 +142,8 @@ class RRDBNet(keras.Model):
   Raises:
     ValueError: On a scale, upsampler or unshuffle factor outside the allowed values.
   """
+
+  ARCH = "rrdbnet"
 
   def __init__(self, in_channels: int = 3, out_channels: int = 3, num_features: int = 64,
                num_blocks: int = 23, growth_channels: int = 32, scale: int = 4,
@@ -258,17 +262,6 @@ class RRDBNet(keras.Model):
       config["dtype"] = self.dtype_policy.name
     return config
 
-  @classmethod
-  def from_config(cls, config):
-    return cls(**config)
-
-  def arch_config(self) -> dict:
-    """The architecture arguments only (no name): what identifies compatible weights."""
-    config = self.get_config()
-    config.pop("name")
-    config.pop("dtype", None)
-    return config
-
 
 def reflect_pad_to_multiple(x, factor: int):
   """Reflect-pads NHWC `x` at the bottom/right to multiples of `factor` in height and width.
@@ -313,13 +306,3 @@ def _gather_reflect(x, factor: int):
     index = index % period
     x = tf.gather(x, tf.where(index < n, index, period - index), axis=axis)
   return x
-
-
-def with_dtype(model, dtype: str):
-  """A copy of a generator (`RRDBNet`, `SRVGGNetCompact`) under another dtype policy (e.g.
-  "bfloat16"), weights cast."""
-  clone = type(model)(**model.arch_config(), dtype=dtype)
-  clone.build()
-  for target, source in zip(clone.weights, model.weights):
-    target.assign(tf.cast(source, target.dtype))
-  return clone

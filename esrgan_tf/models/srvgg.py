@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from esrgan_tf.models.base import GeneratorMixin
+
 ACT_TYPES = ("prelu", "relu", "leakyrelu")
 SCALES = (1, 2, 3, 4)
 # srvgg_arch.py: nn.LeakyReLU(negative_slope=0.1); nn.PReLU's default initial slope is 0.25.
@@ -46,7 +48,7 @@ def _activation(act_type: str, name: str, dtype) -> keras.layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="esrgan_tf")
-class SRVGGNetCompact(keras.Model):
+class SRVGGNetCompact(GeneratorMixin, keras.Model):
   """Real-ESRGAN's compact super-resolution network.
 
   Takes float32 NHWC images in [0, 1] of any size; returns the upscaled image, unclipped.
@@ -63,6 +65,8 @@ class SRVGGNetCompact(keras.Model):
   Raises:
     ValueError: On arguments outside the allowed values.
   """
+
+  ARCH = "srvgg"
 
   def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64,
                num_conv: int = 16, upscale: int = 4, act_type: str = "prelu", **kwargs):
@@ -147,13 +151,3 @@ class SRVGGNetCompact(keras.Model):
       config["dtype"] = self.dtype_policy.name
     return config
 
-  @classmethod
-  def from_config(cls, config):
-    return cls(**config)
-
-  def arch_config(self) -> dict:
-    """The architecture arguments only (no name): what identifies compatible weights."""
-    config = self.get_config()
-    config.pop("name")
-    config.pop("dtype", None)
-    return config

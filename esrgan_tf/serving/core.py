@@ -94,8 +94,8 @@ def load_servable(path: str, version: int) -> Servable:
 
 def _export_scale(path: str) -> Optional[int]:
   """The upscaling factor from our export's model facts (to bound answers), or None."""
+  from esrgan_tf.core.errors import ModelError  # pylint: disable=g-import-not-at-top
   from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.inference.engine import ModelError  # pylint: disable=g-import-not-at-top
   try:
     scale = saved_model_lib.read_model_facts(path).get("scale")
   except ModelError:

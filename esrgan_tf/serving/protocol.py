@@ -12,7 +12,6 @@ from typing import Optional
 import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from esrgan_tf.export import versions
 from esrgan_tf.serving import core
 from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
   DEFAULT_HOST,
@@ -23,15 +22,7 @@ from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
 )
 from esrgan_tf.serving.errors import ServingError
 
-DEFAULT_MAX_MESSAGE_MB = versions.DEFAULT_MAX_MESSAGE_MB
-
 SIGNATURE_DEF_FIELD = "signature_def"
-
-
-def grpc_message_options(max_message_mb: int) -> list[tuple[str, int]]:
-  """Channel/server options raising gRPC's send and receive limits to `max_message_mb`."""
-  size = min(int(max_message_mb) * 1024 * 1024, 2**31 - 1)
-  return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
 
 
 def requested_version(model_spec) -> Optional[int]:

@@ -19,6 +19,7 @@ from absl import logging
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
 
+from esrgan_tf.inference import remote
 from esrgan_tf.serving import core, limits, protocol
 from esrgan_tf.serving.errors import ServingError
 
@@ -148,7 +149,7 @@ class ModelServer:
         maximum_concurrent_rpcs=workers,
         # No SO_REUSEPORT (gRPC's default): a second server on the same port must fail to bind
         # rather than silently share the traffic.
-        options=protocol.grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
+        options=remote.grpc_message_options(self.max_message_mb) + [("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _PredictionService(self.predictor), self._grpc)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(

@@ -259,7 +259,7 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
 
 
 def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None = None) -> dict:
-  """PSNR/SSIM of `predict_fn` on validation pairs (`metrics.evaluate_upscaler`).
+  """PSNR/SSIM of `predict_fn` on validation pairs (`metrics.evaluate`).
 
   `scale` (for the default crop border) defaults to the config's generator's.
   """
@@ -267,8 +267,8 @@ def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None
   crop = config.train.eval_crop_border
   scale = generator_spec(config).scale if scale is None else scale
   crop = scale if crop < 0 else crop
-  return metrics.evaluate_upscaler(predict_fn, pairs, crop_border=crop,
-                                   y_channel=config.train.eval_y_channel, bicubic=bicubic)
+  return metrics.evaluate(predict_fn, pairs, crop_border=crop,
+                          y_channel=config.train.eval_y_channel, bicubic=bicubic)
 
 
 def comparison_grid(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
@@ -288,7 +288,7 @@ class Evaluator:
     models = state.models
     self.scale = int(models.generator.scale)
     self.pairs = datasets.load_validation_set(config.data, self.scale)
-    self.predict = engine.keras_upscaler(
+    self.predict = engine.keras_engine(
         models.ema_generator if config.train.eval_use_ema else models.generator)
     self.bicubic_psnr = None
     self.history = []

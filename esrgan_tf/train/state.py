@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from esrgan_tf import models as models_lib
+from esrgan_tf.models import checkpoints
 from esrgan_tf.models import workdir as workdir_lib
 from esrgan_tf.models.discriminator import DISCRIMINATOR_TYPES, Discriminator
 from esrgan_tf.models.unet_discriminator import UNetDiscriminatorSN
@@ -211,11 +212,10 @@ def init_discriminator(config, discriminator: keras.Model | None, path: str) -> 
       (class, or any weight's name/shape); names the file.
     weights.CheckpointError: Unreadable or refused file.
   """
-  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
   if discriminator is None:
     raise ValueError(f"train.init_discriminator_from {path!r}: phase {config.phase!r} has no "
                      "discriminator (use phase 'gan')")
-  source = weights.load_discriminator(
+  source = checkpoints.load_discriminator(
       path, skip_connection=bool(config.discriminator.get("skip_connection", True)))
   if type(source) is not type(discriminator):
     raise ValueError(f"train.init_discriminator_from {path!r}: the file holds a "

@@ -10,6 +10,7 @@ and `.safetensors`, for `upsampler="nearest"` RRDBNets and SRVGGNetCompact.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 
@@ -32,9 +33,9 @@ TORCH_SUFFIXES = (".pth", ".pt")
 NCNN_SUFFIXES = (".param", ".bin")
 SAVE_SUFFIXES = (".keras", ".pth", ".safetensors")
 
-__all__ = ["CheckpointError", "interpolate", "load_checkpoint", "load_discriminator",
-           "load_torchvision_vgg19", "read_state_dict", "save_checkpoint", "save_discriminator",
-           "save_model"]
+__all__ = ["CheckpointError", "GeneratorWeights", "assign_generator", "interpolate",
+           "load_torchvision_vgg19", "read_discriminator", "read_generator", "read_state_dict",
+           "save_checkpoint", "save_discriminator", "save_model"]
 
 
 def _suffix(path: str) -> str:
@@ -123,36 +124,57 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
                         ".safetensors or an ncnn .param/.bin")
 
 
-def load_checkpoint(path: str):
-  """Loads a published generator checkpoint as a Keras model.
+@dataclasses.dataclass(frozen=True)
+class GeneratorWeights:
+  """A published generator's weights, read and recognised (no Keras model is built here).
+
+  Attributes:
+    arch: "rrdbnet" or "srvgg": the `arch` key of `esrgan_tf.models.GENERATORS`.
+    config: The constructor arguments the tensors imply (`RRDBNet(**config)`; RRDBNets are
+      upsampler="nearest", input_unshuffle 2/4 for the x2plus/x1 layouts).
+    state: BasicSR-named arrays (torch layout).
+    path: The file they came from (for messages).
+  """
+
+  arch: str
+  config: dict
+  state: dict
+  path: str
+
+
+def read_generator(path: str) -> GeneratorWeights:
+  """Reads a published generator checkpoint and recognises its layout and architecture.
 
   Args:
     path: .pth/.pt, .safetensors, or ncnn .param/.bin.
 
   Returns:
-    A built, float32 `esrgan_tf.models.RRDBNet` (upsampler="nearest"; input_unshuffle 2/4 for
-    the x2plus/x1 layouts) or `esrgan_tf.models.SRVGGNetCompact`, holding the weights.
+    The `GeneratorWeights`; `esrgan_tf.models.checkpoints.load_checkpoint` builds the model.
 
   Raises:
     CheckpointError: Unreadable/refused file, unrecognised layout, inconsistent shapes.
   """
-  from esrgan_tf.models import RRDBNet, SRVGGNetCompact  # pylint: disable=g-import-not-at-top
-
   path = os.fspath(path)
   state = read_state_dict(path)
   try:
     state, layout = layouts.to_basicsr(state)
     if layout == layouts.COMPACT_LAYOUT:
-      model = SRVGGNetCompact(**layouts.infer_compact_arch(state))
-    else:
-      model = RRDBNet(**layouts.infer_arch(state))
-    model.build((None, None, None, model.in_channels))
-    layouts.assign_state(model, state)
+      return GeneratorWeights("srvgg", layouts.infer_compact_arch(state), state, path)
+    return GeneratorWeights("rrdbnet", layouts.infer_arch(state), state, path)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
-  except ValueError as e:  # the model class rejecting the inferred arguments
-    raise CheckpointError(f"{path}: {e}") from None
-  return model
+
+
+def assign_generator(model, found: GeneratorWeights) -> None:
+  """Copies `found`'s tensors into a built generator of the same architecture.
+
+  Raises:
+    CheckpointError: Missing/unexpected keys or shape mismatches (the message names the file).
+  """
+  try:
+    layouts.assign_state(model, found.state)
+  except CheckpointError as e:
+    raise CheckpointError(f"{found.path}: {e}") from None
 
 
 def save_checkpoint(model, path: str, *, overwrite: bool = False):
@@ -182,16 +204,14 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
     raise CheckpointError(f"{path}: exists (pass overwrite to replace it)") from None
 
 
-def load_discriminator(path: str, *, skip_connection: bool = True):
-  """Loads a BasicSR netD checkpoint as a built Keras discriminator (`weights.discriminator`).
+def read_discriminator(path: str) -> discriminator.DiscriminatorWeights:
+  """Reads a BasicSR netD checkpoint (`weights.discriminator`); models.checkpoints builds it.
 
   Args:
     path: .pth/.pt or .safetensors, e.g. RealESRGAN_x4plus_netD.pth (`{"params": sd}`).
-    skip_connection: For U-Net discriminators (not recorded in the file; Real-ESRGAN: True).
 
   Returns:
-    `UNetDiscriminatorSN` (spectral norm's stored u, v give torch's eval-mode σ) or
-    `Discriminator(type="vgg")` for BasicSR's VGGStyleDiscriminator.
+    The layout ("unet_sn" or "vgg"), the constructor arguments and the state dict.
 
   Raises:
     CheckpointError: Unreadable/refused file or not a BasicSR discriminator layout.
@@ -199,7 +219,7 @@ def load_discriminator(path: str, *, skip_connection: bool = True):
   path = os.fspath(path)
   state = read_state_dict(path)
   try:
-    return discriminator.build_discriminator(state, skip_connection=skip_connection)
+    return discriminator.read_discriminator(state)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
 

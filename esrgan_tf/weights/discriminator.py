@@ -10,13 +10,15 @@ Two layouts, as BasicSR's `save_network(net_d, 'net_d', ...)` writes them (`{"pa
     conv0_0), `bn{i}_{j}.weight/bias/running_mean/running_var[/num_batches_tracked]`,
     `linear1`, `linear2`. torch flattens (C, 4, 4) before linear1, Keras (4, 4, C): linear1's
     input axis is permuted on the way in and out.
-`esrgan_tf.weights.load_discriminator` / `save_discriminator` read and write the files.
+`esrgan_tf.weights.read_discriminator` / `save_discriminator` read and write the files
+(`esrgan_tf.models.checkpoints.load_discriminator` builds the Keras model).
 Written files omit `num_batches_tracked` (torch's BatchNorm fills it in when loading a state dict
 without version metadata; it only matters for momentum=None).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -222,34 +224,47 @@ def _vgg_state(model) -> dict:
 # --- public API ----------------------------------------------------------------------------------
 
 
-def build_discriminator(state: dict, *, skip_connection: bool = True):
-  """A built Keras discriminator holding a BasicSR-named, torch-layout state dict.
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorWeights:
+  """A BasicSR netD state dict, recognised.
+
+  Attributes:
+    layout: "unet_sn" (`UNetDiscriminatorSN`) or "vgg" (`Discriminator(type="vgg")`).
+    config: Constructor arguments the tensors imply (skip_connection is not among them: it is
+      not recorded in the weights).
+    state: BasicSR-named arrays, parametrization keys renamed to weight_orig/_u/_v.
+  """
+
+  layout: str
+  config: dict
+  state: dict
+
+
+def read_discriminator(state: dict) -> DiscriminatorWeights:
+  """Recognises a BasicSR-named, torch-layout discriminator state dict.
 
   Args:
     state: Flat state dict (name -> array), `module.` prefixes allowed.
-    skip_connection: For U-Net discriminators (not recorded in the weights; Real-ESRGAN: True).
-
-  Returns:
-    `UNetDiscriminatorSN` or `Discriminator(type="vgg")`, float32 weights.
 
   Raises:
-    CheckpointError: Unknown layout, missing/unexpected keys, bad shapes or dtypes.
+    CheckpointError: Unknown layout, bad shapes.
   """
-  from esrgan_tf import models  # pylint: disable=g-import-not-at-top
-
   state = _rename_parametrizations(strip_module_prefix(state))
   layout = detect_layout(state)
-  if layout == "unet_sn":
-    arch = _unet_arch(state)
-    model = models.UNetDiscriminatorSN(skip_connection=skip_connection, **arch)
-    model.build((None, None, None, arch["num_in_ch"]))
-    _assign_unet(model, state)
+  arch = _unet_arch(state) if layout == "unet_sn" else _vgg_arch(state)
+  return DiscriminatorWeights(layout, arch, state)
+
+
+def assign_discriminator(model, found: DiscriminatorWeights) -> None:
+  """Copies `found` into a built Keras discriminator of its layout.
+
+  Raises:
+    CheckpointError: Missing/unexpected keys, bad shapes or dtypes.
+  """
+  if found.layout == "unet_sn":
+    _assign_unet(model, found.state)
   else:
-    arch = _vgg_arch(state)
-    model = models.Discriminator(**arch)
-    model.build((None, arch["input_size"], arch["input_size"], arch["in_channels"]))
-    _assign_vgg(model, state)
-  return model
+    _assign_vgg(model, found.state)
 
 
 def discriminator_state(model) -> dict[str, np.ndarray]:
@@ -262,11 +277,11 @@ def discriminator_state(model) -> dict[str, np.ndarray]:
   Raises:
     CheckpointError: For discriminators with no BasicSR counterpart.
   """
-  from esrgan_tf import models  # pylint: disable=g-import-not-at-top
-
-  if isinstance(model, models.UNetDiscriminatorSN):
+  # By class name: this layer reads and writes tensors and does not import the models.
+  kind = type(model).__name__
+  if kind == "UNetDiscriminatorSN":
     return _unet_state(model)
-  if isinstance(model, models.Discriminator):
+  if kind == "Discriminator":
     if model.type != "vgg" or model.spectral_norm or model.input_size not in (128, 256):
       raise CheckpointError(
           f"discriminator type={model.type!r}, spectral_norm={model.spectral_norm}, "

@@ -1,6 +1,6 @@
 """The error type of `esrgan_tf.weights`."""
 
-from esrgan_tf.inference.engine import ModelError
+from esrgan_tf.core.errors import ModelError
 
 
 class CheckpointError(ModelError):

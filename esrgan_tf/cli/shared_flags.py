@@ -1,0 +1,164 @@
+"""Flags several commands share, defined in one place and resolved into the library's objects.
+
+  * Model flags (`define_model_flags`): --model, --server, --model_name, --blend_with,
+    --blend_weight, --precision, --num_threads → `resolver.ModelSpec`.
+  * Tiling flags (`define_tile_flags`): --tile, --tile_overlap, --tile_batch, --pre_pad →
+    `tiling.TileSpec`.
+
+Importing this module defines nothing: each command calls the `define_*` functions at import time
+with what it accepts (esrgan-export takes no --server and its --precision has no "auto";
+esrgan-eval tiles only on request and never pre-pads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+from absl import flags
+
+from esrgan_tf import cli
+from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.inference import tiling  # numpy only: no TensorFlow at import
+
+_MODEL_HELP = ("A published name (esrgan-models list), .keras file, training workdir, checkpoint "
+               "(.pth/.pt/.safetensors/ncnn .param), SavedModel directory or export base, or "
+               ".tflite file.")
+_PRECISION_HELP = {
+    "auto": ("Compute precision of Keras/workdir/checkpoint models: auto = bfloat16 where the "
+             "CPU has native bf16 (AVX512_BF16 / AMX-BF16), else float32. SavedModels keep "
+             "their export's."),
+    "fixed": ("SavedModel compute precision, fixed at export (build it for the server it will "
+              "run on): bfloat16 is fast only on CPUs with native bf16: "
+              f"{precision_lib.BF16_CPUS}."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFlags:
+  """The flag holders of one command (None where the command does not take that flag)."""
+
+  model: flags.FlagHolder
+  blend_with: flags.FlagHolder
+  blend_weight: flags.FlagHolder
+  precision: flags.FlagHolder
+  server: Optional[flags.FlagHolder] = None
+  model_name: Optional[flags.FlagHolder] = None
+  num_threads: Optional[flags.FlagHolder] = None
+
+  def given(self) -> str:
+    """The model or server the user named (for error messages)."""
+    return self.model.value or (self.server.value if self.server else None) or ""
+
+  def spec(self, *, precision: Optional[str] = None):
+    """The `resolver.ModelSpec` these flags describe.
+
+    Args:
+      precision: Overrides --precision (e.g. esrgan-export's fixed value for a SavedModel).
+
+    Raises:
+      app.UsageError: Inconsistent flags (exit status 2).
+    """
+    from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
+    if not self.model.value and not (self.server and self.server.value):
+      raise cli.usage("--model" + (" or --server" if self.server else "") + " is required")
+    try:
+      return resolver.ModelSpec(
+          model=self.model.value, server=self.server.value if self.server else None,
+          model_name=self.model_name.value if self.model_name else "esrgan",
+          blend_with=self.blend_with.value, blend_weight=self.blend_weight.value,
+          precision=precision or self.precision.value,
+          num_threads=self.num_threads.value if self.num_threads else None)
+    except ValueError as e:
+      raise cli.usage(str(e).replace("a model and a server", "--model and --server")
+                      .replace("blend_with", "--blend_with").replace("blend_weight",
+                                                                    "--blend_weight"))
+
+
+def define_model_flags(*, server: bool = True, threads: bool = True,
+           precisions: Sequence[str] = precision_lib.PRECISION_FLAG_VALUES,
+           precision_default: str = "auto", verb: str = "runs") -> ModelFlags:
+  """Defines the model flags of a command (call once, at the command module's import).
+
+  Args:
+    server: Also --server and --model_name (a TF Serving endpoint instead of --model).
+    threads: Also --num_threads.
+    precisions: The --precision values accepted.
+    precision_default: Its default.
+    verb: How the help of --blend_with reads ("runs", "evaluates", "exports").
+
+  Returns:
+    The holders, for `ModelFlags.spec()`.
+  """
+  help_key = "auto" if "auto" in precisions else "fixed"
+  holders = dict(
+      model=flags.DEFINE_string("model", None, _MODEL_HELP),
+      blend_with=flags.DEFINE_string(
+          "blend_with", None, f"Generator blended into --model (same architecture): {verb} "
+          "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn)."),
+      blend_weight=flags.DEFINE_float("blend_weight", None,
+                                      "W in [0, 1], the weight of --model (needs --blend_with)."),
+      precision=flags.DEFINE_enum("precision", precision_default, list(precisions),
+                                  _PRECISION_HELP[help_key]))
+  if server:
+    holders["server"] = flags.DEFINE_string("server", None,
+                                            "HOST:PORT of a TF Serving gRPC endpoint.")
+    holders["model_name"] = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
+  if threads:
+    holders["num_threads"] = flags.DEFINE_integer("num_threads", None,
+                                                  "CPU threads (TF intra-op / TFLite).")
+  return ModelFlags(**holders)
+
+
+@dataclasses.dataclass(frozen=True)
+class TileFlags:
+  """The tiling flag holders of one command (None where it does not take that flag)."""
+
+  tile: flags.FlagHolder
+  overlap: flags.FlagHolder
+  batch: Optional[flags.FlagHolder] = None
+  pre_pad: Optional[flags.FlagHolder] = None
+
+  def spec(self):
+    """The `tiling.TileSpec` these flags describe.
+
+    Raises:
+      app.UsageError: Out-of-range values (exit status 2).
+    """
+    try:
+      return tiling.TileSpec(tile=self.tile.value, overlap=self.overlap.value,
+                             batch=self.batch.value if self.batch else 1,
+                             pre_pad=self.pre_pad.value if self.pre_pad else 0)
+    except ValueError as e:
+      raise cli.usage(f"--tile/--tile_overlap/--tile_batch/--pre_pad: {e}")
+
+
+def define_tile_flags(*, tile_default: Optional[int] = None, batch: bool = True,
+                      pre_pad: bool = True) -> TileFlags:
+  """Defines the tiling flags of a command (call once, at the command module's import).
+
+  Args:
+    tile_default: --tile's default (None: esrgan-upscale's, `tiling.DEFAULT_TILE`).
+    batch: Also --tile_batch.
+    pre_pad: Also --pre_pad (else nothing is padded).
+
+  Returns:
+    The holders, for `TileFlags.spec()`.
+  """
+  holders = dict(
+      tile=flags.DEFINE_integer(
+          "tile", tiling.DEFAULT_TILE if tile_default is None else tile_default,
+          "Tile size in input pixels; 0 = whole image at once."),
+      overlap=flags.DEFINE_integer("tile_overlap", tiling.DEFAULT_OVERLAP,
+                                   "Tile overlap in input pixels (cross-faded)."))
+  if batch:
+    holders["batch"] = flags.DEFINE_integer("tile_batch", 1,
+                                            "Tiles per model call (1 keeps memory lowest).")
+  if pre_pad:
+    holders["pre_pad"] = flags.DEFINE_integer(
+        "pre_pad", tiling.DEFAULT_PRE_PAD,
+        "Reflect-pad each image by this many input pixels on every side before upscaling and "
+        "crop the padding off the output (Real-ESRGAN's --pre_pad, which pads bottom/right only "
+        "and defaults to 0): the model sees continued content instead of its zero padding at "
+        "the image's edges. 0 = off.")
+  return TileFlags(**holders)
