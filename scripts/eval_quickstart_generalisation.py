@@ -11,7 +11,7 @@ background, the black retina surround), grey images. Each photo is cropped to at
 the evaluation stays fast on a CPU. Measured as in the papers: PSNR on BT.601 Y with
 crop_border = scale (`metrics.evaluate`), LR = MATLAB bicubic ×1/4 rounded
 to 8 bits. Besides the gain, the table gives the mean colour shift SR − HR per RGB channel in
-8-bit levels (the symptom of issue 10 §5: a colour cast on red-dominant photos).
+8-bit levels (the symptom of a colour cast on red-dominant photos).
 --pre_pad / --pre_pad_sides evaluate with reflect pre-padding (`esrgan_tf.inference.tiling`), as
 esrgan-upscale runs by default.
 """

@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
   * `tiny_generator`: builds the tiny RRDBNet (nf=8, nb=1, gc=4) the tests use, seeded.
-  * `image_files`: hand-made image files (tests/imaging_fixtures.py: PNG with filter 1, big-endian
+  * `image_files`: hand-made image files (tests/image_fixtures.py: PNG with filter 1, big-endian
     16-bit TIFF, header-only PNG bombs), independent of esrgan_tf's own encoders.
   * `checkpoint_files`: torch-format checkpoints without torch (tests/weights_fixtures.py).
 
@@ -9,7 +9,7 @@ The two helper modules stay importable by name for module-level `pytest.mark.par
 lists, which cannot take fixtures; inside tests prefer the fixtures.
 """
 
-import imaging_fixtures
+import image_fixtures
 import pytest
 import weights_fixtures
 
@@ -53,8 +53,8 @@ def tiny_keras_model(tmp_path_factory):
 
 @pytest.fixture
 def image_files():
-  """tests/imaging_fixtures.py: raw_png, header_only_png, tiff16_big_endian, pil_bytes."""
-  return imaging_fixtures
+  """tests/image_fixtures.py: raw_png, header_only_png, tiff16_big_endian, pil_bytes."""
+  return image_fixtures
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from imaging_fixtures import raw_png
+from image_fixtures import raw_png
 import keras
 import numpy as np
 from PIL import Image

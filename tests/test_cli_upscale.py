@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from imaging_fixtures import listing, rgb_image, touch
+from image_fixtures import listing, rgb_image, touch
 import numpy as np
 from PIL import Image
 import pytest

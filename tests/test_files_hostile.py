@@ -1,5 +1,5 @@
 """Hostile input files for esrgan-upscale: non-regular files, output-sized pixel limits, names
-with commas (issue 9, "Files")."""
+with commas."""
 
 import os
 import socket
@@ -76,7 +76,7 @@ def test_default_max_pixels_is_sized_by_the_output():
   assert batch.output_bounded_max_pixels(4) == (4 << 30) // (24 * 16) == 11_184_810
   assert batch.output_bounded_max_pixels(2) == (4 << 30) // (24 * 4)
   assert batch.output_bounded_max_pixels(1) == image_io.DEFAULT_MAX_PIXELS  # header limit.
-  # The issue's case: 89 Mpx at ×4 is 1.4 Gpx of output; refused by default now.
+  # 89 Mpx at ×4 is 1.4 Gpx of output; refused by default now.
   assert 89_000_000 > batch.output_bounded_max_pixels(4)
 
 

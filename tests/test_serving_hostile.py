@@ -1,4 +1,4 @@
-"""esrgan-serve under attack (issue 9): each hostile request is refused quickly, with the server's
+"""esrgan-serve under attack: each hostile request is refused quickly, with the server's
 peak memory (VmHWM, reset before each attack) bounded, and a normal request served afterwards.
 
 The server runs as `python -m esrgan_tf.cli.serve` in a subprocess with its defaults (except the
@@ -297,7 +297,7 @@ def _rest_attack(server, raw: bytes, timeout=30.0):
 
 
 def test_rest_float_answer_at_max_pixels_refused_before_computing(server):
-  # The issue's 24 GB case: upscale_float at exactly max_pixels; its JSON answer would be
+  # The 24 GB case: upscale_float at exactly max_pixels; its JSON answer would be
   # 512²·48 numbers of up to 25 characters (315 MB) > 64 MB: refused before the model runs.
   side = int(protocol.SERVER_MAX_PIXELS ** 0.5)
   row = "[" + ",".join(["[0.5,0.5,0.5]"] * side) + "]"

@@ -280,7 +280,7 @@ def test_ncnn_quantized_tag_and_foreign_graph_refused(tmp_path):
 
 
 
-# --- issue 9: self-containing dicts, compressed storages, overflowing / deep / mistyped fields ----
+# --- self-containing dicts, compressed storages, overflowing / deep / mistyped fields ----
 
 _PARAMS_EMA = _str("params_ema")
 _PARAMS = _str("params")

@@ -1,6 +1,6 @@
 """How close our fp32 convolutions are to the CPU's limit, and what Winograd would need from TF.
 
-The performance issue asks where the last fp32 gap to ncnn comes from. ncnn computes the 3×3
+Where does the last fp32 gap to ncnn come from? ncnn computes the 3×3
 convolutions of RRDBNet with Winograd transforms (`use_winograd_convolution`, on by default),
 which need 2.25× (F(2,3)) to 4× (F(4,3)) fewer multiplies than the direct convolution oneDNN runs
 in TF. This module measures the three facts that settle it, in one child process:

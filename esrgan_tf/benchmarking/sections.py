@@ -1,7 +1,7 @@
 """The report sections of `scripts/benchmark.py`: each runs jobs in children and returns rows.
 
 A row is {"metric", "value", "unit", "goal" (text or ""), "note" (text or "")}. Full runs use the
-x4 nets of the issue (nf 64, nb 23, gc 32); --quick keeps the widths but uses one block and small
+full x4 nets (nf 64, nb 23, gc 32); --quick keeps the widths but uses one block and small
 inputs. Every timed job runs in a fresh process (`jobs.run_job`).
 """
 
@@ -51,7 +51,7 @@ def _gflops(arch: Mapping[str, Any], pixels: float, seconds: float) -> float:
 
 
 # Engine plan of the inference section: (upsampler, engine) → sizes. The full run is the
-# comparison of the performance issue: ncnn (Real-ESRGAN's own engine, fp32) against our
+# comparison: ncnn (Real-ESRGAN's own engine, fp32) against our
 # SavedModel fp32/bf16 and TFLite fp32/int8 on the real x4plus weights, in one child process.
 _FULL_PLAN = {
     "nearest": {"ncnn_fp32": (64, 128), "ncnn_fp32_direct": (64, 128),
@@ -66,9 +66,9 @@ _QUICK_PLAN = {
                 "saved_model_bf16": (32,), "tflite_fp32": (32,), "tflite_fp16": (32,)},
     "depth_to_space": {"keras_engine": (32,), "saved_model_fp32": (32,)},
 }
-# PSNR goals vs our float32 output (performance issue): bf16 ≥ 45 dB, calibrated int8 ≥ 40 dB.
+# PSNR goals vs our float32 output : bf16 ≥ 45 dB, calibrated int8 ≥ 40 dB.
 _PSNR_GOALS = {"saved_model_bf16": "≥ 45", "tflite_int8": "≥ 40"}
-# Speed goals as a ratio to ncnn's fp32 time at the same size (performance issue).
+# Speed goals as a ratio to ncnn's fp32 time at the same size.
 _NCNN_GOALS = {"saved_model_fp32": "≤ 1.0× ncnn", "saved_model_bf16": "≤ 0.7× ncnn",
                "tflite_int8": "≤ 0.4× ncnn (64²)"}
 
@@ -204,7 +204,7 @@ def _config_path(name: str) -> str:
 # (which always run): the paper's batch 16, then the precision/XLA/upsampler comparisons at
 # batch 4 and 64² HR crops (same networks), made in the order below until the budget is spent.
 TRAIN_BUDGET_S = 240.0
-# Threads of the side-by-side rows (both sides): the 2-core machines of the issue.
+# Threads of the side-by-side rows (both sides): the 2-core machines we measure on.
 TRAIN_THREADS = 2
 
 
@@ -418,7 +418,7 @@ def section_data(quick: bool) -> list[dict]:
         "≥ 5× the train step's images/s",
         f"samples/train (4 PNGs, 256²), x{r['scale']}, gt {r['gt_size']}, batch "
         f"{r['batch_size']}: decode, random crop, MATLAB-bicubic LR, dihedral augmentation"))
-  # Real-ESRGAN's second-order degradations at the yml's batch 12 / gt 256 (issue 10: ≥ 5× the
+  # Real-ESRGAN's second-order degradations at the yml's batch 12 / gt 256 (goal: ≥ 5× the
   # Real-ESRNet train step's images/s at that batch; the step itself is timed by
   # scripts/measure_train_step.py, too slow and too large for this report).
   job = ({"kind": "degradation_pipeline", "num_batches": 2, "batch_size": 4, "gt_size": 64}

@@ -1,7 +1,7 @@
 """Side-by-side rows of the train section: our step vs BasicSR 1.4.2's on the same CPU.
 
 The BasicSR side runs in another interpreter (`jobs.run_basicsr_job` → `basicsr_steps`); this
-module turns both sides' results into report rows with the performance issue's goals, and picks
+module turns both sides' results into report rows with the performance goals, and picks
 the interpreter (--basicsr_python, $BASICSR_PYTHON, or none with a row that says so).
 """
 
@@ -13,7 +13,7 @@ from typing import Mapping, Optional
 
 from esrgan_tf.benchmarking.measure import row
 
-# Goals of the performance issue (training side): vs BasicSR 1.4.2 on the same CPU, in one run.
+# Performance goals (training side): vs BasicSR 1.4.2 on the same CPU, in one run.
 BASICSR_STEP_GOAL = "≤ 0.8× BasicSR"
 BASICSR_RSS_GOAL = "≤ BasicSR"
 STARTUP_GOAL = "≤ 30 s"
@@ -42,7 +42,7 @@ def basicsr_rows(what: str, ours: list[dict], theirs: list[dict]) -> list[dict]:
   Returns:
     Rows: BasicSR's step time, the ratio ours/BasicSR (median over rounds of each side's median
     step), peak RSS of both sides (the largest over rounds) and start-up of both sides (median
-    over rounds), each with the performance issue's goal.
+    over rounds), each with its performance goal.
 
   Raises:
     ValueError: Either side has no run.

@@ -113,8 +113,10 @@ def run(main, module_name: str) -> None:
     module_name: `__name__` of the command module.
   """
   quiet_tensorflow(sys.argv)
-  for flag in flags.FLAGS.get_flags_for_module(module_name):
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  # The command's own flags and those it defined through `shared_flags` (one command a process).
+  for module in (module_name, f"{__name__}.shared_flags"):
+    for flag in flags.FLAGS.get_flags_for_module(module):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   main_module = sys.modules.get("__main__")
   if main_module is not None and not main_module.__doc__:
     main_module.__doc__ = sys.modules[module_name].__doc__

@@ -2,7 +2,7 @@
 
 A small model trained on a few photos learns their colour statistics: the quickstart model
 trained on four bundled photos shifted a red retina photo by G +9 / B −10 levels and a dark
-teal out-of-focus background by +84 levels (issue 10 §5). Randomising colours makes the
+teal out-of-focus background by +84 levels. Randomising colours makes the
 network treat the channels alike.
 
 Every transform here is one 3×3 matrix per example, the same for LR and HR, that keeps the

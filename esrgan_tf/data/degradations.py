@@ -17,7 +17,7 @@ RGB in [0, 1]. Differences from BasicSR, all deliberate:
   BGR2GRAY does on its B, G, R input.
 * `circular_lowpass_kernel` uses its own Bessel J1 (no scipy) and does not change numpy's global
   error state (BasicSR calls `np.seterr` at import).
-* Names: the issue's lower-case `bivariate_gaussian` / `bivariate_generalized_gaussian`, with
+* Names: the lower-case `bivariate_gaussian` / `bivariate_generalized_gaussian`, with
   BasicSR's spellings (`bivariate_Gaussian`, ...) as aliases.
 """
 

@@ -10,26 +10,10 @@ QuantizationDebugger`'s denylists), with QUANTIZE/DEQUANTIZE ops at their border
 mode (16-bit activations, 8-bit weights: TFLite's `EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_
 WEIGHTS_INT8`) every op is quantized; the islands do not apply. Inputs and outputs stay float32.
 
-Measured on Real-ESRGAN x4plus (PSNR vs the float32 Keras model on ten tiles of the photos that
-are never calibrated on, samples/val and samples/heldout, uint8-rounded; calibration tiles from
-samples/train; QuantizationDebugger layer statistics; the numbers of the int8 branch's report):
-  * 64², 8 calibration tiles: all int8 33.7 dB; ADD + MUL islands 34.6 dB (the default);
-    + LEAKY_RELU 34.8 dB; every op but the convolutions in float32 34.8 dB; dynamic-range
-    (`quantize="dynamic"`: activations quantized per call, float between ops) 38.6 dB.
-    Latency relative to the float32 .tflite (LiteRT + XNNPACK, 2 threads, median of 5 runs
-    round robin on a loaded 2-core AVX512-VNNI EPYC): all int8 0.31×, ADD + MUL 0.35×, + LEAKY_RELU
-    0.49×, dynamic 0.35×; each float island costs a DEQUANTIZE/QUANTIZE pair.
-  * 32², what limits int8: every per-layer error sits at the int8 floor (RMSE ≈ 0.29 of a
-    quantization step; conv5 of each dense block, 192 input channels, up to 1.2 steps), and it
-    adds up over 351 convolutions. Keeping ALL 345 body convs in float32 (int8 tensors between
-    them) still gives only 35.7 dB; calibrating on the evaluation tiles themselves 36.0 dB;
-    widening every range ×1.25/1.5/2 loses 0.4/1.4/3.1 dB (resolution, not clipping, is the
-    limit); 40 dB needed all but the first 8 of 23 RRDBs in float32 (39.6 dB), i.e. mostly a
-    float model. Cross-layer equalisation of the dense-block channels (LeakyReLU is positively
-    homogeneous) gains 1.9 dB (36.7 dB), still short.
-  * int16x8: 41.0 dB mean (36.4 dB worst tile) at 64² with 8 calibration tiles, but XNNPACK has
-    no int16 kernels: it runs on TFLite's reference kernels, 37× slower than the float32 .tflite
-    at 64² (an accuracy option for NNAPI/DSP back ends with int16 support, not for CPU speed).
+Accuracy on Real-ESRGAN x4plus: 34.6 dB vs float32 with the default ADD + MUL islands at 0.35×
+the float32 .tflite's time; int16x8 41.0 dB but on TFLite's reference kernels (37× slower). What
+limits int8 is per-tensor activation resolution accumulated over 351 convolutions:
+docs/experiments/int8.md.
 
 int8/int16x8 files are for CPUs (XNNPACK's int8 kernels), NNAPI and DSPs (Hexagon); the TFLite GPU
 delegate runs float models, so the GPU-compatibility check does not apply to them.

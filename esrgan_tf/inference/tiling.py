@@ -35,39 +35,16 @@ import numpy as np
 
 from esrgan_tf.images import pixels
 
+# The defaults below are measured in docs/experiments/tiling.md.
 # Fraction of the overlap used for the cross-fade; the rest, (1 - blend)·overlap/2 on each side,
-# is context that is discarded. Measured with a trained RRDBNet (Real-ESRGAN x4plus-anime,
-# 6 blocks, through ncnn), samples/val/chelsea.png, tile 96, uint8 PSNR of tiled vs untiled:
-#   requested overlap 16 (actual 16): blend 1.0 43.60 dB, 0.5 43.53, 0.25 43.43, 0 (hard cut) 43.27
-#   requested overlap 32 (actual 43): blend 1.0 50.12 dB, 0.75 50.38, 0.5 50.50, 0.25 50.47, 0 50.25
-# So a cross-fade is better than a hard cut in the middle of the overlap, and with a wide overlap
-# it pays to keep some context rather than fading from the very edge; 0.5 is best or within
-# 0.07 dB of best in both. (A random-init RRDBNet has a far shallower edge effect, ~4 px, and
-# also prefers blend ≤ 0.5.)
+# is context that is discarded (0.5: best or within 0.07 dB of best on a trained net).
 DEFAULT_BLEND = 0.5
-# Default tile size (input pixels). scripts/benchmark.py fp32_path, x4 nf64 nb23 nearest, 2-core
-# AVX2 EPYC, 2026-11-25 (benchmarks/avx2_2026-11-25.md): useful throughput (raw input px/s × the
-# image share of computed pixels for 480–2048 px images, overlap 16) 64: 1.78, 96: 2.26, 128:
-# 2.23, 192: 2.05, 256: 1.86 k px/s. Raw px/s falls for large tiles (activations leave the caches)
-# and small tiles recompute their overlaps; 96 is the best and the knee (smallest within 5%).
-# On the AVX-512 EPYC (benchmarks/latest.md, 2026-12-01): 64: 7.40, 96: 9.04, 128: 9.56, 192:
-# 9.48, 256: 9.22 k px/s; 96 gives 94.5% of the best there with 0.56× the tile memory: kept.
+# Tile size in input pixels: the throughput knee on AVX2 (94.5 % of the best on AVX-512).
 DEFAULT_TILE = 96
-# Default minimum overlap of neighbouring tiles (input pixels): wider than the ~4 px edge effect of
-# a random-init RRDBNet and, with blend 0.5, 43.5 dB tiled-vs-untiled on the trained net above
-# (the measurements listed at DEFAULT_BLEND); Real-ESRGAN's inference script uses 10 (--tile_pad).
+# Minimum overlap of neighbouring tiles (input pixels); Real-ESRGAN's inference script uses 10.
 DEFAULT_OVERLAP = 16
-# Default `pre_pad` of esrgan-upscale (input pixels) and which edges it pads. Measured with the
-# quickstart model (configs/quickstart.py, scripts/eval_quickstart_generalisation.py, Y-PSNR gain
-# over bicubic, crop 4) on the two flat skies, where edge errors are all that is left:
-#   pre_pad            0      4 all   8 all   16 all   4 br    8 br    16 br   (br = bottom/right)
-#   camera_sky (grey) −0.79  +0.03   +0.04   +0.04    −0.32   −0.31   −0.31
-#   china_sky (white) −0.51  +0.02   +0.02   +0.02    −0.20   −0.20   −0.20
-# The other 10 photos change by −0.02 to +0.09 dB, except flower_bokeh (a 192² crop, +2.26 →
-# +1.95 with any all-sides pad).
-# Padding only bottom/right, as Real-ESRGAN, leaves the top/left zero-padding error; the gain
-# saturates at 4 px for this 2-block net; 8 leaves room for deeper nets' wider edge effect, at
-# (1 + 16/H)(1 + 16/W) the pixels. (Real-ESRGAN: RealESRGANer 10, inference_realesrgan.py 0.)
+# esrgan-upscale's reflect `pre_pad` (input pixels): removes the zero-padding edge error on flat
+# skies (−0.8 → +0.04 dB); Real-ESRGAN's RealESRGANer uses 10, its inference script 0.
 DEFAULT_PRE_PAD = 8
 # Which edges `pre_pad` pads: "all" four, or "bottom_right" as Real-ESRGAN's
 # `RealESRGANer.pre_process` (F.pad(img, (0, pre_pad, 0, pre_pad), 'reflect')).

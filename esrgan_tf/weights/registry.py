@@ -39,9 +39,7 @@ from absl import logging
 
 CACHE_ENV = "ESRGAN_TF_HOME"
 MIRROR_ENV = "ESRGAN_TF_MODEL_MIRROR"
-# Architectures esrgan_tf can build today. `pixel_unshuffle_rrdbnet` (Real-ESRGAN's x2plus: an
-# RRDBNet on a pixel-unshuffled input) and `srvgg_compact` (SRVGGNetCompact) are added by other
-# issues; add their names here when they land and those models resolve.
+# Architectures esrgan_tf can build (a registry entry of any other is refused before download).
 SUPPORTED_ARCHITECTURES = frozenset({"rrdbnet", "pixel_unshuffle_rrdbnet", "srvgg_compact"})
 ARCHITECTURES = {
     "rrdbnet": "RRDBNet (ESRGAN's generator)",

@@ -2,7 +2,7 @@
 
 import os
 
-from imaging_fixtures import listing, rgb_image, touch
+from image_fixtures import listing, rgb_image, touch
 import numpy as np
 from PIL import Image
 import pytest

@@ -4,7 +4,7 @@ import logging
 import os
 import struct
 
-from imaging_fixtures import header_only_png, pil_bytes, raw_png, tiff16_big_endian
+from image_fixtures import header_only_png, pil_bytes, raw_png, tiff16_big_endian
 import numpy as np
 from PIL import Image, ImageFile
 import pytest
