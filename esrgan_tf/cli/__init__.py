@@ -90,6 +90,17 @@ def fail(what, path: Optional[str] = None, *, context: str = "") -> NoReturn:
   raise SystemExit(1)
 
 
+def save_generator(model, path: str, *, overwrite: bool) -> None:
+  """Writes a generator by suffix (.keras, .pth, .safetensors); a failure ends the command."""
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+  try:
+    weights.save_model(model, path, overwrite=overwrite)
+  except weights.CheckpointError as e:
+    fail(e)
+  except OSError as e:
+    fail(f"cannot write ({e.strerror or e})", path)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing with exit status 2 (a usage error) for a bad flag."""
   try:

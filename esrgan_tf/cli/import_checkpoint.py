@@ -26,11 +26,9 @@ def main(argv):
     raise cli.usage("--checkpoint and --output are required")
   try:
     model = checkpoints.load_checkpoint(_CHECKPOINT.value)
-    weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   except weights.CheckpointError as e:
     cli.fail(e)
-  except OSError as e:
-    cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)
+  cli.save_generator(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   print(f"{_OUTPUT.value}: {model.arch_config()}")
 
 

@@ -30,11 +30,9 @@ def main(argv):
     model_a = resolver.load_generator(_A.value)
     model_b = resolver.load_generator(_B.value)
     model = weights.interpolate(model_a, model_b, _ALPHA.value)
-    weights.save_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
-  except (ModelError, weights.CheckpointError, ValueError) as e:
+  except (ModelError, ValueError) as e:  # CheckpointError is a ModelError
     cli.fail(e)
-  except OSError as e:
-    cli.fail(f"cannot write ({e.strerror or e})", _OUTPUT.value)
+  cli.save_generator(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
   print(f"{_OUTPUT.value}: alpha={_ALPHA.value} {model.arch_config()}")
 
 

@@ -14,9 +14,6 @@ from typing import Mapping
 import tensorflow as tf
 
 PIXEL_CRITERIA = ("l1", "l2")
-# "ragan": ESRGAN's relativistic average GAN; "vanilla": the standard GAN of Real-ESRGAN
-# (BasicSR GANLoss(gan_type="vanilla"), loss_weight 0.1 in train_realesrgan_x4plus.yml).
-GAN_TYPES = ("ragan", "vanilla")
 
 
 def _f32(x):
@@ -167,39 +164,3 @@ def vanilla_generator_loss(fake_logits):
     float32 [N] (mean over pixels).
   """
   return _mean_per_example(_bce_logits(_logits_2d(fake_logits), 1.0))
-
-
-def _check_gan_type(gan_type: str):
-  if gan_type not in GAN_TYPES:
-    raise ValueError(f"gan_type must be one of {GAN_TYPES}, got {gan_type!r}")
-
-
-def discriminator_gan_loss(gan_type: str, real_logits, fake_logits):
-  """The discriminator's GAN loss by type ("ragan" or "vanilla"), per example.
-
-  Raises:
-    ValueError: On an unknown gan_type.
-  """
-  _check_gan_type(gan_type)
-  if gan_type == "ragan":
-    return ragan_discriminator_loss(real_logits, fake_logits)
-  return vanilla_discriminator_loss(real_logits, fake_logits)
-
-
-def generator_gan_loss(gan_type: str, real_logits, fake_logits):
-  """The generator's GAN loss by type, per example, before its weight (loss.gan_weight).
-
-  Args:
-    gan_type: "ragan" (needs C(x_r)) or "vanilla" (ignores real_logits; may be None).
-    real_logits: C(x_r) or None for "vanilla".
-    fake_logits: C(G(x_lr)).
-
-  Raises:
-    ValueError: On an unknown gan_type, or "ragan" without real_logits.
-  """
-  _check_gan_type(gan_type)
-  if gan_type == "vanilla":
-    return vanilla_generator_loss(fake_logits)
-  if real_logits is None:
-    raise ValueError("the ragan generator loss needs the real logits")
-  return ragan_generator_loss(real_logits, fake_logits)

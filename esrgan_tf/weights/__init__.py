@@ -193,15 +193,7 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
   if suffix not in (".pth", ".safetensors"):
     raise CheckpointError(f"{path}: checkpoints are written as .pth or .safetensors")
   _check_target(path, overwrite)
-  state = layouts.model_state(model)
-  if suffix == ".pth":
-    write = lambda f: torch_writer.write_torch_zip(f, state)  # noqa: E731
-  else:
-    write = lambda f: safetensors_io.write_safetensors(f, state)  # noqa: E731
-  try:
-    fileio.atomic_write(path, write, overwrite=overwrite)
-  except FileExistsError:  # appeared meanwhile
-    raise CheckpointError(f"{path}: exists (pass overwrite to replace it)") from None
+  _write_state(path, layouts.model_state(model), overwrite=overwrite)
 
 
 def read_discriminator(path: str) -> discriminator.DiscriminatorWeights:
@@ -265,8 +257,14 @@ def save_discriminator(model, path: str, *, overwrite: bool = False):
     state = discriminator.discriminator_state(model)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from None
-  if suffix == ".pth":
-    write = lambda f: torch_writer.write_torch_zip(f, state, wrappers=("params",))  # noqa: E731
+  _write_state(path, state, overwrite=overwrite, wrappers=("params",))
+
+
+def _write_state(path: str, state: dict, *, overwrite: bool,
+                 wrappers: tuple = ("params_ema", "params")) -> None:
+  """Writes a state dict atomically as .pth (torch zip, `{wrapper: state}`) or .safetensors."""
+  if _suffix(path) == ".pth":
+    write = lambda f: torch_writer.write_torch_zip(f, state, wrappers=wrappers)  # noqa: E731
   else:
     write = lambda f: safetensors_io.write_safetensors(f, state)  # noqa: E731
   try:

@@ -33,6 +33,19 @@ _RRDB_LAYER_TYPES = {"Input", "Convolution", "Split", "Concat", "Eltwise", "Bina
 _LEAKY_SLOPE = 0.2
 
 
+def read_bin(bin_path: str) -> bytes:
+  """The whole weights file of an ncnn model.
+
+  Raises:
+    CheckpointError: It cannot be read (the message names it).
+  """
+  try:
+    with open(bin_path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise CheckpointError(f"{bin_path}: cannot read ({e.strerror})") from None
+
+
 def companion_paths(path: str) -> tuple[str, str]:
   """(.param, .bin) for either of the two files, which must lie side by side."""
   stem, ext = os.path.splitext(path)
@@ -186,11 +199,7 @@ def read_ncnn(path: str) -> dict[str, np.ndarray]:
                             f"activation {act} {spec['act_params']}, which RRDBNet's {name} "
                             "does not have")
 
-  try:
-    with open(bin_path, "rb") as f:
-      data = f.read()
-  except OSError as e:
-    raise CheckpointError(f"{bin_path}: cannot read ({e.strerror})") from None
+  data = read_bin(bin_path)
   state, pos = {}, 0
   for name, spec in zip(names, convs):
     if pos + 4 > len(data):

@@ -116,11 +116,7 @@ def read_compact(path: str) -> dict[str, np.ndarray]:
   """
   param_path, bin_path = ncnn.companion_paths(path)
   entries, _ = _interpret(param_path, ncnn.parse_param(param_path))
-  try:
-    with open(bin_path, "rb") as f:
-      data = f.read()
-  except OSError as e:
-    raise CheckpointError(f"{bin_path}: cannot read ({e.strerror})") from None
+  data = ncnn.read_bin(bin_path)
   state, pos = {}, 0
 
   def take(dtype: str, count: int, nbytes: int, what: str) -> np.ndarray:
