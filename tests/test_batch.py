@@ -1,5 +1,6 @@
 """Tests of inference.batch in process: input expansion, output naming, the per-file loop."""
 
+import dataclasses
 import os
 
 from image_fixtures import listing, rgb_image, touch
@@ -117,7 +118,7 @@ def test_upscale_files_skips_existing_and_goes_on_after_failures(tmp_path):
   assert (summary.upscaled, summary.failed, summary.skipped) == ([], [], [good])
   assert summary.line() == "0 upscaled, 0 failed, 1 skipped (output exists; --overwrite to replace)"
   assert os.stat(jobs[1].dst).st_mtime_ns == stamp
-  options.overwrite = True
+  options = dataclasses.replace(options, overwrite=True)
   summary = batch_lib.upscale_files(jobs[1:], NearestUpscaler(), options, report=lines.append)
   assert len(summary.upscaled) == 1 and not summary.skipped
   assert listing(out) == ["good_out.png"]  # No temporary files left.

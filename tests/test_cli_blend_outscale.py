@@ -95,7 +95,7 @@ def test_blend_refuses_other_architecture(tmp_path, models, rgba16):
   assert run.returncode != 0 and "--blend_with and --blend_weight go together" in run.stderr
   run = _run("upscale", f"--model={models['a']}", f"--blend_with={models['b']}",
              "--blend_weight=1.5", f"--input={rgba16}", f"--output={tmp_path}")
-  assert run.returncode == 1 and "blend weight must be in [0, 1], got 1.5" in run.stderr
+  assert run.returncode == 2 and "blend weight must be in [0, 1], got 1.5" in run.stderr
 
 
 def test_outscale_resizes_with_lanczos_keeping_alpha_and_depth(tmp_path, models, rgba16):

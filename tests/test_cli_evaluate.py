@@ -75,7 +75,7 @@ def test_eval_cli_bad_hr_path(tmp_path, model_path):
 def test_eval_library_matches_tiled_and_direct(model_path):
   # What the CLI calls, in process: tiled (tiling.upscale_array) and direct give the same numbers.
   from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
-  model = resolver.load_engine(model_path)
+  model = resolver.load_engine(resolver.ModelSpec(model=model_path, precision="float32"))
   hr = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
   pairs = [("x", datasets.degrade(hr, 4), hr)]
   direct = metrics.evaluate(model, pairs, crop_border=4)

@@ -19,6 +19,11 @@ from esrgan_tf.inference import batch
 SCALE = 2
 
 
+def F32(path: str):  # noqa: N802  (a spec, as the CLI's --precision=float32 builds it)
+  from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
+  return resolver.ModelSpec(model=path, precision="float32")
+
+
 @pytest.fixture(scope="module")
 def model_path(tiny_keras_model):
   return tiny_keras_model(SCALE)
@@ -131,7 +136,7 @@ def test_single_file_to_file_tiled_equals_untiled(tmp_path, model_path):
   from esrgan_tf.inference import resolver, tiling
   reference = batch.upscale_loaded(
       image_io.read_image(src),
-      lambda x: tiling.upscale_array(x, resolver.load_engine(model_path),
+      lambda x: tiling.upscale_array(x, resolver.load_engine(F32(model_path)),
                                      tiling.TileSpec(tile=0, pre_pad=tiling.DEFAULT_PRE_PAD)),
       SCALE)
   image_io.write_image(whole, reference)
@@ -157,7 +162,7 @@ def test_pre_pad_flag_pads_the_edges_and_keeps_the_size(tmp_path, model_path):
     # Reference: pad by hand (numpy's reflect, as torch's), run the whole image, crop.
     color = image_io.read_image(src).color
     padded = np.pad(color, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    sr = resolver.load_engine(model_path)(padded[None])[0]
+    sr = resolver.load_engine(F32(model_path))(padded[None])[0]
     sr = np.clip(sr[pad * SCALE:sr.shape[0] - pad * SCALE, pad * SCALE:sr.shape[1] - pad * SCALE],
                  0, 1)
     outputs[pad] = np.asarray(Image.open(out))
@@ -183,7 +188,8 @@ def test_default_precision_is_auto_by_cpu(tmp_path, model_path):
   # The output is what that precision computes (bf16 differs from float32 by a few levels).
   reference = batch.upscale_loaded(
       image_io.read_image(src),
-      lambda x: tiling.upscale_array(x, resolver.load_engine(model_path, precision=expected),
+      lambda x: tiling.upscale_array(x, resolver.load_engine(
+          resolver.ModelSpec(model=model_path, precision=expected)),
                                      tiling.TileSpec(tile=0, pre_pad=tiling.DEFAULT_PRE_PAD)),
       SCALE)
   image_io.write_image(str(tmp_path / "reference.png"), reference)
@@ -208,7 +214,7 @@ def test_exit_codes_without_work(tmp_path, model_path):
   assert run.returncode == 2 and "--tile_overlap" in run.stderr  # a usage error
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
              "--pre_pad=-1")
-  assert run.returncode == 2 and "--pre_pad must be ≥ 0, got -1" in run.stderr
+  assert run.returncode == 2 and "--pre_pad: pre_pad must be ≥ 0, got -1" in run.stderr
   run = _cli(f"--model={model_path}", f"--input={src}", f"--output={tmp_path / 'o'}",
              "--tile=eight")
   assert run.returncode == 2 and "Flags parsing error" in run.stderr

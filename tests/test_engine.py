@@ -20,7 +20,7 @@ def tiny_keras(tmp_path_factory):
 
 def test_keras_file_gives_same_numbers(tiny_keras):
   model, path = tiny_keras
-  up = resolver.load_engine(path)
+  up = resolver.load_engine(resolver.ModelSpec(model=path, precision="float32"))
   x = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
   assert up.scale == 2
   assert up.info["arch"]["upsampler"] == "nearest"

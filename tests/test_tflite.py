@@ -105,7 +105,7 @@ def test_runner_pads_smaller_images_and_refuses_larger(converted):
 
 def test_loaded_through_the_resolver(converted):
   _, paths = converted
-  up = resolver.load_engine(paths["none"], num_threads=2)
+  up = resolver.load_engine(resolver.ModelSpec(model=paths["none"], num_threads=2))
   assert up.input_size == SIZE and up.max_batch == 1 and up.info["num_threads"] == 2
 
 

@@ -12,7 +12,6 @@ in the ESRGAN (old/new arch), BasicSR and Real-ESRGAN layouts; `--output` may al
 from absl import flags
 
 from esrgan_tf import cli, weights
-from esrgan_tf.models import checkpoints
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint file to import.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .keras (or .pth/.safetensors).")
@@ -24,6 +23,7 @@ def main(argv):
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
   if not _CHECKPOINT.value or not _OUTPUT.value:
     raise cli.usage("--checkpoint and --output are required")
+  from esrgan_tf.models import checkpoints  # pylint: disable=g-import-not-at-top  (TensorFlow)
   try:
     model = checkpoints.load_checkpoint(_CHECKPOINT.value)
   except weights.CheckpointError as e:

@@ -48,7 +48,7 @@ class ModelFlags:
 
   def given(self) -> str:
     """The model or server the user named (for error messages)."""
-    return self.model.value or (self.server.value if self.server else None) or ""
+    return self.model.value or (self.server.value if self.server is not None else None) or ""
 
   def spec(self, *, precision: Optional[str] = None):
     """The `resolver.ModelSpec` these flags describe.
@@ -60,15 +60,17 @@ class ModelFlags:
       app.UsageError: Inconsistent flags (exit status 2).
     """
     from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
-    if not self.model.value and not (self.server and self.server.value):
-      raise cli.usage("--model" + (" or --server" if self.server else "") + " is required")
+    if not self.model.value and not (self.server is not None and self.server.value):
+      either = " or --server" if self.server is not None else ""
+      raise cli.usage(f"--model{either} is required")
     try:
       return resolver.ModelSpec(
-          model=self.model.value, server=self.server.value if self.server else None,
-          model_name=self.model_name.value if self.model_name else "esrgan",
+          model=self.model.value,
+          server=self.server.value if self.server is not None else None,
+          model_name=self.model_name.value if self.model_name is not None else "esrgan",
           blend_with=self.blend_with.value, blend_weight=self.blend_weight.value,
           precision=precision or self.precision.value,
-          num_threads=self.num_threads.value if self.num_threads else None)
+          num_threads=self.num_threads.value if self.num_threads is not None else None)
     except ValueError as e:
       raise cli.usage(str(e).replace("a model and a server", "--model and --server")
                       .replace("blend_with", "--blend_with").replace("blend_weight",
@@ -127,8 +129,8 @@ class TileFlags:
     """
     try:
       return tiling.TileSpec(tile=self.tile.value, overlap=self.overlap.value,
-                             batch=self.batch.value if self.batch else 1,
-                             pre_pad=self.pre_pad.value if self.pre_pad else 0)
+                             batch=self.batch.value if self.batch is not None else 1,
+                             pre_pad=self.pre_pad.value if self.pre_pad is not None else 0)
     except ValueError as e:
       raise cli.usage(f"--tile/--tile_overlap/--tile_batch/--pre_pad: {e}")
 

@@ -19,6 +19,8 @@ import dataclasses
 import os
 from typing import Optional
 
+from absl import logging
+
 from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import versions
@@ -76,6 +78,16 @@ class ModelSpec:
     if self.blend_with:
       return f"{self.blend_weight:g}·{self.model} + {1 - self.blend_weight:g}·{self.blend_with}"
     return self.model
+
+
+def _set_tf_threads(threads: int) -> None:
+  """TF's intra-op thread count; TF fixes it when its runtime starts, so later calls only warn."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+  except RuntimeError:
+    logging.warning("num_threads=%d ignored for TensorFlow: its runtime has started already "
+                    "(set it before the first TensorFlow operation)", threads)
 
 
 def _as_spec(spec) -> ModelSpec:
@@ -234,16 +246,17 @@ def load_engine(spec) -> Engine:
     ModelError: Unknown kind, missing file, a file that fails to load, an unreachable server.
   """
   spec = _as_spec(spec)
-  if spec.num_threads:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.threading.set_intra_op_parallelism_threads(spec.num_threads)
   if spec.server:
     from esrgan_tf.inference import remote  # pylint: disable=g-import-not-at-top
     return remote.remote_engine(spec.server, model_name=spec.model_name)
   precision = precision_lib.resolve_precision(spec.precision)
   if spec.blend_with:
+    if spec.num_threads:
+      _set_tf_threads(spec.num_threads)
     return keras_engine(load_generator(spec), name=spec.name, precision=precision)
   path = _existing_path(spec.model)
+  if spec.num_threads and not _is_tflite(path):  # TFLite takes its threads per interpreter.
+    _set_tf_threads(spec.num_threads)
   for _, matches, load in _ENGINE_LOADERS:
     if matches(path):
       options = {"precision": precision} if load is _load_saved_model else {
