@@ -64,11 +64,11 @@ def weights(result):
 result = {}
 if mode == "resume":
   for phase in ("psnr", "gan"):
-    full = train.train_and_evaluate(config(phase, 4), os.path.join(out, phase + "_full"),
+    full = train_loop.train_and_evaluate(config(phase, 4), os.path.join(out, phase + "_full"),
                                     dataset_fn=dataset_fn)
     part_dir = os.path.join(out, phase + "_part")
-    train.train_and_evaluate(config(phase, 2), part_dir, dataset_fn=dataset_fn)
-    resumed = train.train_and_evaluate(config(phase, 4), part_dir, dataset_fn=dataset_fn)
+    train_loop.train_and_evaluate(config(phase, 2), part_dir, dataset_fn=dataset_fn)
+    resumed = train_loop.train_and_evaluate(config(phase, 4), part_dir, dataset_fn=dataset_fn)
     result[phase] = {"full": full["history"], "resumed": resumed["history"]}
 elif mode == "mirrored":
   # One strategy object per process: a second MirroredStrategy over the same devices restarts
@@ -76,16 +76,16 @@ elif mode == "mirrored":
   mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   for phase in ("psnr", "gan"):
     c = config(phase, 3)
-    two = train.train_and_evaluate(c, os.path.join(out, phase + "_two"), dataset_fn=dataset_fn,
+    two = train_loop.train_and_evaluate(c, os.path.join(out, phase + "_two"), dataset_fn=dataset_fn,
                                    strategy=mirrored)
     result[phase] = {"two": weights(two), "two_hist": two["history"],
                      "two_name": two["run_name"]}
     if phase == "psnr":  # The gan phase is not expected to match (see the test).
-      one = train.train_and_evaluate(c, os.path.join(out, phase + "_one"),
+      one = train_loop.train_and_evaluate(c, os.path.join(out, phase + "_one"),
                                      dataset_fn=dataset_fn)
       result[phase].update(one=weights(one), one_hist=one["history"])
 elif mode == "multi_worker":
-  res = train.train_and_evaluate(config("psnr", 2), os.path.join(out, "workdir"),
+  res = train_loop.train_and_evaluate(config("psnr", 2), os.path.join(out, "workdir"),
                                  dataset_fn=dataset_fn, strategy=strategy)
   result = {"replicas": strategy.num_replicas_in_sync, "weights": weights(res),
             "history": res["history"]}
