@@ -50,20 +50,28 @@ def psnr_uint8(a, b) -> float:
 
 
 def build_generator(arch: Mapping[str, Any], weights: str = "", seed: int = 0):
-  """An RRDBNet from `weights` (any `resolver.load_generator` spec) or random init."""
+  """A generator from `weights` (any `resolver.load_generator` spec) or random init.
+
+  Args:
+    arch: RRDBNet arguments (missing ones: `ARCH_DEFAULTS`), or with "arch": "srvgg" the full
+      SRVGGNetCompact arguments (`esrgan_tf.models.build_generator`'s config).
+    weights: The weights; their architecture must be `arch`.
+    seed: Random init seed (no weights).
+  """
   import keras  # pylint: disable=g-import-not-at-top
 
+  from esrgan_tf import models  # pylint: disable=g-import-not-at-top
   from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+  arch = dict(arch)
+  kind = arch.pop("arch", "rrdbnet")
+  expected = {**ARCH_DEFAULTS, **arch} if kind == "rrdbnet" else arch
   if weights:
     model = resolver.load_generator(weights)
-    if model.arch_config() != {**ARCH_DEFAULTS, **dict(arch)}:
-      raise ValueError(f"{weights}: architecture {model.arch_config()} is not {dict(arch)}")
+    if model.arch_config() != expected:
+      raise ValueError(f"{weights}: architecture {model.arch_config()} is not {expected}")
     return model
   keras.utils.set_random_seed(seed)
-  model = RRDBNet(**arch)
-  model.build((None, None, None, model.in_channels))
-  return model
+  return models.build_generator({"arch": kind, **arch})
 
 
 def realesrgan_ncnn_param(name: str) -> str:
@@ -92,6 +100,16 @@ def resolve_weights(job: Mapping[str, Any]) -> str:
   random init)."""
   weights = job.get("weights", "")
   return trained_weights_path(job["arch"]) if weights == "auto" else weights
+
+
+ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
+
+
+def missing_packages(engine: str) -> list[str]:
+  """Packages an engine needs that this Python lacks (onnx_*: the `onnx` extra; ncnn_*: ncnn)."""
+  needs = (ONNX_PACKAGES if engine.startswith("onnx_")
+           else ("ncnn",) if engine.startswith("ncnn_") else ())
+  return [name for name in needs if importlib.util.find_spec(name) is None]
 
 
 def tf_function_upscaler(model, jit_compile: bool = False):
@@ -165,12 +183,14 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
       size², LiteRT with XNNPACK, 2 threads), "tflite_dynamic" / "tflite_int8" / "tflite_int16x8"
       (dynamic-range int8 weights / calibrated int8 / int16 activations, `esrgan_tf.export.tflite`),
       "ncnn_fp32" (`ncnn_upscaler` on the .param `weights`), "ncnn_fp32_direct" (the same
-      without Winograd convolutions).
+      without Winograd convolutions), "onnx_fp32" / "onnx_fp16" (`esrgan_tf.export.onnx` with
+      float32 / float16 weights, ONNX Runtime's CPU provider, `esrgan_tf.inference.onnx`).
     model: The Keras generator.
     tmp: A scratch directory for exports.
     size: The input size (TFLite models are converted for exactly size²).
     weights: The weights file `model` came from (ncnn_fp32 needs the ncnn .param).
-    threads: ncnn / TFLite threads (default 2; TF's own come from `set_threads`).
+    threads: ncnn / TFLite / ONNX Runtime threads (default 2; TF's own come from
+      `set_threads`).
 
   Returns:
     (callable, info dict).
@@ -207,6 +227,16 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
                    overwrite=True)
     seconds = time.perf_counter() - start
     return tflite_engine(path, num_threads=threads or 2), {
+        "convert_s": seconds, "file_mb": os.path.getsize(path) / 2**20}
+  if name in ("onnx_fp32", "onnx_fp16"):
+    from esrgan_tf.export import onnx as onnx_export  # pylint: disable=g-import-not-at-top
+    from esrgan_tf.inference import onnx as onnx_engine  # pylint: disable=g-import-not-at-top
+    options = onnx_export.OnnxOptions(weights="float16" if name == "onnx_fp16" else "float32")
+    path = os.path.join(tmp, f"{name}.onnx")
+    start = time.perf_counter()
+    onnx_export.convert(model, path, options, overwrite=True)
+    seconds = time.perf_counter() - start
+    return onnx_engine.onnx_engine(path, num_threads=threads or 2), {
         "convert_s": seconds, "file_mb": os.path.getsize(path) / 2**20}
   raise ValueError(f"unknown engine {name!r}")
 

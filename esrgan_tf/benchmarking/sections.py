@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any, Mapping, Optional
 
-from esrgan_tf.benchmarking import jobs, profile
+from esrgan_tf.benchmarking import jobs, onnx_section, profile
 from esrgan_tf.benchmarking import measure as measure_lib
 from esrgan_tf.benchmarking import side_by_side as sbs
 from esrgan_tf.benchmarking.measure import (
@@ -476,6 +476,7 @@ SECTIONS = {
     "tiling": section_tiling,
     "data": section_data,
     "inference": section_inference,
+    "onnx": onnx_section.section_onnx,
     "fp32_path": section_fp32_path,
     "profile": section_profile,
     "serving": section_serving,

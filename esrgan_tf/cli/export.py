@@ -1,14 +1,20 @@
-r"""esrgan-export: a generator → TF Serving SavedModel version and/or a .tflite.
+r"""esrgan-export: a generator → TF Serving SavedModel version, a .tflite, or a .onnx.
 
   esrgan-export --model=runs/x4/ --export_dir=exports/esrgan               # → exports/esrgan/1/
   esrgan-export --model=RealESRGAN_x4plus.pth --export_dir=exports/esrgan --format=both \
       --tflite_quantize=fp16 --tflite_input_size=64x64
   esrgan-export --model=g.keras --export_dir=exports/esrgan --format=tflite --tflite_quantize=int8
+  esrgan-export --model=RealESRGAN_x4plus.pth --export_dir=exports/esrgan --format=onnx
 
 The .tflite goes to `<export_dir>/esrgan_x<scale>_<H>x<W>_<quantize>.tflite` (TF Serving ignores
 files in a model base directory). none/fp16/dynamic files must pass the GPU-delegate
 compatibility check; int8 files (calibrated, float32 islands) and int16x8 files are for
 CPU/NNAPI/DSP, not the GPU delegate.
+
+The .onnx (tf2onnx, the `onnx` extra) goes to `<export_dir>/esrgan_x<scale>[_nhwc_uint8][_fp16]
+.onnx`: float32 [N, 3, H, W] in [0, 1] → [N, 3, sH, sW] with dynamic N/H/W (or uint8 NHWC with
+--onnx_layout=nhwc_uint8), the model facts in its metadata. It has no pixel limit (--max_pixels
+is the SavedModel's): whatever runs it bounds the input size.
 """
 
 import dataclasses
@@ -20,6 +26,7 @@ from esrgan_tf import cli
 from esrgan_tf.cli import shared_flags
 from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.core.errors import ModelError
+from esrgan_tf.export import onnx as onnx_export
 from esrgan_tf.export import tflite as tflite_modes  # TF-free at import
 from esrgan_tf.export import versions
 
@@ -27,8 +34,8 @@ _MODEL = shared_flags.define_model_flags(
     server=False, threads=False, precisions=precision_lib.INFERENCE_PRECISIONS,
     precision_default="float32", verb="exports")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
-_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both"],
-                            "What to write.")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both", "onnx"],
+                            "What to write: a SavedModel version, a .tflite, both, or a .onnx.")
 _QUANTIZE = flags.DEFINE_enum(
     "tflite_quantize", "none", list(tflite_modes.QUANTIZE_MODES),
     "TFLite: none (float32), fp16 (float16 weights), dynamic (int8 weights, dynamic-range), "
@@ -50,6 +57,18 @@ _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default ne
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", versions.DEFAULT_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
+_ONNX_LAYOUT = flags.DEFINE_enum(
+    "onnx_layout", "nchw_float", list(onnx_export.LAYOUTS),
+    "ONNX input/output: nchw_float (float32 [N, C, H, W] in [0, 1], Real-ESRGAN's pytorch2onnx "
+    "layout, what chaiNNer and ONNX Runtime tools expect) or nhwc_uint8 (uint8 pixels).")
+_ONNX_WEIGHTS = flags.DEFINE_enum(
+    "onnx_weights", "float32", list(onnx_export.WEIGHT_TYPES),
+    "ONNX convolution weights: float32, or float16 (half the file; computed in float32).")
+_ONNX_OPSET = flags.DEFINE_enum("onnx_opset", str(onnx_export.DEFAULT_OPSET),
+                                [str(v) for v in onnx_export.OPSETS], "ONNX opset.")
+_ONNX_LICENCE = flags.DEFINE_string(
+    "onnx_licence", None, "Licence of the weights (SPDX) for the ONNX metadata; default: the "
+    "published model's licence when --model is one, else 'unknown'.")
 _GPU_CHECK = flags.DEFINE_bool(
     "gpu_check", True, "Refuse a .tflite the TFLite GPU delegate could not run fully. Applies to "
     "none/fp16 (and dynamic) files; int8/int16x8 files are for CPU (XNNPACK), NNAPI and DSPs, "
@@ -78,8 +97,12 @@ def main(argv):
     raise cli.usage("--calibration_dir applies to --tflite_quantize=int8/int16x8 only")
   if _FLOAT_OPS.value is not None and _QUANTIZE.value != "int8":
     raise cli.usage("--int8_float_ops applies to --tflite_quantize=int8 only")
-  if _FORMAT.value == "tflite" and spec.precision != "float32":
-    raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize")
+  if _FORMAT.value in ("tflite", "onnx") and spec.precision != "float32":
+    raise cli.usage("--precision applies to the SavedModel; TFLite uses --tflite_quantize, "
+                    "ONNX --onnx_weights")
+  missing = onnx_export.missing_packages() if _FORMAT.value == "onnx" else []
+  if missing:  # before the model loads
+    cli.fail(f"--format=onnx needs {', '.join(missing)}: pip install 'esrgan_tf[onnx]'")
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
   from esrgan_tf.export import saved_model, tflite
   from esrgan_tf.inference import resolver
@@ -114,6 +137,14 @@ def main(argv):
       checked = _GPU_CHECK.value and _QUANTIZE.value in tflite.GPU_QUANTIZE_MODES
       logging.info("GPU-delegate check: %s", "passed" if checked else "skipped")
       print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+    if _FORMAT.value == "onnx":
+      options = onnx_export.OnnxOptions(
+          layout=_ONNX_LAYOUT.value, weights=_ONNX_WEIGHTS.value, opset=int(_ONNX_OPSET.value),
+          licence=_ONNX_LICENCE.value or "")
+      path = onnx_export.convert(
+          generator, os.path.join(_EXPORT_DIR.value, onnx_export.default_filename(
+              generator.scale, options)), options, source=source, overwrite=_OVERWRITE.value)
+      print(f"ONNX: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
   except (OSError, ValueError) as e:  # FileExistsError names --overwrite; GpuIncompatibleError
     # is a ValueError.
     cli.fail(e)

@@ -5,7 +5,7 @@
     need): a published name, a `.keras` file, a training workdir, or a foreign checkpoint
     (.pth/.pt/.safetensors/ncnn .param); with `blend_with`, the blend of two of them.
   * `load_engine(spec)` returns an `engine.Engine`: anything `load_generator` takes, SavedModel
-    directories and `.tflite` files, or a TF Serving endpoint (`server`).
+    directories, `.tflite` and `.onnx` files, or a TF Serving endpoint (`server`).
 
 This module sits at the top of the inference layer: it imports the formats (weights, models,
 export) and the engines, none of which imports it back. Each kind of model is one row of a table
@@ -41,7 +41,7 @@ class ModelSpec:
     blend_weight: W, in [0, 1] (with `blend_with`).
     precision: "auto" (bfloat16 where the CPU has native bf16, else float32), "float32" or
       "bfloat16": what Keras models compute in; SavedModels keep their export's.
-    num_threads: CPU threads for TF (intra-op) and TFLite; None: their defaults.
+    num_threads: CPU threads for TF (intra-op), TFLite and ONNX Runtime; None: their defaults.
 
   Raises:
     ValueError: Inconsistent fields (at construction).
@@ -154,6 +154,15 @@ def _load_tflite(spec: str, **options) -> Engine:
   return tflite.tflite_engine(spec, **options)
 
 
+def _is_onnx(spec: str) -> bool:
+  return spec.lower().endswith(".onnx")
+
+
+def _load_onnx(spec: str, **options) -> Engine:
+  from esrgan_tf.inference import onnx  # pylint: disable=g-import-not-at-top
+  return onnx.onnx_engine(spec, **options)
+
+
 # (name, matcher, loader) returning a Keras generator.
 _GENERATOR_LOADERS = [
     ("keras file", _is_keras_file, _load_keras_file),
@@ -164,11 +173,12 @@ _GENERATOR_LOADERS = [
 _ENGINE_LOADERS = [
     ("SavedModel", _is_saved_model, _load_saved_model),
     ("TFLite model", _is_tflite, _load_tflite),
+    ("ONNX model", _is_onnx, _load_onnx),
 ]
 
 _ACCEPTED = ("a .keras file, a training workdir (with config.json), a checkpoint "
              "(.pth/.pt/.safetensors/ncnn .param), a SavedModel directory or export base, "
-             "or a .tflite file")
+             "a .tflite or a .onnx file")
 
 
 def _existing_path(spec) -> str:
@@ -255,7 +265,7 @@ def load_engine(spec) -> Engine:
       _set_tf_threads(spec.num_threads)
     return keras_engine(load_generator(spec), name=spec.name, precision=precision)
   path = _existing_path(spec.model)
-  if spec.num_threads and not _is_tflite(path):  # TFLite takes its threads per interpreter.
+  if spec.num_threads and not (_is_tflite(path) or _is_onnx(path)):  # threads per session
     _set_tf_threads(spec.num_threads)
   for _, matches, load in _ENGINE_LOADERS:
     if matches(path):

@@ -282,14 +282,14 @@ def reflect_pad_to_multiple(x, factor: int):
   """
   static = x.shape[1], x.shape[2]
   if all(isinstance(n, int) for n in static):
-    pads = [(-n) % factor for n in static]
+    pads = [_pad_to_multiple(n, factor) for n in static]
     if not any(pads):
       return x, static, False
     if all(p < n for p, n in zip(pads, static)):
       return tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"), static, True
     return _gather_reflect(x, factor), static, True
   size = tf.shape(x)[1], tf.shape(x)[2]
-  pads = [(-n) % factor for n in size]
+  pads = [_pad_to_multiple(n, factor) for n in size]
   fits = tf.logical_and(pads[0] < size[0], pads[1] < size[1])
   padded = tf.cond(
       fits, lambda: tf.pad(x, [[0, 0], [0, pads[0]], [0, pads[1]], [0, 0]], mode="REFLECT"),
@@ -297,11 +297,22 @@ def reflect_pad_to_multiple(x, factor: int):
   return padded, size, True
 
 
+def _pad_to_multiple(n, factor: int):
+  """(f − n mod f) mod f for a size n ≥ 0: what takes n up to a multiple of f.
+
+  Equal to (−n) mod f, but with both operands of each mod non-negative: tf2onnx 1.17 converts
+  integer FloorMod as x − trunc(x / y)·y (ONNX Div truncates integers), which is wrong for a
+  negative x; the ONNX export of an x2plus net then gave 72×104 instead of 74×106 for a 37×53
+  input, and a failing Pad at 1×3.
+  """
+  return (factor - n % factor) % factor
+
+
 def _gather_reflect(x, factor: int):
   """Periodic reflection (numpy "reflect" for any pad length) by index gather along H and W."""
   for axis in (1, 2):
     n = tf.shape(x)[axis]
-    index = tf.range(n + (-n) % factor)
+    index = tf.range(n + _pad_to_multiple(n, factor))
     period = tf.maximum(2 * (n - 1), 1)
     index = index % period
     x = tf.gather(x, tf.where(index < n, index, period - index), axis=axis)
