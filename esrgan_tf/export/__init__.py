@@ -1,1 +1,1 @@
-"""Model formats written for deployment: SavedModel (TF Serving), TFLite."""
+"""Model formats written for deployment: SavedModel (TF Serving), TFLite, ONNX."""
