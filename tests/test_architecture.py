@@ -118,7 +118,7 @@ LAYERS = [
     ["inference"],     # engines, the --model resolver, tiling, batch files
     ["evaluation"],    # metrics, report
     ["train"],         # loop, state, steps, losses, optimizer, configs
-    ["serving"],       # TF Serving protocol server, web page
+    ["serving", "beam"],  # applications: the TF Serving protocol server, Apache Beam pipelines
     ["benchmarking"],  # measurements
     ["cli"],           # absl entry points
 ]

@@ -14,6 +14,8 @@ COMMANDS = {
     "esrgan-import": ["--checkpoint", "--output"],
     "esrgan-interpolate": ["--a", "--b", "--alpha"],
     "esrgan-models": ["--model_mirror"],
+    "esrgan-beam": ["--input", "--output", "--model", "--failures", "--tile", "--[no]overwrite",
+                    "--[no]large_model"],
 }
 
 

@@ -101,17 +101,21 @@ def save_generator(model, path: str, *, overwrite: bool) -> None:
     fail(f"cannot write ({e.strerror or e})", path)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing with exit status 2 (a usage error) for a bad flag."""
+def _parse_flags(argv: list[str], known_only: bool = False) -> list[str]:
+  """absl's flag parsing with exit status 2 (a usage error) for a bad flag.
+
+  With `known_only`, flags absl does not know are returned with the arguments (for a command
+  that hands them on, e.g. esrgan-beam's Beam pipeline options).
+  """
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
     sys.stderr.write(f"FATAL Flags parsing error: {e}\n"
                      "Pass --helpshort or --helpfull to see help on flags.\n")
     sys.exit(2)
 
 
-def run(main, module_name: str) -> None:
+def run(main, module_name: str, *, known_only: bool = False) -> None:
   """`app.run(main)` for a console script whose flags live in `module_name`.
 
   absl's `--help` lists the flags of the module named like `sys.argv[0]` and prints
@@ -122,6 +126,7 @@ def run(main, module_name: str) -> None:
   Args:
     main: The command's `main(argv)`.
     module_name: `__name__` of the command module.
+    known_only: Pass flags absl does not know on to `main` in its argv instead of refusing them.
   """
   quiet_tensorflow(sys.argv)
   # The command's own flags and those it defined through `shared_flags` (one command a process).
@@ -131,4 +136,4 @@ def run(main, module_name: str) -> None:
   main_module = sys.modules.get("__main__")
   if main_module is not None and not main_module.__doc__:
     main_module.__doc__ = sys.modules[module_name].__doc__
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=lambda argv: _parse_flags(argv, known_only))

@@ -107,7 +107,7 @@ def main(argv):
       max_pixels=(batch_lib.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
                   else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
       overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
-  scale = f"{_OUTSCALE.value:g}" if _OUTSCALE.value else model.scale
+  scale = batch_lib.naming_scale(model.scale, _OUTSCALE.value)
   jobs = batch_lib.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
                                format=_FORMAT.value)
   summary = batch_lib.upscale_files(

@@ -13,8 +13,9 @@ What `esrgan-upscale` runs (the CLI only parses flags):
     holding `<stem><suffix>.<ext>`. The default suffix is "_out", as Real-ESRGAN's
     inference_realesrgan.py (`--suffix out`, saved as `{name}_{suffix}.{ext}`); "{scale}" in the
     suffix is replaced by the model's scale.
-  * `upscale_files`: per file read (`imaging.read_image`) → tiled model (`tiling.upscale_array`)
-    → optional `outscale` resize (`resize_output`) → atomic write (`imaging.write_image`).
+  * `upscale_files`: per file read (`imaging.read_image`) → `upscale_image` (tiled model,
+    `tiling.upscale_array`, then the optional `outscale` resize, `resize_output`) → atomic write
+    (`imaging.write_image`). esrgan_tf.beam runs the same `upscale_image` and `output_name`.
     A failing file is reported and the batch goes on.
     An existing output is skipped with a message unless `overwrite` (Real-ESRGAN silently
     overwrites); skips are not failures, so re-running an interrupted batch finishes it.
@@ -159,6 +160,23 @@ def output_is_file(sources: list[Source], output: str) -> bool:
           and not output.endswith(os.sep) and _is_image_name(output))
 
 
+def output_name(path: str, suffix: str, format: Optional[str] = None) -> str:
+  """The output file name of input `path`: `<stem><suffix>.<ext>`.
+
+  Args:
+    path: The input (only its last component is used: a local path or a URL).
+    suffix: Appended to the stem ("{scale}" already replaced).
+    format: Output format ("png", "jpg", ...); default: the input's extension, or ".png" for a
+      file named without an image extension (the reader decides what it is).
+  """
+  stem, ext = os.path.splitext(os.path.basename(path))
+  if format:
+    ext = FORMAT_EXTENSIONS[format.lower()]
+  elif not _is_image_name(path):
+    ext = ".png"
+  return stem + suffix + ext
+
+
 def plan_outputs(sources: list[Source], output: str, *, scale: int,
                  suffix: str = DEFAULT_SUFFIX, format: Optional[str] = None) -> list[Job]:
   """Chooses the output path of every input.
@@ -182,14 +200,10 @@ def plan_outputs(sources: list[Source], output: str, *, scale: int,
   jobs, taken = [], {}
   inputs = {os.path.realpath(s.path) for s in sources}
   for source in sources:
-    stem, ext = os.path.splitext(os.path.basename(source.path))
-    if format:
-      ext = FORMAT_EXTENSIONS[format.lower()]
-    elif not _is_image_name(source.path):
-      ext = ".png"  # A named file with another extension: write PNG (the reader decides).
     relative = "" if source.root is None else os.path.relpath(
         os.path.dirname(source.path), source.root)
-    dst = os.path.normpath(os.path.join(output, relative, stem + suffix + ext))
+    dst = os.path.normpath(os.path.join(output, relative,
+                                        output_name(source.path, suffix, format)))
     key = os.path.realpath(dst)
     if key in taken:
       jobs.append(Job(source.path, None, f"output {dst} would also be written for {taken[key]}; "
@@ -284,6 +298,11 @@ def upscale_loaded(img: image_io.LoadedImage, color_fn: Callable[[np.ndarray], n
   return dataclasses.replace(img, color=color, alpha=new_alpha)
 
 
+def naming_scale(model_scale: int, outscale: Optional[float] = None):
+  """What "{scale}" in --suffix becomes: `outscale` ("3.5", "4") if given, else the model's."""
+  return f"{outscale:g}" if outscale else model_scale
+
+
 def output_bounded_max_pixels(scale: int, budget: int = OUTPUT_MEMORY_BUDGET) -> int:
   """Largest input W×H whose ×`scale` output fits `budget` bytes (and imaging's header limit).
 
@@ -313,6 +332,24 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
   """
   img = image_io.read_image(src, max_pixels=options.max_pixels or None,
                            multi_frame=options.multi_frame)
+  result = upscale_image(img, upscaler, options, progress)
+  return image_io.write_image(dst, result, overwrite=options.overwrite, format=options.format)
+
+
+def upscale_image(img: image_io.LoadedImage, upscaler, options: Options,
+                  progress: Optional[Callable[[int, int], None]] = None) -> image_io.LoadedImage:
+  """What `upscale_file` does between reading and writing: tiled model, alpha, `outscale`.
+
+  Args:
+    img: From `imaging.read_image` or `imaging.decode_image_bytes`.
+    upscaler: An `esrgan_tf.inference.engine.Engine`.
+    options: Processing options (tile, overlap, batch, pre_pad, alpha, outscale).
+    progress: Passed to `tiling.upscale_array` (tiles done, total).
+
+  Returns:
+    The image to write (`imaging.write_image`): colour quantized to uint8 already for 8-bit RGB
+    inputs without alpha or resize, else float32.
+  """
 
   def color_fn(x, out=None):
     return tiling.upscale_array(x, upscaler, options.tiles, progress=progress, out=out)
@@ -330,7 +367,7 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
     height, width = img.color.shape[:2]
     result = resize_output(result, (int(width * options.outscale),
                                     int(height * options.outscale)))
-  return image_io.write_image(dst, result, overwrite=options.overwrite, format=options.format)
+  return result
 
 
 def upscale_files(jobs: list[Job], upscaler, options: Options, *,

@@ -1,0 +1,1 @@
+"""Batch upscaling on Apache Beam (Dataflow, Flink, Spark, local runners): `esrgan-beam`."""
