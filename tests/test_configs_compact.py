@@ -37,6 +37,6 @@ def test_compact_config_builds_generator(variant, nf, num_conv, params):
 def test_build_generator_defaults_to_rrdbnet_and_rejects_unknown_arch():
   config = _load("psnr_x4").get_config("smoke")
   assert isinstance(build_generator(config.model), RRDBNet)  # no `arch` key: old configs work
-  with pytest.raises(ValueError, match=r"model.arch must be one of \['rrdbnet', 'srvgg'\], "
-                     r"got 'swinir'"):
+  with pytest.raises(ValueError, match=r"model.arch must be one of \['multihead_rrdbnet', "
+                     r"'rrdbnet', 'srvgg'\], got 'swinir'"):
     build_generator(dict(arch="swinir"))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from esrgan_tf.benchmarking import engines, profile, roofline, training
 from esrgan_tf.benchmarking import measure as measure_lib
+from esrgan_tf.benchmarking import multihead as multihead_bench
 from esrgan_tf.benchmarking import serving as serving_bench
 
 # --- child processes ---------------------------------------------------------------------------
@@ -344,4 +345,5 @@ JOBS: dict[str, Callable[[Mapping[str, Any]], dict]] = {
     "serving": serving_bench.job_serving,
     "profile": profile.job_profile,
     "roofline": roofline.job_roofline,
+    "multihead": multihead_bench.job_multihead,
 }

@@ -7,11 +7,18 @@ r"""esrgan-eval: PSNR/SSIM of a model against HR images, with a MATLAB-bicubic b
 --report=DIR writes DIR/index.html (metrics table, and per image a crop grid LR-bicubic | SR |
 HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.evaluation.report).
 
+A multi-head model (one trunk, several outputs) is evaluated head by head, each at its own scale
+(--scale keeps the heads of that scale; --lr needs heads of one scale): one table per head,
+--json holds {"heads": {name: result}}, --report writes DIR/<head>/. --head=NAME evaluates one
+head, --blend_heads=psnr:0.3,gan:0.7 a blend of heads of one scale.
+
 Without --lr, each LR image is the MATLAB-exact bicubic ×1/scale of the HR (cropped to a
 multiple of the scale), rounded to 8 bits, as benchmark LR sets are made. Metrics follow
 BasicSR's conventions (esrgan_tf.evaluation.metrics), at the model's native scale (there is no
 --outscale here: a resized output would not be the model's prediction).
 """
+
+import os
 
 from absl import flags
 
@@ -33,6 +40,43 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --report
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images; 0 = all.")
 
 
+def _load_models(resolver, spec) -> dict:
+  """{head or None: Engine} to evaluate (see the module docstring)."""
+  models = resolver.load_engines(spec)
+  if None in models or not _SCALE.value:
+    return models
+  return {head: model for head, model in models.items() if model.scale == _SCALE.value}
+
+
+def _check_scales(models: dict, name: str) -> None:
+  """--scale and --lr against the models' scales (usage errors)."""
+  scales = sorted({model.scale for model in models.values()})
+  if not models:  # --scale filtered every head out
+    raise cli.usage(f"--scale={_SCALE.value} but no head of {name} upscales ×{_SCALE.value}")
+  if None in models and _SCALE.value and _SCALE.value != scales[0]:
+    raise cli.usage(f"--scale={_SCALE.value} but {name} upscales ×{scales[0]}")
+  if _LR.value and len(scales) > 1:
+    raise cli.usage(f"--lr holds LR images of one scale, but the heads of {name} upscale "
+                    f"×{', ×'.join(map(str, scales))}; choose one with --head or --scale")
+
+
+def _evaluate(model, spec, tiles, writer, datasets, metrics) -> dict:
+  scale = model.scale
+  crop = scale if _CROP.value is None else _CROP.value
+  pairs = datasets.load_validation_set(
+      {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
+      scale)
+  result = metrics.evaluate(model, pairs, crop_border=crop, y_channel=_Y.value,
+                            tiles=None if tiles.whole else tiles, on_image=writer)
+  result.update(model=spec.model, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  if spec.blend_with:
+    result.update(blend_with=spec.blend_with, blend_weight=spec.blend_weight)
+  for key in ("head", "blend_heads"):
+    if key in model.info:
+      result[key] = model.info[key]
+  return result
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
@@ -45,38 +89,34 @@ def main(argv):
   from esrgan_tf.evaluation import report as report_lib
   from esrgan_tf.inference import resolver
   # pylint: enable=g-import-not-at-top
-  writer = None
+  writers, results = {}, {}
   try:
     folders.list_image_files(_HR.value)  # a bad folder fails before the model loads
-    if _REPORT.value:
-      writer = report_lib.ReportWriter(_REPORT.value, overwrite=_OVERWRITE.value)
-    model = resolver.load_engine(spec)
-    scale = _SCALE.value or model.scale
-    if scale != model.scale:
-      raise cli.usage(f"--scale={scale} but {spec.name} upscales ×{model.scale}")
-    crop = scale if _CROP.value is None else _CROP.value
-    pairs = datasets.load_validation_set(
-        {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
-        scale)
-    result = metrics.evaluate(model, pairs, crop_border=crop, y_channel=_Y.value,
-                              tiles=None if tiles.whole else tiles, on_image=writer)
+    models = _load_models(resolver, spec)
+    _check_scales(models, spec.name)
+    for head, model in models.items():
+      if _REPORT.value:
+        directory = _REPORT.value if head is None else os.path.join(_REPORT.value, head)
+        writers[head] = report_lib.ReportWriter(directory, overwrite=_OVERWRITE.value)
+      results[head] = _evaluate(model, spec, tiles, writers.get(head), datasets, metrics)
   except BaseException as e:
-    if writer is not None:
+    for writer in writers.values():
       writer.abort()  # No partial report.
     if isinstance(e, ModelError):
       cli.fail(e, _MODEL.given())
     if isinstance(e, (datasets.DataError, ValueError, FileExistsError)):
       cli.fail(e)
     raise
-  result.update(model=spec.model, hr=_HR.value, lr=_LR.value or None, scale=scale)
-  if spec.blend_with:
-    result.update(blend_with=spec.blend_with, blend_weight=spec.blend_weight)
-  if writer is not None:
-    print(f"report: {writer.finish(result)}")
-  print(metrics.format_table(result))
+  for head, result in results.items():
+    if head is not None:
+      print(f"head {head} (×{result['scale']}):")
+    if head in writers:
+      print(f"report: {writers[head].finish(result)}")
+    print(metrics.format_table(result))
+  output = results[None] if None in results else {"model": spec.model, "heads": results}
   if _JSON.value:
     try:
-      metrics.save_json(_JSON.value, result)
+      metrics.save_json(_JSON.value, output)
     except OSError as e:
       cli.fail(f"cannot write the results ({e.strerror or e})", _JSON.value)
 

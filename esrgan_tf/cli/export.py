@@ -7,14 +7,16 @@ r"""esrgan-export: a generator → TF Serving SavedModel version, a .tflite, or 
   esrgan-export --model=RealESRGAN_x4plus.pth --export_dir=exports/esrgan --format=onnx
 
 The .tflite goes to `<export_dir>/esrgan_x<scale>_<H>x<W>_<quantize>.tflite` (TF Serving ignores
-files in a model base directory). none/fp16/dynamic files must pass the GPU-delegate
-compatibility check; int8 files (calibrated, float32 islands) and int16x8 files are for
-CPU/NNAPI/DSP, not the GPU delegate.
+files in a model base directory); a multi-head model gives one per head,
+`esrgan_<head>_x<scale>_<H>x<W>_<quantize>.tflite`, and one SavedModel with signatures per head.
+none/fp16/dynamic files must pass the GPU-delegate compatibility check; int8 files (calibrated,
+float32 islands) and int16x8 files are for CPU/NNAPI/DSP, not the GPU delegate.
 
 The .onnx (tf2onnx, the `onnx` extra) goes to `<export_dir>/esrgan_x<scale>[_nhwc_uint8][_fp16]
-.onnx`: float32 [N, 3, H, W] in [0, 1] → [N, 3, sH, sW] with dynamic N/H/W (or uint8 NHWC with
---onnx_layout=nhwc_uint8), the model facts in its metadata. It has no pixel limit (--max_pixels
-is the SavedModel's): whatever runs it bounds the input size.
+.onnx` (a multi-head model: one per head, `esrgan_<head>_x...`): float32 [N, 3, H, W] in [0, 1]
+→ [N, 3, sH, sW] with dynamic N/H/W (or uint8 NHWC with --onnx_layout=nhwc_uint8), the model
+facts in its metadata. It has no pixel limit (--max_pixels is the SavedModel's): whatever runs it
+bounds the input size.
 """
 
 import dataclasses
@@ -86,6 +88,24 @@ def parse_size(text: str) -> tuple[int, int]:
   return h, w
 
 
+def tflite_file_name(scale: int, size: tuple[int, int], quantize: str, head=None) -> str:
+  """esrgan_x4_64x64_none.tflite, or esrgan_<head>_x4_64x64_none.tflite for a head."""
+  prefix = "esrgan" if head is None else f"esrgan_{head}"
+  return f"{prefix}_x{scale}_{size[0]}x{size[1]}_{quantize}.tflite"
+
+
+def _single_outputs(generator):
+  """(head or None, single-output generator) pairs: a multi-head model's trunk + each head as a
+  plain RRDBNet (a .tflite holds one static-shape function), else the generator itself. One
+  copy at a time."""
+  heads = getattr(generator, "head_names", None)
+  if heads is None:
+    yield None, generator
+    return
+  for head in heads:
+    yield head, generator.to_rrdbnet(head)
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
@@ -129,22 +149,26 @@ def main(argv):
               f"({precision_lib.BF16_CPUS}); elsewhere oneDNN emulates bf16, slower than "
               f"float32. This machine: {', '.join(here) if here else 'no native bf16'}.")
     if with_tflite:
-      name = f"esrgan_x{generator.scale}_{size[0]}x{size[1]}_{_QUANTIZE.value}.tflite"
-      path = tflite.convert(generator, os.path.join(_EXPORT_DIR.value, name), input_size=size,
-                            quantize=_QUANTIZE.value, gpu_check=_GPU_CHECK.value,
-                            overwrite=_OVERWRITE.value, calibration_dir=_CALIBRATION_DIR.value,
-                            float_ops=_FLOAT_OPS.value)
-      checked = _GPU_CHECK.value and _QUANTIZE.value in tflite.GPU_QUANTIZE_MODES
-      logging.info("GPU-delegate check: %s", "passed" if checked else "skipped")
-      print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+      for head, model in _single_outputs(generator):
+        name = tflite_file_name(model.scale, size, _QUANTIZE.value, head)
+        path = tflite.convert(model, os.path.join(_EXPORT_DIR.value, name), input_size=size,
+                              quantize=_QUANTIZE.value, gpu_check=_GPU_CHECK.value,
+                              overwrite=_OVERWRITE.value, calibration_dir=_CALIBRATION_DIR.value,
+                              float_ops=_FLOAT_OPS.value)
+        checked = _GPU_CHECK.value and _QUANTIZE.value in tflite.GPU_QUANTIZE_MODES
+        logging.info("GPU-delegate check: %s", "passed" if checked else "skipped")
+        print(f"TFLite: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
     if _FORMAT.value == "onnx":
       options = onnx_export.OnnxOptions(
           layout=_ONNX_LAYOUT.value, weights=_ONNX_WEIGHTS.value, opset=int(_ONNX_OPSET.value),
           licence=_ONNX_LICENCE.value or "")
-      path = onnx_export.convert(
-          generator, os.path.join(_EXPORT_DIR.value, onnx_export.default_filename(
-              generator.scale, options)), options, source=source, overwrite=_OVERWRITE.value)
-      print(f"ONNX: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+      for head, model in _single_outputs(generator):
+        name = onnx_export.default_filename(model.scale, options)
+        if head is not None:
+          name = name.replace("esrgan_", f"esrgan_{head}_", 1)
+        path = onnx_export.convert(model, os.path.join(_EXPORT_DIR.value, name), options,
+                                   source=source, overwrite=_OVERWRITE.value)
+        print(f"ONNX: {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
   except (OSError, ValueError) as e:  # FileExistsError names --overwrite; GpuIncompatibleError
     # is a ValueError.
     cli.fail(e)

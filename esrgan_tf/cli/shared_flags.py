@@ -13,6 +13,7 @@ esrgan-eval tiles only on request and never pre-pads).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional, Sequence
 
 from absl import flags
@@ -45,6 +46,8 @@ class ModelFlags:
   server: Optional[flags.FlagHolder] = None
   model_name: Optional[flags.FlagHolder] = None
   num_threads: Optional[flags.FlagHolder] = None
+  head: Optional[flags.FlagHolder] = None
+  blend_heads: Optional[flags.FlagHolder] = None
 
   def given(self) -> str:
     """The model or server the user named (for error messages)."""
@@ -70,14 +73,17 @@ class ModelFlags:
           model_name=self.model_name.value if self.model_name is not None else "esrgan",
           blend_with=self.blend_with.value, blend_weight=self.blend_weight.value,
           precision=precision or self.precision.value,
-          num_threads=self.num_threads.value if self.num_threads is not None else None)
+          num_threads=self.num_threads.value if self.num_threads is not None else None,
+          head=self.head.value if self.head is not None else None,
+          blend_heads=self.blend_heads.value if self.blend_heads is not None else None)
     except ValueError as e:
-      raise cli.usage(str(e).replace("a model and a server", "--model and --server")
-                      .replace("blend_with", "--blend_with").replace("blend_weight",
-                                                                    "--blend_weight"))
+      message = str(e).replace("a model and a server", "--model and --server")
+      for name in ("blend_with", "blend_weight", "blend_heads", "head"):
+        message = re.sub(rf"\b(?<!-){name}\b", f"--{name}", message)
+      raise cli.usage(message)
 
 
-def define_model_flags(*, server: bool = True, threads: bool = True,
+def define_model_flags(*, server: bool = True, threads: bool = True, heads: bool = True,
            precisions: Sequence[str] = precision_lib.PRECISION_FLAG_VALUES,
            precision_default: str = "auto", verb: str = "runs") -> ModelFlags:
   """Defines the model flags of a command (call once, at the command module's import).
@@ -85,6 +91,7 @@ def define_model_flags(*, server: bool = True, threads: bool = True,
   Args:
     server: Also --server and --model_name (a TF Serving endpoint instead of --model).
     threads: Also --num_threads.
+    heads: Also --head and --blend_heads (multi-head models).
     precisions: The --precision values accepted.
     precision_default: Its default.
     verb: How the help of --blend_with reads ("runs", "evaluates", "exports").
@@ -109,6 +116,14 @@ def define_model_flags(*, server: bool = True, threads: bool = True,
   if threads:
     holders["num_threads"] = flags.DEFINE_integer("num_threads", None,
                                                   "CPU threads (TF intra-op / TFLite).")
+  if heads:
+    holders["head"] = flags.DEFINE_string(
+        "head", None, "Multi-head models (one trunk, several outputs): the head to run; default "
+        "the model's default head. With --server: the export's upscale_<head>_float signature.")
+    holders["blend_heads"] = flags.DEFINE_string(
+        "blend_heads", None, "Multi-head Keras models (.keras, workdir): run Σ weight · head "
+        "image of heads of one scale from ONE trunk pass, e.g. psnr:0.3,gan:0.7 (weights sum "
+        "to 1).")
   return ModelFlags(**holders)
 
 

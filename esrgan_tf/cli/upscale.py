@@ -4,6 +4,9 @@ r"""esrgan-upscale: upscale image files with any supported model, tiled with ble
   esrgan-upscale --server=localhost:8500 --input=cat.png --output=cat_x4.png
   esrgan-upscale --model=realesr-general-x4v3.pth --blend_with=realesr-general-wdn-x4v3.pth \
       --blend_weight=0.5 --outscale=3.5 --input=photo.jpg --output=out/
+  esrgan-upscale --model=multihead.keras --head=x2 --input=photo.jpg --output=out/
+  esrgan-upscale --model=runs/psnr_gan/ --blend_heads=psnr:0.3,gan:0.7 --input=photo.jpg \
+      --output=out/
 
 Outputs are `<stem>_out.<ext>` in the --output directory (or --output itself for one input
 file). Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.

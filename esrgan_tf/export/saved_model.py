@@ -13,6 +13,11 @@ post-processing lives inside the graph (the TF Model Garden `export_base.py` pat
   upscale_static   (only with `tflite_input_size`) images: float32 [1, H, W, 3] → upscaled,
                    the static-shape function TFLite converters and mobile runtimes want.
 
+A multi-head generator (`models.MultiHeadRRDBNet`) is held once (one set of weights) and gets,
+per head h, `upscale_<h>` (uint8), `upscale_<h>_float`, `upscale_<h>_bytes` (and
+`upscale_<h>_static`), each running the trunk and that head only; the names above serve the
+default head. The model facts list the heads, their scales and signatures.
+
 H and W are dynamic everywhere else. Every signature rejects an image of more than `max_pixels`
 pixels (H·W per image) with INVALID_ARGUMENT; for encoded bytes the size is read from the file
 header BEFORE decoding (PNG IHDR, JPEG SOF via `tf.io.extract_jpeg_shape`, WebP VP8/VP8L/VP8X
@@ -176,8 +181,86 @@ def _to_uint8(x):
 
 # --- the exported module ------------------------------------------------------------------------
 
+class _Output:
+  """The serving functions of one output (the generator's, or one head's): float32, uint8 and
+  encoded-bytes variants around one traced network function."""
+
+  def __init__(self, module: "ExportModule", head: Optional[str]):
+    self.module = module
+    self.head = head
+    c = module.channels
+    # The network is traced once per output, as one function all its signatures call (smaller
+    # graph, faster export than inlining a copy of it into each signature).
+    self.forward = tf.function(
+        self._forward_impl,
+        input_signature=[tf.TensorSpec([None, None, None, c], module.generator.compute_dtype)])
+    self.upscale_float = tf.function(
+        self._upscale_float, input_signature=[tf.TensorSpec([None, None, None, c], tf.float32)])
+    self.serve_uint8 = tf.function(
+        self._serve_uint8, input_signature=[tf.TensorSpec([None, None, None, c], tf.uint8)])
+    self.upscale_bytes = tf.function(
+        self._upscale_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
+    h, w = module.tflite_input_size or (None, None)
+    self.upscale_static = module.tflite_input_size and tf.function(
+        self._run, input_signature=[tf.TensorSpec([1, h, w, c], tf.float32)])
+
+  def _forward_impl(self, x):
+    if self.head is None:
+      return self.module.generator(x)
+    return self.module.generator(x, heads=(self.head,))[self.head]  # the trunk and this head
+
+  def _run(self, images):
+    """float32 [N, H, W, C] → float32 [N, sH, sW, C], no checks (the static TFLite path)."""
+    x = tf.cast(images, self.module.generator.compute_dtype)
+    return {"upscaled": tf.cast(self.forward(x), tf.float32)}
+
+  def _upscale_float(self, images):
+    with tf.control_dependencies([_check_batch(images, self.module.max_pixels)]):
+      images = tf.identity(images)
+    return self._run(images)
+
+  def _serve_uint8(self, images):
+    x = tf.cast(images, tf.float32) / 255.0
+    return {"upscaled": _to_uint8(self._upscale_float(x)["upscaled"])}
+
+  def _upscale_one(self, data):
+    max_pixels, channels = self.module.max_pixels, self.module.channels
+    size = declared_size(data)
+    check = _check_pixels(size[0], size[1], max_pixels, "encoded image (declared size)")
+    known = tf.debugging.assert_non_negative(
+        size, message="encoded image: no size in its header (not a PNG, JPEG, WebP, GIF or BMP "
+        "file, or a truncated one); refused before decoding")
+    with tf.control_dependencies([check, known]):
+      image = tf.io.decode_image(data, channels=channels, dtype=tf.uint8,
+                                 expand_animations=False)
+    image.set_shape([None, None, channels])
+    shape = tf.shape(image)
+    with tf.control_dependencies([_check_pixels(shape[0], shape[1], max_pixels,
+                                                "decoded image")]):
+      image = tf.identity(image)
+    out = self._serve_uint8(image[tf.newaxis])["upscaled"][0]
+    return tf.io.encode_png(out)
+
+  def _upscale_bytes(self, image_bytes):
+    out = tf.map_fn(self._upscale_one, image_bytes, fn_output_signature=tf.string)
+    return {"output_bytes": out}
+
+  def signatures(self, names: dict) -> dict:
+    """{signature name: concrete function}, named by `names` (kind → name)."""
+    sigs = {names["uint8"]: self.serve_uint8.get_concrete_function(),
+            names["float"]: self.upscale_float.get_concrete_function(),
+            names["bytes"]: self.upscale_bytes.get_concrete_function()}
+    if self.upscale_static:
+      sigs[names["static"]] = self.upscale_static.get_concrete_function()
+    return sigs
+
+
 class ExportModule(tf.Module):
-  """The generator plus the serving signatures (see the module docstring)."""
+  """The generator plus the serving signatures (see the module docstring).
+
+  A multi-head generator is held once; each head gets its signatures (`export_layout.
+  head_signature_names`) and the default head also the single-output names, for old clients.
+  """
 
   def __init__(self, generator, *, precision: str = "float32",
                max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -189,71 +272,26 @@ class ExportModule(tf.Module):
     self.precision = precision
     self.generator = (generator.with_dtype("bfloat16") if precision == "bfloat16"
                       else generator)
-    self.scale = int(generator.scale)
+    self.scales = versions.output_scales(generator)
+    self.default_head = getattr(generator, "default_head", None)
+    self.scale = self.scales[self.default_head]
     self.channels = int(generator.in_channels)
     self.max_pixels = int(max_pixels)
     self.tflite_input_size = tuple(tflite_input_size) if tflite_input_size else None
-    c = self.channels
-    # The network is traced once, as one function all signatures call (smaller graph, faster
-    # export than inlining a copy of it into each signature).
-    self._forward = tf.function(
-        self._forward_impl,
-        input_signature=[tf.TensorSpec([None, None, None, c], self.generator.compute_dtype)])
-    self.upscale_float = tf.function(
-        self._upscale_float, input_signature=[tf.TensorSpec([None, None, None, c], tf.float32)])
-    self.serving_default = tf.function(
-        self._serve_uint8, input_signature=[tf.TensorSpec([None, None, None, c], tf.uint8)])
-    self.upscale_bytes = tf.function(
-        self._upscale_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
+    self._outputs = {head: _Output(self, head) for head in self.scales}
+    default = self._outputs[self.default_head]
+    # Attributes: tf.saved_model.save keeps them as functions of the loaded object.
+    self.upscale_float = default.upscale_float
+    self.serving_default = default.serve_uint8
+    self.upscale_bytes = default.upscale_bytes
     if self.tflite_input_size:
-      h, w = self.tflite_input_size
-      self.upscale_static = tf.function(
-          self._run, input_signature=[tf.TensorSpec([1, h, w, c], tf.float32)])
-
-  def _forward_impl(self, x):
-    return self.generator(x)
-
-  def _run(self, images):
-    """float32 [N, H, W, C] → float32 [N, sH, sW, C], no checks (the static TFLite path)."""
-    x = tf.cast(images, self.generator.compute_dtype)
-    return {"upscaled": tf.cast(self._forward(x), tf.float32)}
-
-  def _upscale_float(self, images):
-    with tf.control_dependencies([_check_batch(images, self.max_pixels)]):
-      images = tf.identity(images)
-    return self._run(images)
-
-  def _serve_uint8(self, images):
-    x = tf.cast(images, tf.float32) / 255.0
-    return {"upscaled": _to_uint8(self._upscale_float(x)["upscaled"])}
-
-  def _upscale_one(self, data):
-    size = declared_size(data)
-    check = _check_pixels(size[0], size[1], self.max_pixels, "encoded image (declared size)")
-    known = tf.debugging.assert_non_negative(
-        size, message="encoded image: no size in its header (not a PNG, JPEG, WebP, GIF or BMP "
-        "file, or a truncated one); refused before decoding")
-    with tf.control_dependencies([check, known]):
-      image = tf.io.decode_image(data, channels=self.channels, dtype=tf.uint8,
-                                 expand_animations=False)
-    image.set_shape([None, None, self.channels])
-    shape = tf.shape(image)
-    with tf.control_dependencies([_check_pixels(shape[0], shape[1], self.max_pixels,
-                                                "decoded image")]):
-      image = tf.identity(image)
-    out = self._serve_uint8(image[tf.newaxis])["upscaled"][0]
-    return tf.io.encode_png(out)
-
-  def _upscale_bytes(self, image_bytes):
-    out = tf.map_fn(self._upscale_one, image_bytes, fn_output_signature=tf.string)
-    return {"output_bytes": out}
+      self.upscale_static = default.upscale_static
 
   def signatures(self) -> dict:
-    sigs = {"serving_default": self.serving_default.get_concrete_function(),
-            "upscale_float": self.upscale_float.get_concrete_function(),
-            "upscale_bytes": self.upscale_bytes.get_concrete_function()}
-    if self.tflite_input_size:
-      sigs["upscale_static"] = self.upscale_static.get_concrete_function()
+    sigs = self._outputs[self.default_head].signatures(versions.DEFAULT_SIGNATURE_NAMES)
+    for head, output in self._outputs.items():
+      if head is not None:
+        sigs.update(output.signatures(versions.head_signature_names(head)))
     return sigs
 
 
@@ -261,18 +299,31 @@ class ExportModule(tf.Module):
 
 def model_facts(generator, *, precision: str, max_pixels: int, source: str,
                 tflite_input_size=None) -> dict:
-  """The JSON written to `assets.extra/esrgan_tf.json`."""
-  signatures = dict(SIGNATURES)
+  """The JSON written to `assets.extra/esrgan_tf.json`.
+
+  A multi-head generator's facts also list its heads ({"name", "scale", "signatures"}) and
+  default head; "scale" is the default head's and each signature records its "scale" and "head".
+  """
+  kinds = dict(zip(("uint8", "float", "bytes"), SIGNATURES.values()))
   if tflite_input_size:
     h, w = tflite_input_size
-    signatures["upscale_static"] = {"inputs": {"images": f"float32 [1, {h}, {w}, 3]"},
-                                    "outputs": {"upscaled": "float32, unclipped"}}
+    kinds["static"] = {"inputs": {"images": f"float32 [1, {h}, {w}, 3]"},
+                       "outputs": {"upscaled": "float32, unclipped"}}
+  scales = versions.output_scales(generator)
+  default_head = getattr(generator, "default_head", None)
+  signatures = {versions.DEFAULT_SIGNATURE_NAMES[kind]: description
+                for kind, description in kinds.items()}
+  facts = {}
+  if default_head is not None:
+    signatures, facts = versions.head_facts(scales, default_head, kinds)
   return {
       "format": FORMAT_NAME,
       "format_version": FORMAT_VERSION,
-      "scale": int(generator.scale),
+      "scale": scales[default_head],
       "arch": generator.arch_config() if hasattr(generator, "arch_config") else {},
-      "generator": type(generator).__name__,  # RRDBNet / SRVGGNetCompact: how to read "arch"
+      # RRDBNet / SRVGGNetCompact / MultiHeadRRDBNet: how to read "arch"
+      "generator": type(generator).__name__,
+      **facts,
       "precision": precision,
       "max_pixels": int(max_pixels),
       "source": source,
@@ -290,7 +341,8 @@ def export_saved_model(generator, export_base: str, *, version: Optional[int] = 
   """Writes `generator` as a TF Serving version directory, atomically.
 
   Args:
-    generator: A built `RRDBNet` (float32 weights).
+    generator: A built `RRDBNet`, `SRVGGNetCompact` or `MultiHeadRRDBNet` (float32 weights;
+      a multi-head model gets signatures per head, its weights stored once).
     export_base: The model base path (created if missing).
     version: Integer version; default the next free one (1 for an empty base).
     precision: "float32" or "bfloat16" (computes in bfloat16 inside the graph; inputs and outputs

@@ -56,6 +56,9 @@ def _static_saved_model(model, directory: str, input_size: Sequence[int]) -> str
     def call(images):
       return {"upscaled": upscale_float(images=images)["upscaled"]}
   else:
+    if hasattr(model, "head_names"):  # a .tflite holds one static-shape function
+      raise ValueError(f"{model.name} has several heads {list(model.head_names)}: convert one, "
+                       "model.to_rrdbnet(head) (esrgan-export writes one .tflite per head)")
     # The converter does not freeze Keras 3 variables (the .tflite keeps VAR_HANDLE/READ_VARIABLE
     # ops and runs on uninitialised weights: NaN). Plain tf.Variable copies, fed through Keras'
     # `stateless_call`, are frozen into constants; the Keras model itself is not saved.

@@ -1,4 +1,5 @@
-"""What a TF Serving export looks like on disk, without TensorFlow: version folders, pixel limit.
+"""What a TF Serving export looks like on disk, without TensorFlow: version folders, pixel limit,
+and the signature names and model facts of a multi-head export's heads.
 
 Shared by the writer (`export`), the resolver (`loading`) and the dev server (`serving.core`).
 """
@@ -62,3 +63,65 @@ def latest_version_dir(base_path: str):
   """The highest version directory holding a SavedModel, or None."""
   found = version_dirs(base_path)
   return found[max(found)] if found else None
+
+
+# --- multi-head exports ------------------------------------------------------------------------
+
+# Signature names of a single-output export, by kind; a multi-head export's default head has them.
+DEFAULT_SIGNATURE_NAMES = {"uint8": "serving_default", "float": "upscale_float",
+                           "bytes": "upscale_bytes", "static": "upscale_static"}
+
+
+def head_signature_names(head: str) -> dict[str, str]:
+  """A multi-head export's signatures of one head: {"uint8", "float", "bytes", "static"} →
+  upscale_<head>, upscale_<head>_float, upscale_<head>_bytes, upscale_<head>_static."""
+  return {"uint8": f"upscale_{head}", "float": f"upscale_{head}_float",
+          "bytes": f"upscale_{head}_bytes", "static": f"upscale_{head}_static"}
+
+
+def output_scales(generator) -> dict:
+  """{head name: scale} of a multi-head generator, {None: scale} of a single-output one."""
+  scales = getattr(generator, "scales", None)
+  if scales is None:
+    return {None: int(generator.scale)}
+  return {name: int(scale) for name, scale in scales.items()}
+
+
+def head_facts(scales: dict, default_head: str, kinds: dict) -> tuple[dict, dict]:
+  """The model-facts entries of a multi-head export.
+
+  Args:
+    scales: {head: scale}.
+    default_head: The head behind the single-output names.
+    kinds: {kind: signature description} of the kinds exported ("uint8", "float", ...).
+
+  Returns:
+    (signatures: {name: description + "head", "scale"} for the default names and every head's,
+     {"heads": [{"name", "scale", "signatures": {kind: name}}], "default_head"}).
+  """
+  signatures = {DEFAULT_SIGNATURE_NAMES[kind]: {**description, "head": default_head,
+                                                "scale": scales[default_head]}
+                for kind, description in kinds.items()}
+  heads = []
+  for head, scale in scales.items():
+    names = {kind: name for kind, name in head_signature_names(head).items() if kind in kinds}
+    signatures.update({name: {**kinds[kind], "head": head, "scale": scale}
+                       for kind, name in names.items()})
+    heads.append({"name": head, "scale": scale, "signatures": names})
+  return signatures, {"heads": heads, "default_head": default_head}
+
+
+def float_signature(facts: dict, head) -> tuple[str, int]:
+  """(float signature name, scale) of `head` in an export's model facts; None: the default output.
+
+  Raises:
+    KeyError: No such head (or a head asked of a single-output export); the message says which.
+  """
+  if head is None:
+    return DEFAULT_SIGNATURE_NAMES["float"], int(facts["scale"])
+  heads = {h.get("name"): h for h in facts.get("heads", ()) if isinstance(h, dict)}
+  if not heads:
+    raise KeyError(f"not a multi-head export, so it has no head {head!r}")
+  if head not in heads:
+    raise KeyError(f"no head {head!r}; its heads are {sorted(heads)}")
+  return head_signature_names(head)["float"], int(heads[head]["scale"])

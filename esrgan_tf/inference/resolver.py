@@ -42,6 +42,10 @@ class ModelSpec:
     precision: "auto" (bfloat16 where the CPU has native bf16, else float32), "float32" or
       "bfloat16": what Keras models compute in; SavedModels keep their export's.
     num_threads: CPU threads for TF (intra-op), TFLite and ONNX Runtime; None: their defaults.
+    head: A multi-head model's head (Keras or SavedModel; on a server its
+      `upscale_<head>_float` signature); None: the model's default head.
+    blend_heads: "psnr:0.3,gan:0.7": heads of one scale of a multi-head Keras model, blended
+      from one trunk pass (`models.multihead.HeadBlend`).
 
   Raises:
     ValueError: Inconsistent fields (at construction).
@@ -54,6 +58,8 @@ class ModelSpec:
   blend_weight: Optional[float] = None
   precision: str = "auto"
   num_threads: Optional[int] = None
+  head: Optional[str] = None
+  blend_heads: Optional[str] = None
 
   def __post_init__(self):
     if bool(self.model) == bool(self.server):
@@ -69,6 +75,13 @@ class ModelSpec:
                        f"{self.precision!r}")
     if self.num_threads is not None and self.num_threads < 1:
       raise ValueError(f"num_threads must be ≥ 1, got {self.num_threads}")
+    if self.head is not None and self.blend_heads is not None:
+      raise ValueError("head and blend_heads exclude each other")
+    if self.blend_with and (self.head is not None or self.blend_heads is not None):
+      raise ValueError("blend_with blends whole models; it does not combine with head or "
+                       "blend_heads")
+    if self.blend_heads and not self.model:
+      raise ValueError("blend_heads needs the Keras model (weights are blended locally)")
 
   @property
   def name(self) -> str:
@@ -77,6 +90,8 @@ class ModelSpec:
       return f"{self.model_name}@{self.server}"
     if self.blend_with:
       return f"{self.blend_weight:g}·{self.model} + {1 - self.blend_weight:g}·{self.blend_with}"
+    if self.head or self.blend_heads:
+      return f"{self.model} [{self.head or self.blend_heads}]"
     return self.model
 
 
@@ -211,7 +226,8 @@ def load_generator(spec):
       is refused).
 
   Returns:
-    A built Keras generator (`RRDBNet`, `SRVGGNetCompact`).
+    A built Keras generator (`RRDBNet`, `SRVGGNetCompact`, `MultiHeadRRDBNet`); with
+    `spec.head`, a plain `RRDBNet` holding a copy of the trunk and that head.
 
   Raises:
     ModelError: Unknown kind, missing file, a file that fails to load, or two that cannot be
@@ -220,9 +236,18 @@ def load_generator(spec):
   spec = _as_spec(spec)
   if spec.server:
     raise ModelError(f"{spec.server}: a TF Serving endpoint has no Keras generator to load")
-  if spec.blend_with:
-    return _blend(spec)
-  return _load_one_generator(spec.model)
+  model = _blend(spec) if spec.blend_with else _load_one_generator(spec.model)
+  return model if spec.head is None else _extract_head(model, spec.head, spec.model)
+
+
+def _extract_head(model, head: str, spec: str):
+  """A multi-head model's trunk + one head as a plain RRDBNet (what .pth/.tflite/export need)."""
+  if not hasattr(model, "to_rrdbnet"):
+    raise ModelError(f"{spec}: not a multi-head model, so it has no head {head!r}")
+  try:
+    return model.to_rrdbnet(head)
+  except ValueError as e:
+    raise ModelError(f"{spec}: {e}") from None
 
 
 def _blend(spec: ModelSpec):
@@ -253,12 +278,15 @@ def load_engine(spec) -> Engine:
     An `Engine`.
 
   Raises:
-    ModelError: Unknown kind, missing file, a file that fails to load, an unreachable server.
+    ModelError: Unknown kind, missing file, a file that fails to load, an unreachable server,
+      or a head/blend the model cannot give.
   """
   spec = _as_spec(spec)
   if spec.server:
     from esrgan_tf.inference import remote  # pylint: disable=g-import-not-at-top
-    return remote.remote_engine(spec.server, model_name=spec.model_name)
+    signature = "upscale_float" if spec.head is None else f"upscale_{spec.head}_float"
+    return remote.remote_engine(spec.server, model_name=spec.model_name,
+                                signature_name=signature)
   precision = precision_lib.resolve_precision(spec.precision)
   if spec.blend_with:
     if spec.num_threads:
@@ -267,12 +295,60 @@ def load_engine(spec) -> Engine:
   path = _existing_path(spec.model)
   if spec.num_threads and not (_is_tflite(path) or _is_onnx(path)):  # threads per session
     _set_tf_threads(spec.num_threads)
-  for _, matches, load in _ENGINE_LOADERS:
+  blend = _parse_blend(spec.blend_heads, path)
+  for kind, matches, load in _ENGINE_LOADERS:
     if matches(path):
-      options = {"precision": precision} if load is _load_saved_model else {
-          "num_threads": spec.num_threads}
-      return load(path, **options)
+      if blend is not None:
+        raise ModelError(f"{path}: blending heads needs the Keras model (.keras file or training "
+                         f"workdir), not a {kind}: its heads are separate signatures/files, "
+                         "each with its own trunk pass")
+      if load is _load_saved_model:
+        return load(path, precision=precision, head=spec.head)
+      if spec.head is not None:
+        raise ModelError(f"{path}: a {kind} holds one head; a head applies to multi-head Keras "
+                         "models and SavedModels")
+      return load(path, num_threads=spec.num_threads)
   for _, matches, load in _GENERATOR_LOADERS:
     if matches(path):
-      return keras_engine(load(path), name=path, precision=precision)
+      return keras_engine(load(path), name=path, precision=precision, head=spec.head,
+                          blend=blend)
+  raise ModelError(f"{path}: unrecognised model; expected {_ACCEPTED}")
+
+
+def _parse_blend(blend_heads, spec: str):
+  if blend_heads is None or not isinstance(blend_heads, str):
+    return blend_heads
+  from esrgan_tf.models import multihead  # pylint: disable=g-import-not-at-top
+  try:
+    return multihead.parse_head_blend(blend_heads)
+  except ValueError as e:
+    raise ModelError(f"{spec}: {e}") from None
+
+
+def load_engines(spec) -> dict:
+  """Every output of a model as an `Engine`: {head name: Engine} for a multi-head model
+  (Keras or SavedModel export, all heads from one load), {None: Engine} for any other.
+
+  Raises:
+    ModelError: As `load_engine`.
+  """
+  spec = _as_spec(spec)
+  if spec.server or spec.blend_with or spec.head or spec.blend_heads:
+    return {None: load_engine(spec)}
+  precision = precision_lib.resolve_precision(spec.precision)
+  path = _existing_path(spec.model)
+  for _, matches, load in _ENGINE_LOADERS:
+    if matches(path):
+      if load is not _load_saved_model:
+        return {None: load(path, num_threads=spec.num_threads)}
+      from esrgan_tf.inference import saved_model  # pylint: disable=g-import-not-at-top
+      return saved_model.saved_model_engines(path, precision=precision)
+  for _, matches, load in _GENERATOR_LOADERS:
+    if matches(path):
+      model = load(path)
+      heads = getattr(model, "head_names", None)
+      if heads is None:
+        return {None: keras_engine(model, name=path, precision=precision)}
+      return {h: keras_engine(model, name=f"{path} [{h}]", precision=precision, head=h)
+              for h in heads}
   raise ModelError(f"{path}: unrecognised model; expected {_ACCEPTED}")

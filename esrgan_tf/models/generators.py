@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from esrgan_tf.models.multihead import MultiHeadRRDBNet
 from esrgan_tf.models.rrdbnet import RRDBNet
 from esrgan_tf.models.srvgg import SRVGGNetCompact
 
 # `arch` values of a generator config (config.model), → class.
-GENERATORS = {cls.ARCH: cls for cls in (RRDBNet, SRVGGNetCompact)}
+GENERATORS = {cls.ARCH: cls for cls in (RRDBNet, SRVGGNetCompact, MultiHeadRRDBNet)}
 
 
 def build_generator(model_config, **kwargs):
@@ -14,7 +15,8 @@ def build_generator(model_config, **kwargs):
 
   Args:
     model_config: Constructor kwargs plus an optional `arch` key ("rrdbnet", the default so that
-      existing configs and workdirs keep working, or "srvgg"); a dict or ConfigDict.
+      existing configs and workdirs keep working, "srvgg" or "multihead_rrdbnet"); a dict or
+      ConfigDict.
     **kwargs: Extra constructor kwargs (name, dtype).
 
   Returns:

@@ -148,21 +148,9 @@ class RRDBNet(GeneratorMixin, keras.Model):
   def __init__(self, in_channels: int = 3, out_channels: int = 3, num_features: int = 64,
                num_blocks: int = 23, growth_channels: int = 32, scale: int = 4,
                upsampler: str = "depth_to_space", input_unshuffle: int = 1, **kwargs):
-    if scale not in SCALES:
-      raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    if input_unshuffle not in INPUT_UNSHUFFLES:
-      raise ValueError(f"input_unshuffle must be one of {INPUT_UNSHUFFLES}, got "
-                       f"{input_unshuffle!r}")
-    if scale * input_unshuffle not in (2, 4, 8):
-      raise ValueError(f"scale {scale} with input_unshuffle {input_unshuffle} needs a trunk "
-                       f"upscaling ×{scale * input_unshuffle}; it must be 2, 4 or 8")
-    if upsampler not in UPSAMPLERS:
-      raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
-    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("num_features", num_features), ("num_blocks", num_blocks),
-                       ("growth_channels", growth_channels)):
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    check_output(scale, upsampler, input_unshuffle)
+    check_sizes(in_channels=in_channels, out_channels=out_channels, num_features=num_features,
+                num_blocks=num_blocks, growth_channels=growth_channels)
     kwargs.setdefault("name", "rrdbnet")
     super().__init__(**kwargs)
     self.in_channels = in_channels
@@ -176,61 +164,28 @@ class RRDBNet(GeneratorMixin, keras.Model):
 
     # Sublayers share the model's dtype policy, so RRDBNet(dtype="bfloat16") computes in bf16
     # throughout (inference) and "mixed_bfloat16"/"mixed_float16" give mixed precision.
-    nf, dtype = num_features, self.dtype_policy
-    self.conv_first = _conv(nf, "conv_first", _HE_INIT, dtype)
-    self.body = [RRDB(nf, growth_channels, name=f"body.{i}", dtype=dtype)
-                 for i in range(num_blocks)]
-    self.conv_body = _conv(nf, "conv_body", _HE_INIT, dtype)
-    up_filters = 4 * nf if upsampler == "depth_to_space" else nf
-    self.conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT, dtype)
-                     for i in range(1, int(math.log2(scale * input_unshuffle)) + 1)]
-    self.conv_hr = _conv(nf, "conv_hr", _HE_INIT, dtype)
-    self.conv_last = _conv(out_channels, "conv_last", _HE_INIT, dtype)
+    # The trunk and the output convs are built by the same functions as MultiHeadRRDBNet's
+    # (`multihead`), as attributes of this model: the variable names stay the published ones.
+    dtype = self.dtype_policy
+    self.conv_first, self.body, self.conv_body = make_trunk(
+        num_features, num_blocks, growth_channels, dtype)
+    self.conv_ups, self.conv_hr, self.conv_last = make_upsampler(
+        num_features, out_channels, upsample_stages(scale, input_unshuffle), upsampler, dtype)
     _track_items(self, "_body_", self.body)
     _track_items(self, "_conv_up_", self.conv_ups)
 
   def build(self, input_shape=(None, None, None, 3)):
-    nf = self.num_features
-    feature_shape = (None, None, None, nf)
-    self.conv_first.build((None, None, None, self.in_channels * self.input_unshuffle**2))
-    for block in self.body:
-      block.build(feature_shape)
-    self.conv_body.build(feature_shape)
-    for conv in self.conv_ups:
-      conv.build(feature_shape)
-    self.conv_hr.build(feature_shape)
-    self.conv_last.build(feature_shape)
+    build_trunk(self.conv_first, self.body, self.conv_body,
+                self.in_channels * self.input_unshuffle**2, self.num_features)
+    build_upsampler(self.conv_ups, self.conv_hr, self.conv_last, self.num_features)
     self.built = True
 
-  def _upsample(self, x, conv):
-    if self.upsampler == "depth_to_space":
-      return _lrelu(tf.nn.depth_to_space(conv(x), 2))
-    # tf.image.resize nearest lowers to RESIZE_NEAREST_NEIGHBOR, which the TFLite GPU delegate
-    # runs; keras.layers.UpSampling2D lowers to TILE/EXPAND_DIMS, which it rejects. For an exact
-    # ×2 factor this equals PyTorch's F.interpolate(mode="nearest") used by the official weights.
-    size = tf.shape(x)[1:3] * 2
-    x = tf.image.resize(x, size, method="nearest")
-    return _lrelu(conv(x))
-
   def call(self, inputs):
-    factor = self.input_unshuffle
-    if factor == 1:
-      return self._trunk(inputs)
-    padded, (height, width), cropped = reflect_pad_to_multiple(inputs, factor)
-    out = self._trunk(tf.nn.space_to_depth(padded, factor))
-    if not cropped:
-      return out
-    return out[:, :height * self.scale, :width * self.scale, :]
+    return unshuffled_call(inputs, self.input_unshuffle, self._trunk, self.scale)
 
   def _trunk(self, inputs):
-    feat = self.conv_first(inputs)
-    body = feat
-    for block in self.body:
-      body = block(body)
-    feat = feat + self.conv_body(body)
-    for conv in self.conv_ups:
-      feat = self._upsample(feat, conv)
-    return self.conv_last(_lrelu(self.conv_hr(feat)))
+    feat = trunk_features(self.conv_first, self.body, self.conv_body, inputs)
+    return upsample_features(feat, self.conv_ups, self.conv_hr, self.conv_last, self.upsampler)
 
   def named_convs(self) -> dict[str, keras.layers.Conv2D]:
     """Conv layers keyed by their BasicSR/Real-ESRGAN state-dict prefix, in network order.
@@ -261,6 +216,133 @@ class RRDBNet(GeneratorMixin, keras.Model):
     if self.dtype_policy.name != "float32":
       config["dtype"] = self.dtype_policy.name
     return config
+
+
+# --- building blocks shared with MultiHeadRRDBNet (`multihead`) ---------------------------------
+
+def check_output(scale: int, upsampler: str, input_unshuffle: int = 1) -> None:
+  """Validates one output's scale and upsampler for an input folded by `input_unshuffle`.
+
+  Raises:
+    ValueError: On a scale, upsampler or unshuffle factor outside the allowed values.
+  """
+  if scale not in SCALES:
+    raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+  if input_unshuffle not in INPUT_UNSHUFFLES:
+    raise ValueError(f"input_unshuffle must be one of {INPUT_UNSHUFFLES}, got "
+                     f"{input_unshuffle!r}")
+  if scale * input_unshuffle not in (2, 4, 8):
+    raise ValueError(f"scale {scale} with input_unshuffle {input_unshuffle} needs a trunk "
+                     f"upscaling ×{scale * input_unshuffle}; it must be 2, 4 or 8")
+  if upsampler not in UPSAMPLERS:
+    raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
+
+
+def check_sizes(**sizes) -> None:
+  """Raises ValueError naming the first of `sizes` (name=value) that is not a positive int."""
+  for arg, value in sizes.items():
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+
+
+def upsample_stages(scale: int, input_unshuffle: int = 1) -> int:
+  """Number of ×2 stages after the trunk: log2(scale · input_unshuffle)."""
+  return int(math.log2(scale * input_unshuffle))
+
+
+def make_trunk(num_features: int, num_blocks: int, growth_channels: int, dtype):
+  """The trunk's layers, named as in the published weights.
+
+  Returns:
+    (conv_first, [RRDB "body.0", ...], conv_body).
+  """
+  conv_first = _conv(num_features, "conv_first", _HE_INIT, dtype)
+  body = [RRDB(num_features, growth_channels, name=f"body.{i}", dtype=dtype)
+          for i in range(num_blocks)]
+  conv_body = _conv(num_features, "conv_body", _HE_INIT, dtype)
+  return conv_first, body, conv_body
+
+
+def build_trunk(conv_first, body, conv_body, in_channels: int, num_features: int) -> None:
+  """Builds the trunk's layers for `in_channels` input channels (after any unshuffle)."""
+  feature_shape = (None, None, None, num_features)
+  conv_first.build((None, None, None, in_channels))
+  for block in body:
+    block.build(feature_shape)
+  conv_body.build(feature_shape)
+
+
+def trunk_features(conv_first, body, conv_body, inputs):
+  """conv_first, the RRDBs, conv_body and the long skip: the features every output starts from."""
+  feat = conv_first(inputs)
+  out = feat
+  for block in body:
+    out = block(out)
+  return feat + conv_body(out)
+
+
+def make_upsampler(num_features: int, out_channels: int, stages: int, upsampler: str, dtype):
+  """One output's layers: a conv per ×2 stage, conv_hr and conv_last.
+
+  Returns:
+    ([conv_up1, ...], conv_hr, conv_last).
+  """
+  up_filters = 4 * num_features if upsampler == "depth_to_space" else num_features
+  conv_ups = [_conv(up_filters, f"conv_up{i}", _HE_INIT, dtype) for i in range(1, stages + 1)]
+  conv_hr = _conv(num_features, "conv_hr", _HE_INIT, dtype)
+  conv_last = _conv(out_channels, "conv_last", _HE_INIT, dtype)
+  return conv_ups, conv_hr, conv_last
+
+
+def build_upsampler(conv_ups, conv_hr, conv_last, num_features: int) -> None:
+  """Builds one output's layers (they all take `num_features` channels)."""
+  feature_shape = (None, None, None, num_features)
+  for conv in (*conv_ups, conv_hr, conv_last):
+    conv.build(feature_shape)
+
+
+def upsample_stage(x, conv, upsampler: str):
+  """One ×2 stage: sub-pixel conv (depth_to_space) or nearest ×2 then conv; then LeakyReLU."""
+  if upsampler == "depth_to_space":
+    return _lrelu(tf.nn.depth_to_space(conv(x), 2))
+  # tf.image.resize nearest lowers to RESIZE_NEAREST_NEIGHBOR, which the TFLite GPU delegate
+  # runs; keras.layers.UpSampling2D lowers to TILE/EXPAND_DIMS, which it rejects. For an exact
+  # ×2 factor this equals PyTorch's F.interpolate(mode="nearest") used by the official weights.
+  size = tf.shape(x)[1:3] * 2
+  x = tf.image.resize(x, size, method="nearest")
+  return _lrelu(conv(x))
+
+
+def upsample_features(feat, conv_ups, conv_hr, conv_last, upsampler: str):
+  """Trunk features → the image: the ×2 stages, conv_hr + LeakyReLU, conv_last."""
+  for conv in conv_ups:
+    feat = upsample_stage(feat, conv, upsampler)
+  return conv_last(_lrelu(conv_hr(feat)))
+
+
+def unshuffled_call(inputs, factor: int, run, scale):
+  """`run(inputs)`, or with `factor` > 1 `run` on the reflect-padded, space_to_depth-folded input
+  and its output(s) cropped back to `scale` × the input size.
+
+  Args:
+    inputs: [N, H, W, C].
+    factor: input_unshuffle (1: no folding).
+    run: Tensor → tensor, or → dict of tensors.
+    scale: The output's scale, or {key: scale} when `run` returns a dict.
+
+  Returns:
+    What `run` returns, cropped.
+  """
+  if factor == 1:
+    return run(inputs)
+  padded, (height, width), cropped = reflect_pad_to_multiple(inputs, factor)
+  out = run(tf.nn.space_to_depth(padded, factor))
+  if not cropped:
+    return out
+  if isinstance(out, dict):
+    return {key: value[:, :height * scale[key], :width * scale[key], :]
+            for key, value in out.items()}
+  return out[:, :height * scale, :width * scale, :]
 
 
 def reflect_pad_to_multiple(x, factor: int):

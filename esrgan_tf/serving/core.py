@@ -57,6 +57,13 @@ class Servable:
   functions: dict
   module: object = None
   scale: Optional[int] = None  # From the export's model facts; None for a foreign SavedModel.
+  # Signature name → scale where the facts record one per signature (a multi-head export's heads
+  # have different scales); others use `scale`.
+  signature_scales: dict = dataclasses.field(default_factory=dict)
+
+  def scale_for(self, signature_name: str) -> Optional[int]:
+    """The upscaling factor of one signature's answer (None: unknown)."""
+    return self.signature_scales.get(signature_name, self.scale)
 
 
 def read_signature_defs(path: str) -> dict:
@@ -88,19 +95,33 @@ def load_servable(path: str, version: int) -> Servable:
   module = tf.saved_model.load(path, tags=[SERVE_TAG])
   functions = {name: module.signatures[name] for name in signature_defs
                if name in module.signatures}
+  scale, signature_scales = _export_scales(path)
   return Servable(version=version, path=path, signature_defs=signature_defs,
-                  functions=functions, module=module, scale=_export_scale(path))
+                  functions=functions, module=module, scale=scale,
+                  signature_scales=signature_scales)
 
 
-def _export_scale(path: str) -> Optional[int]:
-  """The upscaling factor from our export's model facts (to bound answers), or None."""
+def _valid_scale(scale) -> Optional[int]:
+  return scale if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0 else None
+
+
+def _export_scales(path: str) -> tuple[Optional[int], dict]:
+  """The upscaling factor from our export's model facts (to bound answers), and the factor per
+  signature where recorded (multi-head exports); (None, {}) for a foreign SavedModel."""
   from esrgan_tf.core.errors import ModelError  # pylint: disable=g-import-not-at-top
   from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   try:
-    scale = saved_model_lib.read_model_facts(path).get("scale")
+    facts = saved_model_lib.read_model_facts(path)
   except ModelError:
-    return None
-  return scale if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0 else None
+    return None, {}
+  signatures = facts.get("signatures")
+  per_signature = {}
+  if isinstance(signatures, dict):
+    for name, entry in signatures.items():
+      scale = _valid_scale(entry.get("scale")) if isinstance(entry, dict) else None
+      if scale is not None:
+        per_signature[name] = scale
+  return _valid_scale(facts.get("scale")), per_signature
 
 
 @dataclasses.dataclass
@@ -428,8 +449,9 @@ class Predictor:
       image_sizes = limits.validate_inputs(signature_name, signature, inputs, self.max_pixels,
                                            is_active)
       estimate = None
-      if self.max_answer_bytes is not None and servable.scale is not None:
-        estimate = limits.estimate_answer(servable.scale, signature, wanted, inputs, image_sizes,
+      scale = servable.scale_for(signature_name)
+      if self.max_answer_bytes is not None and scale is not None:
+        estimate = limits.estimate_answer(scale, signature, wanted, inputs, image_sizes,
                                           json_answer)
       if estimate is not None:
         self._check_answer(estimate, "would be")

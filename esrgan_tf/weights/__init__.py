@@ -193,6 +193,10 @@ def save_checkpoint(model, path: str, *, overwrite: bool = False):
   if suffix not in (".pth", ".safetensors"):
     raise CheckpointError(f"{path}: checkpoints are written as .pth or .safetensors")
   _check_target(path, overwrite)
+  if hasattr(model, "head_names"):
+    raise CheckpointError(
+        f"{path}: a multi-head model has no BasicSR/Real-ESRGAN layout; save one head (its trunk "
+        f"+ head as a plain RRDBNet: head= one of {list(model.head_names)}) or save it as .keras")
   _write_state(path, layouts.model_state(model), overwrite=overwrite)
 
 
@@ -281,21 +285,32 @@ def _check_target(path: str, overwrite: bool):
     raise CheckpointError(f"{path}: directory {directory} does not exist")
 
 
-def save_model(model, path: str, *, overwrite: bool = False):
+def save_model(model, path: str, *, overwrite: bool = False, head: str | None = None):
   """Saves a generator by suffix: .keras (native), .pth or .safetensors (BasicSR layout).
 
   Args:
-    model: An `RRDBNet` or `SRVGGNetCompact`.
+    model: An `RRDBNet` or `SRVGGNetCompact`, or a `MultiHeadRRDBNet` (.keras only, unless
+      `head` is given).
     path: Target file.
     overwrite: Replace an existing file.
+    head: For a multi-head model: save its trunk + this head as a plain `RRDBNet` (loadable by
+      anything that reads single-head checkpoints).
 
   Raises:
-    CheckpointError: Unsupported suffix, existing file, or a layout that cannot be exported.
+    CheckpointError: Unsupported suffix, existing file, a layout that cannot be exported, or a
+      head the model does not have.
   """
   path = os.fspath(path)
   suffix = _suffix(path)
   if suffix not in SAVE_SUFFIXES:
     raise CheckpointError(f"{path}: output must end with one of {', '.join(SAVE_SUFFIXES)}")
+  if head is not None:
+    if not hasattr(model, "to_rrdbnet"):
+      raise CheckpointError(f"{path}: head={head!r} given, but the model is not multi-head")
+    try:
+      model = model.to_rrdbnet(head)
+    except ValueError as e:
+      raise CheckpointError(f"{path}: {e}") from None
   if suffix != ".keras":
     save_checkpoint(model, path, overwrite=overwrite)
     return

@@ -1,10 +1,13 @@
 // esrgan-serve's page: upscales images tile by tile through the TF Serving REST API of this
 // server (GET /v1/models/NAME, GET .../metadata, POST ...:predict with the `upscale_bytes`
 // signature: PNG in, PNG out, base64 in JSON), like `esrgan-upscale --server` does over gRPC.
+// A multi-head model (one trunk, several outputs) has `upscale_<head>_bytes` per head: the
+// Head menu picks one; "default" is the model's default head (`upscale_bytes`).
 /* global CompareViewer */
 "use strict";
 
 const SIGNATURE = "upscale_bytes";
+const HEAD_SIGNATURE = /^upscale_([a-z][a-z0-9_]*)_bytes$/;
 // Input pixels of context on each side of a tile (esrgan-upscale's default --tile_overlap 16).
 // Tiles are pasted with a hard cut in the middle of each overlap, the `blend = 0` case measured
 // in esrgan_tf/tiling.py (0.25 dB below its cross-fade on a trained model, no visible seam).
@@ -20,6 +23,7 @@ const $ = (id) => document.getElementById(id);
 const page = {
   model: document.querySelector('meta[name="esrgan-model"]').content,
   versions: [],
+  version: null,
   job: null,
   viewer: null,
   urls: [],
@@ -95,6 +99,7 @@ async function loadModel() {
   const select = $("version");
   select.replaceChildren();
   $("model-info").textContent = "";
+  $("head-label").hidden = true;
   try {
     const status = await api(`/v1/models/${encodeURIComponent(page.model)}`).catch((e) => {
       if (e.status === 404) {
@@ -116,6 +121,29 @@ async function loadModel() {
   }
 }
 
+// The signature the chosen head answers on ("" = the default head).
+function signatureName() {
+  const head = $("head").value;
+  return head ? `upscale_${head}_bytes` : SIGNATURE;
+}
+
+// Fills the Head menu from the signatures (hidden for single-output models), keeping the
+// choice when the new version still has that head.
+function showHeads(signatures) {
+  const select = $("head");
+  const chosen = select.value;
+  const heads = Object.keys(signatures).map((name) => HEAD_SIGNATURE.exec(name))
+    .filter((match) => match).map((match) => match[1]).sort();
+  select.replaceChildren(new Option("default", ""));
+  for (const head of heads) select.append(new Option(head, head));
+  select.value = heads.includes(chosen) ? chosen : "";
+  $("head-label").hidden = heads.length === 0;
+}
+
+function showSignature(version) {
+  $("model-info").textContent = `version ${version}, signature ${signatureName()}`;
+}
+
 async function checkSignature() {
   const metadata = await api(modelPath("/metadata"));
   const signatures = metadata.metadata.signature_def.signature_def || {};
@@ -123,8 +151,9 @@ async function checkSignature() {
     throw new PageError(`Model "${page.model}" has no "${SIGNATURE}" signature (it has ` +
       `${Object.keys(signatures).join(", ")}); export it with esrgan-export.`);
   }
-  const version = metadata.model_spec.version;
-  $("model-info").textContent = `version ${version}, signature ${SIGNATURE}`;
+  showHeads(signatures);
+  page.version = metadata.model_spec.version;
+  showSignature(page.version);
 }
 
 // --- image helpers ----------------------------------------------------------------------------
@@ -231,9 +260,9 @@ function bicubicUpscale(source, scale) {
 
 // --- one image --------------------------------------------------------------------------------
 
-async function predictTile(canvas, signal) {
+async function predictTile(canvas, signal, signature) {
   const png = await (await canvasBlob(canvas)).arrayBuffer();
-  const body = JSON.stringify({signature_name: SIGNATURE, instances: [{b64: toBase64(png)}]});
+  const body = JSON.stringify({signature_name: signature, instances: [{b64: toBase64(png)}]});
   for (let attempt = 0; ; attempt++) {
     try {
       const answer = await api(modelPath(":predict"), {
@@ -252,6 +281,8 @@ async function predictTile(canvas, signal) {
 
 async function upscaleFile(file, job) {
   const started = performance.now();
+  // One head for the whole image, even if the menu changes meanwhile.
+  const head = $("head").value, signature = signatureName();
   const bitmap = await decodeFile(file);
   const w = bitmap.width, h = bitmap.height;
   const tile = Math.max(MIN_TILE, Math.round(Number($("tile").value) || 128));
@@ -275,7 +306,7 @@ async function upscaleFile(file, job) {
       context.clearRect(0, 0, crop.width, crop.height);
       context.drawImage(bitmap, c.start, r.start, crop.width, crop.height,
                         0, 0, crop.width, crop.height);
-      const result = await predictTile(crop, job.controller.signal);
+      const result = await predictTile(crop, job.controller.signal, signature);
       const s = result.width / crop.width;
       if (!Number.isInteger(s) || s < 1 || result.height !== s * crop.height) {
         throw new PageError(`The model returned a ${result.width}×${result.height} tile for a ` +
@@ -322,7 +353,7 @@ async function upscaleFile(file, job) {
   sourceContext.drawImage(bitmap, 0, 0);
   bitmap.close();
   const before = bicubicUpscale(sourceContext.getImageData(0, 0, w, h), scale);
-  return {name: file.name, w, h, scale, blob, before, seconds, tiles: cells.length};
+  return {name: file.name, w, h, scale, head, blob, before, seconds, tiles: cells.length};
 }
 
 // --- jobs, progress, results --------------------------------------------------------------
@@ -333,9 +364,9 @@ function updateProgress(job) {
   $("progress-text").textContent = `tile ${job.done} / ${job.total}`;
 }
 
-function outputName(name, scale) {
+function outputName(name, scale, head) {
   const stem = name.replace(/\.[^.]*$/, "") || "image";
-  return `${stem}_x${scale}.png`;
+  return head ? `${stem}_${head}_x${scale}.png` : `${stem}_x${scale}.png`;
 }
 
 function showResult(result) {
@@ -349,9 +380,10 @@ function showResult(result) {
   page.viewer.show(result.w * result.scale, result.h * result.scale, url);
   const link = $("download");
   link.href = url;
-  link.download = outputName(result.name, result.scale);
+  link.download = outputName(result.name, result.scale, result.head);
   $("facts").textContent = `${result.name}: ${result.w}×${result.h} → ` +
-    `${result.w * result.scale}×${result.h * result.scale} (×${result.scale}), ` +
+    `${result.w * result.scale}×${result.h * result.scale} (×${result.scale}` +
+    `${result.head ? `, head ${result.head}` : ""}), ` +
     `${result.tiles} tile${result.tiles > 1 ? "s" : ""}, ${result.seconds.toFixed(2)} s, ` +
     `PNG ${(result.blob.size / 1024).toFixed(0)} KB. Left of the line: bicubic; right: the model.`;
   return url;
@@ -366,7 +398,7 @@ function addToList(result) {
   const link = document.createElement("a");
   link.href = URL.createObjectURL(result.blob);
   page.urls.push(link.href);
-  link.download = outputName(result.name, result.scale);
+  link.download = outputName(result.name, result.scale, result.head);
   link.textContent = link.download;
   const facts = document.createElement("span");
   facts.className = "muted";
@@ -419,6 +451,7 @@ function setUp() {
   });
   $("version").addEventListener("change", () => checkSignature().then(clearError, (e) =>
     showError(e instanceof PageError ? e.message : String(e))));
+  $("head").addEventListener("change", () => showSignature(page.version));
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   $("upload").addEventListener("change", (e) => {
     runFiles(Array.from(e.target.files));
