@@ -18,6 +18,7 @@ from esrgan_tf.cli import export as export_cli
 from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import gpu_delegate
 from esrgan_tf.export import saved_model as saved_model_lib
+from esrgan_tf.images import headers_tf
 from esrgan_tf.inference import resolver
 from esrgan_tf.inference.saved_model import saved_model_engine
 from esrgan_tf.models import RRDBNet
@@ -140,13 +141,12 @@ def test_declared_size_from_headers(fmt, kwargs, tag):
   data = _encode(np.zeros((37, 53, 3), np.uint8), fmt, **kwargs)
   if tag:
     assert data[12:16] == tag  # the WebP variant under test.
-  np.testing.assert_array_equal(saved_model_lib.declared_size(tf.constant(data)).numpy(), [37, 53])
+  np.testing.assert_array_equal(headers_tf.declared_size(tf.constant(data)).numpy(), [37, 53])
 
 
 def test_declared_size_unknown_for_other_formats():
   for data in [_encode(np.zeros((5, 4, 3), np.uint8), "TIFF"), b"", b"RIFF\x00\x00\x00\x00WEBP"]:
-    np.testing.assert_array_equal(
-        saved_model_lib.declared_size(tf.constant(data)).numpy(), [-1, -1])
+    np.testing.assert_array_equal(headers_tf.declared_size(tf.constant(data)).numpy(), [-1, -1])
 
 
 def test_pixel_limit_on_every_signature():
@@ -281,7 +281,7 @@ def _bmp_bomb(width, height):
 def test_gif_and_bmp_bombs_refused_from_the_header_in_graph(data):
   # 15000² = 225 Mpx (675 MB decoded); refused by the declared size before tf.io.decode_image.
   module = saved_model_lib.ExportModule(_tiny("depth_to_space"), max_pixels=100)
-  assert abs(saved_model_lib.declared_size(tf.constant(data)).numpy()).tolist() == [15000, 15000]
+  assert abs(headers_tf.declared_size(tf.constant(data)).numpy()).tolist() == [15000, 15000]
   started = time.monotonic()
   with pytest.raises(tf.errors.InvalidArgumentError, match="declared size"):
     module.upscale_bytes(tf.constant([data]))

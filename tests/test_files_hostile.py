@@ -75,7 +75,7 @@ def test_fifo_socket_and_device_are_refused_without_a_blocking_read(tmp_path):
 def test_default_max_pixels_is_sized_by_the_output():
   assert batch.output_bounded_max_pixels(4) == (4 << 30) // (24 * 16) == 11_184_810
   assert batch.output_bounded_max_pixels(2) == (4 << 30) // (24 * 4)
-  assert batch.output_bounded_max_pixels(1) == image_io.DEFAULT_MAX_PIXELS  # header limit.
+  assert batch.output_bounded_max_pixels(1) == image_io.BOMB_MAX_PIXELS  # header limit.
   # 89 Mpx at ×4 is 1.4 Gpx of output; refused by default now.
   assert 89_000_000 > batch.output_bounded_max_pixels(4)
 
@@ -133,3 +133,15 @@ def test_help_documents_repeated_input_and_input_list():
                        capture_output=True, text=True, env=env, timeout=120, check=False)
   text = run.stdout + run.stderr
   assert "--input_list" in text and "repeat --input" in text and "commas" in text
+
+
+def test_a_glob_given_twice_is_not_reported_as_matching_nothing(tmp_path):
+  for name in ("a.png", "b.png"):
+    _rgb(tmp_path / name)
+  pattern = str(tmp_path / "*.png")
+  sources, problems = batch.expand_inputs([pattern, pattern, str(tmp_path / "a.png")])
+  assert [os.path.basename(s.path) for s in sources] == ["a.png", "b.png"]
+  assert problems == []
+  sources, problems = batch.expand_inputs([str(tmp_path / "*.jpg")])
+  assert sources == [] and problems == [(str(tmp_path / "*.jpg"),
+                                         "pattern matches no image files")]

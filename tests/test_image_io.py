@@ -44,7 +44,7 @@ def listing(tmp_path):
 
 
 def test_default_limit_is_pillows():
-  assert image_io_lib.DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
+  assert image_io_lib.BOMB_MAX_PIXELS == Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
 
 
 # ----------------------------------------------------------------------------- round trips

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
 from esrgan_tf.export import saved_model
 from esrgan_tf.inference import remote, resolver
 from esrgan_tf.models import MultiHeadRRDBNet
+from esrgan_tf.serving import defaults
 from esrgan_tf.serving import server as server_lib
 
 HEADS = [{"name": "x2", "scale": 2}, {"name": "x4", "scale": 4}]
@@ -47,7 +48,8 @@ def export_base(model, tmp_path_factory):
 def server(export_base):
   # A 1 MB answer limit: a 128² float input is fine at ×2 (0.75 MB), not at ×4 (3 MB).
   srv = server_lib.ModelServer(export_base, "multi", port=0, rest_api_port=0, host="127.0.0.1",
-                               file_system_poll_wait_seconds=0, max_message_mb=1)
+                               file_system_poll_wait_seconds=0,
+                               limits=defaults.ServerLimits(max_message_mb=1))
   srv.start()
   yield srv
   srv.stop(grace=5)
@@ -70,7 +72,8 @@ def _request(array, signature, key="images"):
 
 def _rest(srv, path, body=None):
   data = None if body is None else json.dumps(body).encode()
-  request = urllib.request.Request(f"http://127.0.0.1:{srv.rest_api_port}{path}", data=data)
+  request = urllib.request.Request(f"http://127.0.0.1:{srv.rest_api_port}{path}", data=data,
+                                   headers={"Content-Type": "application/json"})
   try:
     with urllib.request.urlopen(request, timeout=60) as response:
       return response.status, json.loads(response.read())

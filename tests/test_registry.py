@@ -26,8 +26,21 @@ def tiny_pth() -> tuple[bytes, dict]:
   return buffer.getvalue(), state
 
 
+def tiny_compact_pth() -> bytes:
+  """A ×4 SRVGGNetCompact state dict (nf 4: conv, PReLU, conv to 3·4² channels) as `.pth`."""
+  rng = np.random.default_rng(6)
+  state = {"body.0.weight": rng.normal(size=(4, 3, 3, 3)), "body.0.bias": np.zeros(4),
+           "body.1.weight": np.full(4, 0.25), "body.2.weight": rng.normal(size=(48, 4, 3, 3)),
+           "body.2.bias": np.zeros(48)}
+  buffer = io.BytesIO()
+  wf.write_zip(buffer, {"params": wf.state_dict(
+      {k: v.astype(np.float32) for k, v in state.items()})})
+  return buffer.getvalue()
+
+
 PTH, STATE = tiny_pth()
 SHA = hashlib.sha256(PTH).hexdigest()
+COMPACT_PTH = tiny_compact_pth()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -37,10 +50,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def do_GET(self):  # pylint: disable=invalid-name
     self.server.requests.append(self.path)
     if self.path.startswith("/good/"):
+      data = COMPACT_PTH if self.path.startswith("/good/realesr-") else PTH
       self.send_response(200)
-      self.send_header("Content-Length", str(len(PTH)))
+      self.send_header("Content-Length", str(len(data)))
       self.end_headers()
-      self.wfile.write(PTH)
+      self.wfile.write(data)
     elif self.path.startswith("/html/"):  # What Google Drive answers for a large file.
       page = b"<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>"
       self.send_response(200)

@@ -33,8 +33,7 @@ from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.inference import remote
 from esrgan_tf.models import RRDBNet
-from esrgan_tf.serving import core
-from esrgan_tf.serving import rest as rest_lib
+from esrgan_tf.serving import core, defaults, rest_json
 from esrgan_tf.serving import server as server_lib
 
 AVAILABLE, END = 30, 50  # ModelVersionStatus.State values.
@@ -78,7 +77,8 @@ def direct(export_base):
 @pytest.fixture(scope="module")
 def server(export_base):
   srv = server_lib.ModelServer(export_base, "esrgan", port=0, rest_api_port=0, host="127.0.0.1",
-                               file_system_poll_wait_seconds=0, max_pixels=MAX_PIXELS)
+                               file_system_poll_wait_seconds=0,
+                               limits=defaults.ServerLimits(max_pixels=MAX_PIXELS))
   srv.start()
   yield srv
   srv.stop(grace=5)
@@ -109,7 +109,9 @@ def rest(srv, path, body=None):
   """(HTTP status, decoded JSON) of a REST call."""
   data = None if body is None else (body if isinstance(body, bytes) else
                                     json.dumps(body).encode())
-  request = urllib.request.Request(f"http://127.0.0.1:{srv.rest_api_port}{path}", data=data)
+  headers = {} if data is None else {"Content-Type": "application/json"}
+  request = urllib.request.Request(f"http://127.0.0.1:{srv.rest_api_port}{path}", data=data,
+                                   headers=headers)
   try:
     with urllib.request.urlopen(request, timeout=60) as response:
       return response.status, json.loads(response.read())
@@ -240,17 +242,17 @@ def test_rest_json_mapping_with_several_named_tensors():
   signature.inputs["x"].dtype = tf.float32.as_datatype_enum
   signature.inputs["tag"].dtype = tf.string.as_datatype_enum
   body = {"instances": [{"x": [1.5, 2], "tag": "a"}, {"x": [3, 4], "tag": {"b64": "/w=="}}]}
-  inputs, row = rest_lib.parse_predict_body(body, signature)
+  inputs, row = rest_json.parse_predict_body(body, signature)
   assert row and inputs["x"].dtype == np.float32
   np.testing.assert_array_equal(inputs["x"], [[1.5, 2], [3, 4]])
   assert inputs["tag"].tolist() == [b"a", b"\xff"]
-  columnar, row = rest_lib.parse_predict_body({"inputs": {"x": [[0.5]], "tag": ["z"]}}, signature)
+  columnar, row = rest_json.parse_predict_body({"inputs": {"x": [[0.5]], "tag": ["z"]}}, signature)
   assert not row and columnar["x"].shape == (1, 1) and columnar["tag"].tolist() == [b"z"]
   outputs = {"a": np.array([[1, 2], [3, 4]], np.int32),
              "b_bytes": np.array([b"x", b"\xff"], object)}  # base64: "eA==", "/w==".
-  assert rest_lib.format_predict_response(outputs, row=True) == {"predictions": [
+  assert rest_json.format_predict_response(outputs, row=True) == {"predictions": [
       {"a": [1, 2], "b_bytes": {"b64": "eA=="}}, {"a": [3, 4], "b_bytes": {"b64": "/w=="}}]}
-  assert rest_lib.format_predict_response(outputs, row=False) == {"outputs": {
+  assert rest_json.format_predict_response(outputs, row=False) == {"outputs": {
       "a": [[1, 2], [3, 4]], "b_bytes": [{"b64": "eA=="}, {"b64": "/w=="}]}}
 
 
@@ -406,7 +408,8 @@ def gated_request(gate):
 def test_resource_exhausted_when_inflight_is_full(gate_base, tmp_path):
   gate = str(tmp_path / "gate")
   with server_lib.ModelServer(gate_base, port=0, rest_api_port=0, host="127.0.0.1",
-                              file_system_poll_wait_seconds=0, max_inflight=1) as srv:
+                              file_system_poll_wait_seconds=0,
+                              limits=defaults.ServerLimits(max_inflight=1)) as srv:
     with channel_for(srv.port) as channel:
       stub_ = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       first = stub_.Predict.future(gated_request(gate), timeout=60)
@@ -511,7 +514,8 @@ def test_version_swap_under_load_then_broken_version(export_base, tmp_path):
   staged = saved_model_lib.export_saved_model(tiny_generator(2), str(tmp_path / "staging"),
                                               version=2)
   x = np.stack([sample_uint8(8, 8)])
-  with server_lib.ModelServer(str(base), port=0, host="127.0.0.1", max_inflight=8,
+  with server_lib.ModelServer(str(base), port=0, host="127.0.0.1",
+                              limits=defaults.ServerLimits(max_inflight=8),
                               file_system_poll_wait_seconds=0.2) as srv, \
       channel_for(srv.port) as channel:
     stub_ = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.inference import remote
 from esrgan_tf.models import RRDBNet
-from esrgan_tf.serving import core, protocol
+from esrgan_tf.serving import core, defaults, protocol
 
 MB = 1 << 20
 # Peak-RSS growth allowed for a refused request: far below what the attacks cost before (400 MB
@@ -156,10 +156,16 @@ def _grpc_attack(server, request):
   return code, details, time.monotonic() - started, server.peak() - before
 
 
-def _http(port, raw: bytes, timeout=30.0):
+def _connect(port, source="127.0.0.1", timeout=30.0) -> socket.socket:
+  """A connection to the server from `source`, another client address on loopback (127/8)."""
+  return socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0))
+
+
+def _http(port, raw: bytes, timeout=30.0, source="127.0.0.1"):
   """Sends raw bytes; (status, parsed JSON body or text, seconds). Status 0: connection dropped."""
   started = time.monotonic()
-  with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+  with _connect(port, source, timeout) as sock:
     try:
       sock.sendall(raw)
     except OSError:
@@ -186,7 +192,7 @@ def _http(port, raw: bytes, timeout=30.0):
 
 
 def _post(path: str, body: bytes, headers: str = "") -> bytes:
-  return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+  return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
           f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
 
 
@@ -248,7 +254,7 @@ GRPC_ATTACKS = {
     "not an image": (
         "upscale_bytes", "image_bytes",
         lambda: _proto(types_pb2.DT_STRING, [1], string_val=[b"GIF89a"]),
-        r"cannot read an image size"),
+        r"no screen descriptor"),
 }
 
 
@@ -269,7 +275,7 @@ def test_grpc_answer_over_the_message_limit_refused_before_running(export_base):
   # the model runs. (In process: only the answer bound is under test here.)
   from esrgan_tf.serving import server as server_lib  # pylint: disable=g-import-not-at-top
   with server_lib.ModelServer(export_base, port=0, file_system_poll_wait_seconds=0,
-                              max_message_mb=8) as srv, \
+                              limits=defaults.ServerLimits(max_message_mb=8)) as srv, \
       grpc.insecure_channel(f"127.0.0.1:{srv.port}",
                             options=remote.grpc_message_options(64)) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -299,7 +305,7 @@ def _rest_attack(server, raw: bytes, timeout=30.0):
 def test_rest_float_answer_at_max_pixels_refused_before_computing(server):
   # The 24 GB case: upscale_float at exactly max_pixels; its JSON answer would be
   # 512²·48 numbers of up to 25 characters (315 MB) > 64 MB: refused before the model runs.
-  side = int(protocol.SERVER_MAX_PIXELS ** 0.5)
+  side = int(protocol.SERVER_MAX_PIXELS_PER_REQUEST ** 0.5)
   row = "[" + ",".join(["[0.5,0.5,0.5]"] * side) + "]"
   body = ('{"signature_name":"upscale_float","instances":[[' + ",".join([row] * side)
           + "]]}").encode()
@@ -328,16 +334,19 @@ REST_ATTACKS = {
         lambda: _post("/v1/models/esrgan:predict", b'{"instances":' + b"[" * 100_000
                       + b"]" * 100_000 + b"}"), 400, "nested too deeply"),
     "5,000-digit Content-Length": (
-        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Length: " + b"9" * 5000
+        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + b"9" * 5000
         + b"\r\n\r\n{}", 400, "Content-Length"),
     "5,000-digit version": (
         lambda: b"GET /v1/models/esrgan/versions/" + b"9" * 5000 + b" HTTP/1.1\r\n\r\n", 400,
         "out of range"),
     "Content-Length 10^15": (
-        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Length: 1000000000000000"
+        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000000000"
         b"\r\n\r\n{}", 413, "exceeds the limit"),
     "no Content-Length": (
-        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\n\r\n{}", 411, "Content-Length"),
+        lambda: b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+        b"\r\n{}", 411, "Content-Length"),
     "many small values": (
         lambda: _post("/v1/models/esrgan:predict", b'{"instances":[' + b"0," * 2_000_000
                       + b"0]}"), 413, "values"),
@@ -370,7 +379,9 @@ def test_forty_concurrent_clients_get_answers_not_resets(server):
   body = json.dumps({"instances": np.full((1, 8, 8, 3), 9, np.uint8).tolist()}).encode()
   raw = _post("/v1/models/esrgan:predict", body)
   with concurrent.futures.ThreadPoolExecutor(40) as pool:
-    results = list(pool.map(lambda _: _http(server.rest_port, raw), range(40)))
+    # Forty client addresses (one client address may open a quarter of --max_connections).
+    results = list(pool.map(lambda i: _http(server.rest_port, raw, source=f"127.0.1.{i + 1}"),
+                            range(40)))
   statuses = [status for status, _, _ in results]
   assert set(statuses) <= {200, 429}, statuses
   assert statuses.count(200) >= 1
@@ -378,11 +389,12 @@ def test_forty_concurrent_clients_get_answers_not_resets(server):
 
 
 def _slow_clients(port, count, send_body=True):
-  """Clients that send headers (and half of a body) then hang."""
+  """Clients (from 127.0.2.x) that send headers (and half of a body) then hang."""
   sockets = []
-  for _ in range(count):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    head = (b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n")
+  for index in range(count):
+    sock = _connect(port, f"127.0.2.{index + 1}", timeout=5)
+    head = (b"POST /v1/models/esrgan:predict HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n")
     sock.sendall(head + (b"x" * 500 if send_body else b""))
     sockets.append(sock)
   return sockets

@@ -30,8 +30,8 @@ import tensorflow as tf
 import esrgan_tf
 from esrgan_tf.export import saved_model as saved_model_lib
 from esrgan_tf.models import RRDBNet
+from esrgan_tf.serving import defaults, web
 from esrgan_tf.serving import server as server_lib
-from esrgan_tf.serving import web
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -183,7 +183,7 @@ def test_upload_tiles_compares_and_downloads_in_chromium(server, export_base, tm
                                        page.get_by_test_id("progress-text").inner_text()).groups())
       assert total == 121 and 1 <= done < total
       assert page.get_by_test_id("download").is_hidden()
-      assert page.get_by_test_id("error").is_hidden()
+      assert page.get_by_test_id("error").is_hidden(), page.get_by_test_id("error").inner_text()
 
       page.get_by_test_id("tile").fill(str(TILE))
 
@@ -260,7 +260,8 @@ def test_server_limits_apply_to_the_page(export_base, tmp_path):
   """A tile over the server's --max_pixels is refused by the API, shown in plain words."""
   sync_playwright, _ = _sync_playwright()
   srv = server_lib.ModelServer(export_base, "tiny", port=0, rest_api_port=0, host="127.0.0.1",
-                               file_system_poll_wait_seconds=0, max_pixels=1024)  # 32² pixels.
+                               file_system_poll_wait_seconds=0,
+                               limits=defaults.ServerLimits(max_pixels=1024))  # 32² pixels.
   srv.start()
   port = srv.rest_api_port
   photo_path = tmp_path / "crop.png"

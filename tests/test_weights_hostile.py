@@ -395,3 +395,112 @@ def test_ncnn_negative_and_mistyped_fields(tmp_path, old, new, match):
   param.write_text(text.replace(old, new))
   with pytest.raises(weights.CheckpointError, match=r"m\.param: .*" + match):
     weights.read_state_dict(str(param))
+
+
+# --- memory bounded by the file (a loader's peak is a small multiple of what it reads) ----------
+
+_LOAD = "from esrgan_tf import weights\n"
+
+
+def _aliasing(tmp_path, fmt: str, views: int = 400):
+  """`views` tensors of 1024² float32, all viewing one 4 MB storage (the issue's 2.17 GB case)."""
+  storage = wf.Storage("0", "FloatStorage", 1 << 20,
+                       np.arange(1 << 20, dtype="<f4").tobytes())
+  obj = {f"w{i}": wf.Tensor(storage, 0, (1024, 1024), (1024, 1)) for i in range(views)}
+  path = tmp_path / f"alias_{fmt}.pth"
+  if fmt == "zip":
+    wf.write_zip(path, obj)
+  else:
+    path.write_bytes(wf.legacy_bytes(obj))
+  return path
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_aliasing_views_share_their_storage(tmp_path, fmt):
+  path = _aliasing(tmp_path, fmt)
+  size = path.stat().st_size
+  outcome = _child_load(path, "len(weights.read_state_dict({path!r}))")
+  assert outcome["result"] == "400", outcome
+  assert outcome["growth"] < 4 * size + (16 << 20), outcome  # was 400 × 4 MB = 1.6 GB
+  state = weights.read_state_dict(str(path))
+  expected = np.arange(1 << 20, dtype=np.float32).reshape(1024, 1024)
+  np.testing.assert_array_equal(state["w0"], expected)
+  assert all(np.shares_memory(state["w0"], state[f"w{i}"]) for i in range(400))
+  assert not state["w7"].flags.writeable  # A shared storage is never written through a view.
+  # The layout error the issue reached after 2 GB, now with the storage read once.
+  with pytest.raises(weights.CheckpointError, match="not a recognised RRDBNet state dict"):
+    checkpoints.load_checkpoint(str(path))
+
+
+def test_strided_views_of_one_storage_are_copied_within_the_storages_bytes(tmp_path):
+  storage = wf.Storage("0", "FloatStorage", 1 << 16, np.arange(1 << 16, dtype="<f4").tobytes())
+  transposed = {f"t{i}": wf.Tensor(storage, 0, (256, 256), (1, 256)) for i in range(3)}
+  path = tmp_path / "strided.pth"
+  wf.write_zip(path, {"t0": transposed["t0"]})
+  state = weights.read_state_dict(str(path))  # One copy: within the storage's bytes.
+  np.testing.assert_array_equal(state["t0"], np.arange(1 << 16, dtype=np.float32)
+                                .reshape(256, 256).T)
+  wf.write_zip(path, transposed)  # Three copies of one storage: refused at the second.
+  with pytest.raises(weights.CheckpointError, match="overlapping views"):
+    weights.read_state_dict(str(path))
+
+
+def _child_load(path, call: str) -> dict:
+  import hostile_fixtures as hf  # pylint: disable=g-import-not-at-top
+  return hf.child_peak(_LOAD, call.format(path=str(path)))
+
+
+def test_pickle_of_millions_of_objects_is_refused_by_its_opcode_count(tmp_path):
+  path = tmp_path / "objects.pth"
+  wf.write_zip(path, {}, data_pkl=b"\x80\x02]" + b"]a" * 3_000_000 + b".")  # 6 MB, 6 M opcodes
+  outcome = _child_load(path, "weights.read_state_dict({path!r})")
+  assert "refused pickle of more than 2097152 opcodes" in outcome["error"], outcome
+  assert outcome["growth"] < 64 << 20 and outcome["seconds"] < 10, outcome  # was +2 GB, 67 s
+  wf.write_zip(path, {}, data_pkl=b"\x80\x02]" + b"]a" * 1_000_000 + b".")  # under the cap
+  outcome = _child_load(path, "weights.read_state_dict({path!r})")
+  assert "holds a list, not a state dict" in outcome["error"], outcome
+  assert outcome["growth"] < 200 << 20, outcome
+
+
+def test_zip_of_many_records_is_refused_from_its_end_record(tmp_path):
+  path = tmp_path / "records.pth"
+  with zipfile.ZipFile(path, "w") as archive:
+    for index in range(70_000):
+      archive.writestr(f"archive/x{index}", b"")
+    archive.writestr("archive/data.pkl", b"\x80\x02}.")
+  outcome = _child_load(path, "weights.read_state_dict({path!r})")
+  assert "a zip of 70001 records" in outcome["error"], outcome
+  assert outcome["growth"] < 16 << 20 and outcome["seconds"] < 2, outcome
+  # zip64: the count is read from the zip64 end record (Python writes one past 65,535 records).
+  with open(path, "rb") as f:
+    assert b"PK\x06\x06" in f.read()
+
+
+@pytest.mark.parametrize("header, body, lines, match", [
+    ("1 1", "a\n", 9_000_000, "a .param of 18000012 bytes is refused"),
+    ("1 1", "a\n", 7_000_000, "malformed ncnn .param (list index out of range)"),
+    ("20000 20000", "ReLU r 1 1 a b\n", 10, "header announces 20000 layers; at most 16384"),
+    ("16384 16384", "ReLU r 1 1 a b\n", 700_000, "line 16387 is one more"),
+    ("1 1", "x" * (1 << 17) + "\n", 1, "line 3 is longer than 65536"),
+], ids=["9 M tiny lines", "7 M tiny lines", "declared layers", "lines beyond the declared layers",
+        "long line"])
+def test_ncnn_param_read_line_by_line_within_bounds(tmp_path, header, body, lines, match):
+  param = tmp_path / "m.param"
+  with open(param, "w") as f:
+    f.write(f"7767517\n{header}\n")
+    f.write(body * lines)
+  (tmp_path / "m.bin").write_bytes(b"")
+  outcome = _child_load(param, "weights.read_state_dict({path!r})")
+  assert match in outcome["error"], outcome
+  assert outcome["growth"] < 64 << 20 and outcome["seconds"] < 5, outcome  # was +1.7 GB, 24 s
+
+
+def test_safetensors_header_of_millions_of_values_is_refused(tmp_path):
+  path = tmp_path / "h.safetensors"
+  header = (b'{"x":{"dtype":"F32","shape":[' + b"0," * 16_000_000
+            + b'0],"data_offsets":[0,0]}}')
+  path.write_bytes(struct.pack("<Q", len(header)) + header)
+  outcome = _child_load(path, "weights.read_state_dict({path!r})")
+  # 16,000,003 commas + 4 colons + 1: the cheap count made before any parsing.
+  assert "header holds about 16000008 JSON values, more than 1048576" in outcome["error"]
+  assert outcome["growth"] < 48 << 20, outcome  # the 32 MB header is read, nothing parsed

@@ -89,7 +89,7 @@ class Settings:
   suffix: str = batch.DEFAULT_SUFFIX
   format: Optional[str] = None
   overwrite: bool = False
-  max_pixels: Optional[int] = image_io.DEFAULT_MAX_PIXELS
+  max_pixels: Optional[int] = image_io.BOMB_MAX_PIXELS
   multi_frame: str = "error"
 
 

@@ -68,6 +68,7 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
 
   from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   from esrgan_tf.inference import remote as remote_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.serving import defaults
   from esrgan_tf.serving import server as server_lib  # pylint: disable=g-import-not-at-top
 
   version_dir = saved_model_lib.resolve_version_dir(export_base)
@@ -79,7 +80,8 @@ def benchmark_serving(export_base: str, *, sizes: Sequence[int] = (64, 256), cli
   results = {"latency": {}, "throughput": {}}
   with server_lib.ModelServer(export_base, port=0, host="127.0.0.1",
                               file_system_poll_wait_seconds=0,
-                              max_inflight=max(16, clients)) as srv:
+                              limits=defaults.ServerLimits(max_inflight=max(16, clients))
+                              ) as srv:
     address = f"127.0.0.1:{srv.port}"
     remote = remote_lib.remote_engine(address, timeout=timeout)
     rng = np.random.default_rng(0)

@@ -56,7 +56,7 @@ _CALIBRATION_DIR = flags.DEFINE_string(
 _INPUT_SIZE = flags.DEFINE_string("tflite_input_size", "64x64",
                                   "HxW of the static TFLite input (the tile size on device).")
 _VERSION = flags.DEFINE_integer("version", None, "SavedModel version; default next free.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", versions.DEFAULT_MAX_PIXELS,
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", versions.GRAPH_MAX_PIXELS,
                                    "Per-image input pixel limit of the SavedModel signatures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version / .tflite.")
 _ONNX_LAYOUT = flags.DEFINE_enum(

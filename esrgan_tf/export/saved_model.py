@@ -21,9 +21,11 @@ default head. The model facts list the heads, their scales and signatures.
 H and W are dynamic everywhere else. Every signature rejects an image of more than `max_pixels`
 pixels (H·W per image) with INVALID_ARGUMENT; for encoded bytes the size is read from the file
 header BEFORE decoding (PNG IHDR, JPEG SOF via `tf.io.extract_jpeg_shape`, WebP VP8/VP8L/VP8X
-headers, GIF logical screen, BMP info header), so a decompression bomb is refused without being
-decoded, and bytes whose header declares no size are refused too; the decoded size is checked
-again after decoding.
+headers, the first GIF image descriptor, BMP info header), so a decompression bomb is refused
+without being decoded, and bytes whose header declares no size are refused too; the decoded size
+is checked again after decoding. Only the first frame of an image is ever decoded: a GIF is cut
+after its first image before decoding (TF would decode every frame, each on the largest frame's
+canvas), animated WebP is refused (TF decodes every frame), APNG frames are ignored by TF.
 
 Directory layout (TF Serving's): `export_base/<integer version>/` with `saved_model.pb`,
 `variables/` and `assets.extra/esrgan_tf.json` (the model facts: scale, architecture, precision,
@@ -50,13 +52,13 @@ from esrgan_tf.core import fileio
 from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.core.errors import ModelError
 from esrgan_tf.export import versions
-from esrgan_tf.images import pixels
+from esrgan_tf.images import headers_tf, pixels
 
 ASSET_DIR = "assets.extra"
 ASSET_NAME = "esrgan_tf.json"
 FORMAT_NAME = "esrgan_tf.saved_model"
 FORMAT_VERSION = 1
-DEFAULT_MAX_PIXELS = versions.DEFAULT_MAX_PIXELS
+GRAPH_MAX_PIXELS = versions.GRAPH_MAX_PIXELS
 
 SIGNATURES = {
     "serving_default": {"inputs": {"images": "uint8 [N, H, W, 3]"},
@@ -80,87 +82,6 @@ def _warn_if_emulated_bf16(precision: str) -> None:
 
 
 # --- in-graph image handling ------------------------------------------------------------------
-
-def _be(b, i, n):
-  """Big-endian unsigned integer of bytes b[i:i+n] (int64)."""
-  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in reversed(range(n))], tf.int64))
-
-
-def _le(b, i, n):
-  """Little-endian unsigned integer of bytes b[i:i+n] (int64)."""
-  return tf.reduce_sum(b[i:i + n] * tf.constant([256**k for k in range(n)], tf.int64))
-
-
-def _header_bytes(data, n=32):
-  """The first `n` bytes of a scalar string as int64 [n], zero-padded if shorter."""
-  head = tf.io.decode_raw(tf.strings.substr(data, 0, n), tf.uint8)
-  head = tf.pad(head, [[0, n - tf.shape(head)[0]]])
-  return tf.cast(tf.reshape(head, [n]), tf.int64)
-
-
-def _matches(b, offset, magic: bytes):
-  return tf.reduce_all(tf.equal(b[offset:offset + len(magic)],
-                                tf.constant(list(magic), tf.int64)))
-
-
-def declared_size(data):
-  """(height, width) an encoded image declares in its header, or (-1, -1) if not parsed.
-
-  Field offsets: PNG, the IHDR chunk right after the 8-byte signature (PNG spec §11.2.2: width and
-  height are 4-byte big-endian at byte 16 and 20). JPEG: the SOF marker, read by
-  `tf.io.extract_jpeg_shape`. WebP (RFC 9649): "RIFF" size "WEBP", then at byte 12 a chunk tag:
-  "VP8X" → canvas width−1 and height−1 as 24-bit little-endian at bytes 24 and 27; "VP8L" → byte 20
-  is 0x2f, then 14 bits width−1 and 14 bits height−1 little-endian from byte 21; "VP8 " → start
-  code 9d 01 2a at byte 23, then 16-bit little-endian width and height (low 14 bits) at 26 and 28.
-  GIF (GIF89a spec §18, Logical Screen Descriptor): "GIF87a"/"GIF89a", then width and height as
-  16-bit little-endian at bytes 6 and 8; TF's gif decoder allocates this canvas for each frame.
-  BMP (BITMAPINFOHEADER): "BM", then width and height as signed 32-bit little-endian at bytes 18
-  and 22 (a negative height means top-down rows; TF's decode_bmp takes its absolute value, and so
-  does this, for the width too so that no sign trick passes the limit).
-
-  Args:
-    data: A scalar string tensor.
-
-  Returns:
-    An int64 [2] tensor.
-  """
-  b = _header_bytes(data)
-  unknown = tf.constant([-1, -1], tf.int64)
-  is_png = tf.logical_and(_matches(b, 0, b"\x89PNG\r\n\x1a\n"), _matches(b, 12, b"IHDR"))
-  is_jpeg = _matches(b, 0, b"\xff\xd8\xff")
-  is_webp = tf.logical_and(_matches(b, 0, b"RIFF"), _matches(b, 8, b"WEBP"))
-  is_gif = tf.logical_or(_matches(b, 0, b"GIF87a"), _matches(b, 0, b"GIF89a"))
-  is_bmp = _matches(b, 0, b"BM")
-
-  def png():
-    return tf.stack([_be(b, 20, 4), _be(b, 16, 4)])
-
-  def jpeg():
-    return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
-
-  def webp():
-    vp8x = tf.stack([_le(b, 27, 3) + 1, _le(b, 24, 3) + 1])
-    bits = _le(b, 21, 4)
-    vp8l = tf.stack([(bits // 2**14) % 2**14 + 1, bits % 2**14 + 1])
-    vp8 = tf.stack([_le(b, 28, 2) % 2**14, _le(b, 26, 2) % 2**14])
-    return tf.case([(_matches(b, 12, b"VP8X"), lambda: vp8x),
-                    (tf.logical_and(_matches(b, 12, b"VP8L"), tf.equal(b[20], 0x2f)),
-                     lambda: vp8l),
-                    (tf.logical_and(_matches(b, 12, b"VP8 "), _matches(b, 23, b"\x9d\x01\x2a")),
-                     lambda: vp8)],
-                   default=lambda: unknown)
-
-  def gif():
-    return tf.stack([_le(b, 8, 2), _le(b, 6, 2)])
-
-  def bmp():
-    def magnitude(v):  # |signed int32| of an unsigned 32-bit value.
-      return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
-    return tf.stack([magnitude(_le(b, 22, 4)), magnitude(_le(b, 18, 4))])
-
-  return tf.case([(is_png, png), (is_jpeg, jpeg), (is_webp, webp), (is_gif, gif), (is_bmp, bmp)],
-                 default=lambda: unknown)
-
 
 def _check_pixels(height, width, max_pixels: int, what: str):
   pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
@@ -225,11 +146,11 @@ class _Output:
 
   def _upscale_one(self, data):
     max_pixels, channels = self.module.max_pixels, self.module.channels
-    size = declared_size(data)
+    data, size = headers_tf.decodable(data)  # A GIF: its first image only.
     check = _check_pixels(size[0], size[1], max_pixels, "encoded image (declared size)")
     known = tf.debugging.assert_non_negative(
-        size, message="encoded image: no size in its header (not a PNG, JPEG, WebP, GIF or BMP "
-        "file, or a truncated one); refused before decoding")
+        size, message="encoded image: no size in its header (not a PNG, JPEG, still WebP, GIF or "
+        "BMP file, or a truncated one); refused before decoding")
     with tf.control_dependencies([check, known]):
       image = tf.io.decode_image(data, channels=channels, dtype=tf.uint8,
                                  expand_animations=False)
@@ -263,7 +184,7 @@ class ExportModule(tf.Module):
   """
 
   def __init__(self, generator, *, precision: str = "float32",
-               max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_pixels: int = GRAPH_MAX_PIXELS,
                tflite_input_size: Optional[Sequence[int]] = None):
     super().__init__(name="esrgan_tf_export")
     if precision not in precision_lib.INFERENCE_PRECISIONS:
@@ -326,6 +247,9 @@ def model_facts(generator, *, precision: str, max_pixels: int, source: str,
       **facts,
       "precision": precision,
       "max_pixels": int(max_pixels),
+      # upscale_bytes decodes the first frame of an image only (esrgan-serve counts every frame
+      # of exports without this fact).
+      "image_frames": "first",
       "source": source,
       "signatures": signatures,
       "esrgan_tf_version": esrgan_tf.__version__,
@@ -335,7 +259,7 @@ def model_facts(generator, *, precision: str, max_pixels: int, source: str,
 
 
 def export_saved_model(generator, export_base: str, *, version: Optional[int] = None,
-                       precision: str = "float32", max_pixels: int = DEFAULT_MAX_PIXELS,
+                       precision: str = "float32", max_pixels: int = GRAPH_MAX_PIXELS,
                        source: str = "", tflite_input_size: Optional[Sequence[int]] = None,
                        overwrite: bool = False) -> str:
   """Writes `generator` as a TF Serving version directory, atomically.

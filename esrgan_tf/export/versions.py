@@ -12,11 +12,12 @@ import os
 # version (tensorflow_serving/sources/storage_path/file_system_storage_path_source.cc); a
 # version is a SavedModel directory, i.e. one holding this file.
 SAVED_MODEL_FILE = "saved_model.pb"
-# Per-image input pixel limit of the exported signatures and of `esrgan-serve` requests: 2048²
+# Per-image input pixel limit of the exported signatures, inside the graph (so TF Serving enforces
+# it too; `esrgan-serve` adds its own per-request limit, SERVER_MAX_PIXELS_PER_REQUEST): 2048²
 # input pixels is an 8192² output at ×4, several GB of activations for the full network and an
 # 805 MB float32 answer, above the default message limit; clients tile larger images
 # (esrgan_tf.inference.tiling does).
-DEFAULT_MAX_PIXELS = 2048 * 2048
+GRAPH_MAX_PIXELS = 2048 * 2048
 # gRPC message limit of `esrgan-serve`, 512 MB: a ×4 float32 answer for a 1024² input is
 # 1024²·16·3·4 B ≈ 201 MB, far above gRPC's 4 MB default. (tensorflow_model_server itself sets
 # the maximum, INT32_MAX.)

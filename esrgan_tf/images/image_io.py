@@ -23,8 +23,9 @@ Pixel modes (`LoadedImage.color` is always float32 HxWx3 in [0, 1] for the netwo
   * CMYK (e.g. JPEG from print workflows): converted to RGB (through its ICC profile into sRGB
     when it has one, else Pillow's naive conversion) and written as RGB.
   * Multi-frame files (animated WebP/PNG, multi-page TIFF) are refused unless
-    `multi_frame="first"`, which uses the first frame only (with a warning). The extra images of
-    an MPO JPEG (camera previews) are ignored: the primary image is what every JPEG viewer shows.
+    `multi_frame="first"`, which decodes the first frame only (with a warning). The extra images
+    of an MPO JPEG (camera previews) are ignored: the primary image is what every JPEG viewer shows.
+    A TIFF's structure (pages, strips, tag arrays) is bounded before Pillow parses it (`headers`).
 
 Nothing here changes Pillow's global state (`Image.MAX_IMAGE_PIXELS`, `LOAD_TRUNCATED_IMAGES`),
 so reading from several threads is safe.
@@ -49,13 +50,13 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from esrgan_tf.core import fileio
 from esrgan_tf.images import encoders as codecs
-from esrgan_tf.images import pixels
+from esrgan_tf.images import headers, pixels
 
 logger = logging.getLogger(__name__)
 
 # Pillow's default `Image.MAX_IMAGE_PIXELS`, int(1024 * 1024 * 1024 // 4 // 3) (PIL/Image.py:
 # "1024*1024*1024 // 4 // 3", about a 1 GB RGB bitmap), used here as the default per-call limit.
-DEFAULT_MAX_PIXELS = 89_478_485
+BOMB_MAX_PIXELS = 89_478_485
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 _DISPLAY_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
@@ -185,6 +186,7 @@ def _identify(fp: BinaryIO, name: str) -> ImageFile.ImageFile:
       check_header(name, fmt, struct.unpack(">II", prefix[16:24]), None)
     fp.seek(0)
     try:
+      headers.tiff_pages(fp)  # Refuses a TIFF structure Pillow would expand (None: no TIFF).
       # The factory reads the header only; unlike Image.open it applies no global pixel limit.
       return factory(fp, name)
     except _DECODE_ERRORS as e:
@@ -213,6 +215,8 @@ def _load(im: ImageFile.ImageFile, name: str) -> None:
 
 def _decode_error(name: str, fmt: str, part: str, e: Exception) -> ImageError:
   text = str(e) or type(e).__name__
+  if isinstance(e, headers.HeaderError):  # A bound of ours, not corruption.
+    return _err(name, text)
   if "truncated" in text.lower() or isinstance(e, EOFError):
     return _err(name, f"truncated file ({text})")
   return _err(name, f"corrupt {_display(_OPEN_FORMATS.get(fmt, fmt))} {part} ({text})")
@@ -234,15 +238,8 @@ def _decode_again(fp: BinaryIO, name: str, rawmode: str) -> Image.Image:
   return im
 
 
-def _icc_space(icc: Optional[bytes]) -> Optional[str]:
-  # ICC.1:2010 §7.2.6: bytes 16..19 of the header hold the data colour space signature.
-  if not icc or len(icc) < 20:
-    return None
-  return icc[16:20].decode("latin-1").strip().upper()
-
-
 def _cmyk_to_rgb(im: Image.Image, icc: Optional[bytes], name: str) -> Image.Image:
-  if icc and _icc_space(icc) == "CMYK":
+  if icc and headers.icc_space(icc) == "CMYK":
     try:
       src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
       return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
@@ -299,7 +296,7 @@ def _from_channels(name, fmt, mode, arr, bit_depth, grayscale, icc) -> LoadedIma
   values = to_float(arr)
   alpha = values[..., -1] if channels in (2, 4) else None
   color = values[..., :3] if channels >= 3 else np.repeat(values[..., :1], 3, axis=-1)
-  if icc is not None and _icc_space(icc) != ("GRAY" if grayscale else "RGB"):
+  if icc is not None and headers.icc_space(icc) != ("GRAY" if grayscale else "RGB"):
     icc = None
   return LoadedImage(path=name, format=fmt, mode=mode, color=np.ascontiguousarray(color),
                      alpha=None if alpha is None else np.ascontiguousarray(alpha),
@@ -313,7 +310,7 @@ def _read(fp: BinaryIO, name: str, max_pixels: Optional[int], multi_frame: str) 
   check_header(name, im.format, im.size, max_pixels)
   fmt = _OPEN_FORMATS[im.format]
   try:
-    frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
+    frames = headers.tiff_pages(fp) or (getattr(im, "n_frames", 1) if im.format != "MPO" else 1)
   except _DECODE_ERRORS as e:
     raise _decode_error(name, fmt, "data", e) from e
   if frames > 1:
@@ -342,7 +339,7 @@ def _read(fp: BinaryIO, name: str, max_pixels: Optional[int], multi_frame: str) 
     raise _err(name, f"cannot convert pixel mode {im.mode} ({e})") from e
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+def read_image(path: str | os.PathLike, *, max_pixels: Optional[int] = BOMB_MAX_PIXELS,
                multi_frame: str = "error") -> LoadedImage:
   """Reads an image file safely (see the module docstring for formats and modes).
 
@@ -375,7 +372,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: Optional[int] = DEFAULT_M
     return _read(fp, name, max_pixels, multi_frame)
 
 
-def decode_image_bytes(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+def decode_image_bytes(data: bytes, *, max_pixels: Optional[int] = BOMB_MAX_PIXELS,
                        name: str = "<bytes>", multi_frame: str = "error") -> LoadedImage:
   """Like `read_image` for encoded bytes in memory (e.g. a request body).
 
@@ -429,7 +426,8 @@ def _encode(fp: BinaryIO, img: LoadedImage, fmt: str, quality: int, name: str) -
     # ITU-R 601-2 luma, as Pillow's convert("L").
     color = (color @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
   planes = pixels.join_planes(color, alpha, depth)
-  icc = img.icc_profile if _icc_space(img.icc_profile) == ("GRAY" if gray else "RGB") else None
+  space = headers.icc_space(img.icc_profile)
+  icc = img.icc_profile if space == ("GRAY" if gray else "RGB") else None
   channels = planes.shape[-1]
   if depth == 16 and (channels > 1 or fmt == "PNG"):
     if fmt == "PNG":

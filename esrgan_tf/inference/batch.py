@@ -139,15 +139,17 @@ def expand_inputs(specs: list[str], recursive: bool = False
       add(spec, None)
     elif any(c in spec for c in _GLOB_CHARS):
       matches = sorted(glob.glob(spec, recursive=recursive))
-      count = len(sources)
+      found = False  # Images matched, new or already listed (a repeated pattern is no error).
       for match in matches:
         if os.path.isdir(match):
           if recursive:  # Else `dir/*` would descend one level into sub-directories.
             for path in _list_dir(match, recursive):
               add(path, match)
+              found = True
         elif _is_image_name(match):
           add(match, None)
-      if len(sources) == count:
+          found = True
+      if not found:
         problems.append((spec, "pattern matches no image files"))
     else:
       problems.append((spec, "no such file or directory"))
@@ -223,7 +225,7 @@ class Options:
 
   tiles: tiling.TileSpec = tiling.TileSpec()
   alpha: str = "bicubic"
-  max_pixels: Optional[int] = image_io.DEFAULT_MAX_PIXELS
+  max_pixels: Optional[int] = image_io.BOMB_MAX_PIXELS
   multi_frame: str = "error"
   overwrite: bool = False
   format: Optional[str] = None
@@ -306,11 +308,11 @@ def naming_scale(model_scale: int, outscale: Optional[float] = None):
 def output_bounded_max_pixels(scale: int, budget: int = OUTPUT_MEMORY_BUDGET) -> int:
   """Largest input W×H whose ×`scale` output fits `budget` bytes (and imaging's header limit).
 
-  A 89 Mpx input (imaging.DEFAULT_MAX_PIXELS) at ×4 is 1.4 Gpx of output, ~34 GB: the default
+  A 89 Mpx input (imaging.BOMB_MAX_PIXELS) at ×4 is 1.4 Gpx of output, ~34 GB: the default
   input limit therefore shrinks with the square of the scale.
   """
   by_output = budget // (OUTPUT_BYTES_PER_PIXEL * scale * scale)
-  return max(1, min(image_io.DEFAULT_MAX_PIXELS, by_output))
+  return max(1, min(image_io.BOMB_MAX_PIXELS, by_output))
 
 
 def upscale_file(src: str, dst: str, upscaler, options: Options,

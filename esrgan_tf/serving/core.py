@@ -25,8 +25,8 @@ from absl import logging
 import grpc
 
 from esrgan_tf.export import versions
-from esrgan_tf.serving import limits
-from esrgan_tf.serving.errors import ServingError, status_code_from_int
+from esrgan_tf.serving import defaults, limits
+from esrgan_tf.serving.errors import ServingError, shown, status_code_from_int
 
 # Servable states of tensorflow_serving/apis/get_model_status.proto (ModelVersionStatus.State).
 STATE_START, STATE_LOADING, STATE_AVAILABLE, STATE_UNLOADING, STATE_END = 10, 20, 30, 40, 50
@@ -34,7 +34,6 @@ STATE_NAMES = {STATE_START: "START", STATE_LOADING: "LOADING", STATE_AVAILABLE: 
                STATE_UNLOADING: "UNLOADING", STATE_END: "END"}
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
-DEFAULT_MAX_PIXELS = versions.DEFAULT_MAX_PIXELS
 
 # --- one loaded version ------------------------------------------------------------------------
 
@@ -64,6 +63,9 @@ class Servable:
   def scale_for(self, signature_name: str) -> Optional[int]:
     """The upscaling factor of one signature's answer (None: unknown)."""
     return self.signature_scales.get(signature_name, self.scale)
+  # The export's upscale_bytes decodes the first frame of an image only (model facts
+  # "image_frames": "first"); else the server counts every frame a decoder would allocate.
+  first_frame_only: bool = False
 
 
 def read_signature_defs(path: str) -> dict:
@@ -95,25 +97,25 @@ def load_servable(path: str, version: int) -> Servable:
   module = tf.saved_model.load(path, tags=[SERVE_TAG])
   functions = {name: module.signatures[name] for name in signature_defs
                if name in module.signatures}
-  scale, signature_scales = _export_scales(path)
+  scale, signature_scales, first_frame_only = _export_facts(path)
   return Servable(version=version, path=path, signature_defs=signature_defs,
                   functions=functions, module=module, scale=scale,
-                  signature_scales=signature_scales)
+                  signature_scales=signature_scales, first_frame_only=first_frame_only)
 
 
 def _valid_scale(scale) -> Optional[int]:
   return scale if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0 else None
 
-
-def _export_scales(path: str) -> tuple[Optional[int], dict]:
-  """The upscaling factor from our export's model facts (to bound answers), and the factor per
-  signature where recorded (multi-head exports); (None, {}) for a foreign SavedModel."""
+def _export_facts(path: str) -> tuple[Optional[int], dict, bool]:
+  """From our export's model facts: the upscaling factor (to bound answers), the factor per
+  signature where recorded (multi-head exports), and whether upscale_bytes decodes first frames
+  only; (None, {}, False) for a foreign SavedModel."""
   from esrgan_tf.core.errors import ModelError  # pylint: disable=g-import-not-at-top
   from esrgan_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   try:
     facts = saved_model_lib.read_model_facts(path)
   except ModelError:
-    return None, {}
+    return None, {}, False
   signatures = facts.get("signatures")
   per_signature = {}
   if isinstance(signatures, dict):
@@ -121,7 +123,8 @@ def _export_scales(path: str) -> tuple[Optional[int], dict]:
       scale = _valid_scale(entry.get("scale")) if isinstance(entry, dict) else None
       if scale is not None:
         per_signature[name] = scale
-  return _valid_scale(facts.get("scale")), per_signature
+  return (_valid_scale(facts.get("scale")), per_signature,
+          facts.get("image_frames") == "first")
 
 
 @dataclasses.dataclass
@@ -361,7 +364,8 @@ class Predictor:
   """
 
   def __init__(self, manager: ModelManager, *, max_inflight: int = 16,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_answer_bytes: Optional[int] = None):
+               max_pixels: int = defaults.SERVER_MAX_PIXELS_PER_REQUEST,
+               max_answer_bytes: Optional[int] = None):
     if max_inflight < 1:
       raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
     self.manager = manager
@@ -375,8 +379,8 @@ class Predictor:
   def check_model_name(self, name: str) -> None:
     if name != self.manager.name:
       raise ServingError(grpc.StatusCode.NOT_FOUND,
-                         f"Servable not found for request: Latest({name}); this server serves "
-                         f"model {self.manager.name!r}")
+                         f"Servable not found for request: Latest({shown(name)}); this server "
+                         f"serves model {self.manager.name!r}")
 
   def has_free_slot(self) -> bool:
     """Whether a request would get a slot now (REST refuses early, before reading a body)."""
@@ -436,18 +440,19 @@ class Predictor:
       if signature is None or function is None:
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"Serving signature key \"{signature_name}\" not found; this model has "
+            f"Serving signature key \"{shown(signature_name)}\" not found; this model has "
             f"{sorted(servable.functions)}")
       wanted = list(output_filter) or list(signature.outputs)
       unknown = [key for key in wanted if key not in signature.outputs]
       if unknown:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"output_filter {unknown} not in signature {signature_name!r} outputs "
+                           f"output_filter {shown(unknown)} not in signature "
+                           f"{shown(signature_name)!r} outputs "
                            f"{sorted(signature.outputs)}")
       if callable(inputs):
         inputs = inputs(signature)
       image_sizes = limits.validate_inputs(signature_name, signature, inputs, self.max_pixels,
-                                           is_active)
+                                           is_active, servable.first_frame_only)
       estimate = None
       scale = servable.scale_for(signature_name)
       if self.max_answer_bytes is not None and scale is not None:

@@ -5,15 +5,19 @@ inputs against a signature, as before; the ones below come first):
   * `tensor_proto_to_array`: a gRPC `TensorProto` against its signature input (dtype, rank, every
     dim, element count, the number of values it carries) BEFORE `tf.make_ndarray` expands it: a
     one-value `float_val` with shape [1, 6000, 6000, 3] would otherwise become a 400 MB array.
-  * `image_header_size`: the size an encoded image declares in its header (Pillow's `Image.open`
-    reads only the header), refusing formats the exported graph does not decode and headers over
-    the pixel limit (Pillow's own DecompressionBombError included) instead of ignoring them.
+  * `read_image_header` / `check_header`: the size an encoded image declares, read without
+    decoding: its magic bytes first (PNG, JPEG, GIF, BMP, WebP: nothing else reaches a parser),
+    then Pillow's `Image.open` with that one format's plugin (PNG/JPEG/BMP), or the block
+    structure read here (every frame of a GIF, the WebP header; animated WebP is refused). The
+    pixels a decoder would allocate must fit the limit: the first frame for our exports (their
+    graph decodes nothing else), every GIF frame on TF's canvas for exports that decode them all.
   * `answer_bytes`: an upper bound of the answer's size (raw tensor bytes for gRPC, JSON text for
     REST), compared with the message limit before the model runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from typing import Callable, Optional
@@ -21,6 +25,7 @@ from typing import Callable, Optional
 import grpc
 import numpy as np
 
+from esrgan_tf.images import headers
 from esrgan_tf.serving.errors import ServingError
 
 # upscale_bytes: at most this many encoded images per request (each is decoded and run one at a
@@ -29,9 +34,6 @@ MAX_IMAGES_PER_REQUEST = 64
 # TF's TensorProto allows one value broadcast over the whole shape; admitted only for small
 # tensors (a broadcast over a large shape is an allocation multiplier, not a real image).
 MAX_BROADCAST_ELEMENTS = 4096
-# Formats the exported graph's tf.io.decode_image reads (export.saved_model SIGNATURES), as Pillow
-# names them.
-IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB"}
 # Worst-case JSON text per number: Python's repr of a double is at most 24 characters
 # ("-2.2250738585072014e-308"), plus one separator; integers of uint8 at most "255,".
 JSON_BYTES_PER_FLOAT = 25
@@ -138,39 +140,117 @@ def is_image_input(alias: str, dtype_name: str) -> bool:
   return dtype_name == "string" and alias.endswith("_bytes")
 
 
-def image_header_size(data: bytes, where: str, max_pixels: int) -> tuple[int, int]:
-  """(width, height) an encoded image declares, read from its header only.
+# Leading bytes of the formats the exported graph decodes (TF's decode_image_op.cc
+# ClassifyFileFormat), checked before any parser runs: nothing else reaches Pillow.
+_MAGIC = (("PNG", b"\x89PNG\r\n\x1a\n"), ("JPEG", b"\xff\xd8\xff"), ("GIF", b"GIF87a"),
+          ("GIF", b"GIF89a"), ("BMP", b"BM"))
+# Pillow plugins opened for each (a JPEG with MP data opens as MPO); GIF and WebP are read here.
+_PILLOW_FORMATS = {"PNG": ("PNG", {"PNG"}), "JPEG": ("JPEG", {"JPEG", "MPO"}),
+                   "BMP": ("BMP", {"BMP"})}
+_ACCEPTED = "PNG, JPEG, WebP, GIF or BMP"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+  """What an encoded image declares, read without decoding it.
+
+  Attributes:
+    width, height: The first frame's size: what the exported graph decodes and upscales.
+    frames: Frames a decoder of every frame allocates (GIF; 1 for the other formats, whose
+      extra frames TF never decodes: APNG's, MPO's).
+    canvas: (width, height) of each of those frames: TF's GIF decoder allocates the largest
+      frame's width and height for every frame.
+    screen: A GIF's logical screen (width, height): within the limit too, as in the graph.
+  """
+
+  width: int
+  height: int
+  frames: int = 1
+  canvas: Optional[tuple] = None
+  screen: Optional[tuple] = None
+
+  def pixels(self, first_frame_only: bool) -> int:
+    """Pixels decoded: the first frame only (our exports), or every frame on its canvas."""
+    if first_frame_only or self.canvas is None:
+      return self.width * self.height
+    return self.frames * self.canvas[0] * self.canvas[1]
+
+
+def read_image_header(data: bytes, where: str) -> ImageHeader:
+  """What an encoded image declares: magic bytes first, then only that format's parser.
 
   Raises:
-    ServingError: Not a PNG/JPEG/WebP/GIF/BMP, no readable header, or a header declaring more
-      than `max_pixels` (Pillow's DecompressionBombError is such a header, not an unknown one).
+    ServingError: Not a PNG/JPEG/WebP/GIF/BMP, no readable header, animated WebP, or a
+      header over Pillow's own decompression-bomb limit.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   if not isinstance(data, bytes):
     raise _bad(f"{where}: not a byte string")
   try:
-    with Image.open(io.BytesIO(data)) as image:
-      fmt, size = image.format, image.size
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+      return ImageHeader(*headers.webp_size(data))
+    fmt = next((name for name, magic in _MAGIC if data.startswith(magic)), None)
+    if fmt == "GIF":
+      gif = headers.gif_frames(data)
+      canvas = (max(w for w, _ in gif.sizes), max(h for _, h in gif.sizes))
+      return ImageHeader(*gif.sizes[0], len(gif.sizes), canvas, gif.screen)
+  except headers.HeaderError as e:
+    raise _bad(f"{where}: {e}") from None
+  if fmt is None:
+    raise _bad(f"{where}: not a {_ACCEPTED} image (starts with {data[:8]!r})")
+  plugin, names = _PILLOW_FORMATS[fmt]
+  try:
+    with Image.open(io.BytesIO(data), formats=[plugin]) as image:
+      opened, size = image.format, image.size
   except Image.DecompressionBombError as e:
-    raise _bad(f"{where}: the image header declares more pixels than this server's limit of "
-               f"{max_pixels} (--max_pixels) ({e})") from None
+    raise _bad(f"{where}: the image header declares more pixels than Pillow's limit ({e})"
+               ) from None
   except Exception as e:  # pylint: disable=broad-except  # Pillow raises many kinds.
-    raise _bad(f"{where}: cannot read an image size from the header ({type(e).__name__}); "
-               "upscale_bytes takes PNG, JPEG, WebP, GIF or BMP") from None
-  if fmt not in IMAGE_FORMATS:
-    raise _bad(f"{where}: {fmt} images are not accepted; upscale_bytes takes PNG, JPEG, WebP, "
-               "GIF or BMP")
-  width, height = size
+    raise _bad(f"{where}: cannot read an image size from the {fmt} header "
+               f"({type(e).__name__})") from None
+  if opened not in names:
+    raise _bad(f"{where}: {opened} images are not accepted; upscale_bytes takes {_ACCEPTED}")
+  return ImageHeader(*size)
+
+
+def check_header(header: ImageHeader, where: str, max_pixels: int,
+                 first_frame_only: bool = True) -> None:
+  """Refuses a header whose decoded pixels would exceed `max_pixels`.
+
+  Raises:
+    ServingError: The first frame over the limit, or every frame of a GIF together when the
+      export decodes them all.
+  """
+  width, height = header.width, header.height
+  if header.screen is not None:  # The graph checks the larger of the screen and the frame.
+    width, height = max(width, header.screen[0]), max(height, header.screen[1])
   if width < 1 or height < 1 or width * height > max_pixels:
     raise _bad(f"{where}: the header declares {width}×{height} = {width * height} pixels, over "
                f"this server's limit of {max_pixels} (--max_pixels)")
-  return width, height
+  decoded = header.pixels(first_frame_only)
+  if decoded > max_pixels:
+    raise _bad(f"{where}: {header.frames} frames of {header.canvas[0]}×{header.canvas[1]} would "
+               f"be decoded, {decoded} pixels, over this server's limit of {max_pixels} "
+               "(--max_pixels; exports of this esrgan_tf version decode the first frame only)")
+
+
+def image_header_size(data: bytes, where: str, max_pixels: int,
+                      first_frame_only: bool = True) -> tuple[int, int]:
+  """(width, height) of the image the graph upscales, once `check_header` passed.
+
+  Raises:
+    ServingError: As `read_image_header` and `check_header`.
+  """
+  header = read_image_header(data, where)
+  check_header(header, where, max_pixels, first_frame_only)
+  return header.width, header.height
 
 
 def check_images(array: np.ndarray, alias: str, max_pixels: int,
-                 is_active: Optional[Callable[[], bool]] = None) -> list[tuple[int, int]]:
-  """Header sizes of a string input's images; their summed pixels must fit `max_pixels`.
+                 is_active: Optional[Callable[[], bool]] = None,
+                 first_frame_only: bool = True) -> list[tuple[int, int]]:
+  """Header sizes of a string input's images; their decoded pixels must fit `max_pixels`.
 
   Raises:
     ServingError: Too many images, a refused header, the sum over the limit, or CANCELLED when
@@ -184,12 +264,14 @@ def check_images(array: np.ndarray, alias: str, max_pixels: int,
   for index, item in enumerate(items):
     if is_active is not None and not is_active():
       raise ServingError(grpc.StatusCode.CANCELLED, "the client cancelled or its deadline passed")
-    width, height = image_header_size(item, f"input {alias!r} image {index}", max_pixels)
-    total += width * height
+    where = f"input {alias!r} image {index}"
+    header = read_image_header(item, where)
+    check_header(header, where, max_pixels, first_frame_only)
+    total += header.pixels(first_frame_only)
     if total > max_pixels:
       raise _bad(f"input {alias!r}: the encoded images declare {total} pixels in total (first "
                  f"{index + 1}), over this server's limit of {max_pixels} (--max_pixels)")
-    sizes.append((width, height))
+    sizes.append((header.width, header.height))
   return sizes
 
 
@@ -241,8 +323,12 @@ def _array_dtype_name(array: np.ndarray) -> str:
 
 
 def validate_inputs(signature_name: str, signature, inputs: dict, max_pixels: int,
-                    is_active: Optional[Callable[[], bool]] = None) -> list:
+                    is_active: Optional[Callable[[], bool]] = None,
+                    first_frame_only: bool = True) -> list:
   """Checks numpy inputs against the signature and `max_pixels`.
+
+  `first_frame_only`: the export decodes only the first frame of an encoded image (else every
+  GIF frame is counted).
 
   Returns:
     The header (width, height) of every encoded image input, in order.
@@ -288,7 +374,7 @@ def validate_inputs(signature_name: str, signature, inputs: dict, max_pixels: in
             f"pixels exceeds this server's limit of {max_pixels} (--max_pixels); tile "
             "the image client-side")
     if is_image_input(alias, got):
-      sizes += check_images(array, alias, max_pixels, is_active)
+      sizes += check_images(array, alias, max_pixels, is_active, first_frame_only)
   return sizes
 
 

@@ -18,9 +18,9 @@ from esrgan_tf.serving.defaults import (  # noqa: F401  (re-exported)
   SERVER_MAX_CONNECTIONS,
   SERVER_MAX_INFLIGHT,
   SERVER_MAX_MESSAGE_MB,
-  SERVER_MAX_PIXELS,
+  SERVER_MAX_PIXELS_PER_REQUEST,
 )
-from esrgan_tf.serving.errors import ServingError
+from esrgan_tf.serving.errors import ServingError, shown
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -36,7 +36,7 @@ def requested_version(model_spec) -> Optional[int]:
     return int(model_spec.version.value)
   if model_spec.version_label:
     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       f"Unrecognized servable version label: {model_spec.version_label} "
+                       f"Unrecognized servable version label: {shown(model_spec.version_label)} "
                        "(esrgan-serve has no version labels; ask for a version number)")
   return None
 
@@ -50,7 +50,7 @@ def model_status_response(manager: core.ModelManager, name: str, version: Option
   """
   if name != manager.name:
     raise ServingError(grpc.StatusCode.NOT_FOUND,
-                       f"Could not find any versions of model {name}")
+                       f"Could not find any versions of model {shown(name)}")
   response = get_model_status_pb2.GetModelStatusResponse()
   for status in manager.status(version):
     entry = response.model_version_status.add()

@@ -10,26 +10,34 @@
 Binary strings travel as {"b64": "..."}; outputs whose alias ends in `_bytes` are encoded that
 way. Errors are {"error": message} with the HTTP status of the gRPC code (400 INVALID_ARGUMENT,
 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, ...).
+
+Against browsers as attackers (cross-origin pages, DNS rebinding): every request's `Host` (and
+`Origin`, when sent) must name this server (`host_allowed`: an IP address, the bound host name,
+`localhost` when bound to loopback or all interfaces, or a name of --allowed_hosts), and a POST
+must be `Content-Type: application/json`, which no form and no cross-origin fetch without a CORS
+preflight can send (this server answers no preflight). Where TF Serving differs: it accepts any
+content type (`curl -d` sends a form type: add `-H 'Content-Type: application/json'`), writes
+NaN/Infinity as bare (non-JSON) tokens (refused here: in requests, and answers holding them are
+an error asking for gRPC) and reads any Host.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import http
 import http.server
+import ipaddress
 import json
 import re
 from typing import Iterator
+import urllib.parse
 
 from absl import logging
 from google.protobuf import json_format
 import grpc
-import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from esrgan_tf.serving import core, httpd, limits, protocol
-from esrgan_tf.serving.errors import ServingError
+from esrgan_tf.serving import core, defaults, httpd, limits, protocol, rest_json
+from esrgan_tf.serving.errors import ServingError, shown
 
 # The google.rpc code → HTTP mapping (google/rpc/code.proto comments), which TF Serving follows.
 _HTTP_STATUS = {
@@ -55,206 +63,46 @@ def _to_dict(message) -> dict:
                                    always_print_fields_with_no_presence=True)
 
 
-# --- JSON ↔ numpy ------------------------------------------------------------------------------
-
-def _decode_strings(value, where: str):
-  """Nested JSON strings / {"b64": ...} objects → nested bytes."""
-  if isinstance(value, list):
-    return [_decode_strings(v, where) for v in value]
-  if isinstance(value, dict):
-    if set(value) != {"b64"} or not isinstance(value["b64"], str):
-      raise _bad(f"{where}: a binary value must be {{\"b64\": \"<base64>\"}}, got keys "
-                 f"{sorted(value)}")
-    try:
-      return base64.b64decode(value["b64"], validate=True)
-    except (binascii.Error, ValueError) as e:
-      raise _bad(f"{where}: invalid base64 in \"b64\" ({e})") from e
-  if isinstance(value, str):
-    return value.encode("utf-8")
-  raise _bad(f"{where}: expected a string or {{\"b64\": ...}}, got {type(value).__name__}")
-
-
-def json_to_array(value, dtype_enum: int, where: str) -> np.ndarray:
-  """One input tensor from its nested-list JSON form, typed as the signature says.
-
-  Raises:
-    ServingError: Ragged lists, wrong value kinds, integers out of range.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  dtype = tf.as_dtype(dtype_enum)
-  try:
-    if dtype == tf.string:
-      nested = _decode_strings(value, where)
-      array = np.empty(np.shape(nested) if isinstance(nested, list) else (), dtype=object)
-      array[...] = nested if isinstance(nested, list) else nested
-      return array
-    raw = np.asarray(value)
-  except ValueError as e:  # numpy: "setting an array element with a sequence" / inhomogeneous.
-    raise _bad(f"{where}: not a rectangular nested list ({e})") from e
-  if raw.dtype.kind not in "biuf":
-    raise _bad(f"{where}: expected numbers for a {dtype.name} input, got {raw.dtype.kind!r} "
-               "values (strings need a string input)")
-  target = dtype.as_numpy_dtype
-  if np.issubdtype(target, np.integer):
-    if raw.dtype.kind == "f":
-      raise _bad(f"{where}: a {dtype.name} input takes integers, got floating-point values")
-    info = np.iinfo(target)
-    if raw.size and (raw.min() < info.min or raw.max() > info.max):
-      raise _bad(f"{where}: values outside the {dtype.name} range [{info.min}, {info.max}]")
-  return raw.astype(target)
-
-
-def array_to_json(array: np.ndarray, alias: str):
-  """An output tensor as nested lists; `*_bytes` string outputs as {"b64": ...} objects."""
-  if not isinstance(array, np.ndarray):  # One row of a tensor: a numpy scalar or bytes.
-    array = np.asarray(array, dtype=object if isinstance(array, (bytes, str)) else None)
-  if array.dtype.kind in "OSU":
-    binary = alias.endswith("_bytes")
-
-    def encode(item):
-      if isinstance(item, list):
-        return [encode(i) for i in item]
-      if binary:
-        return {"b64": base64.b64encode(item).decode("ascii")}
-      return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else item
-    return encode(array.tolist())
-  return array.tolist()
-
-
-def parse_predict_body(body: dict, signature) -> tuple[dict, bool]:
-  """Inputs of a :predict body against a SignatureDef.
-
-  Returns:
-    (alias → numpy array, True for row format).
-
-  Raises:
-    ServingError: Malformed body.
-  """
-  if ("instances" in body) == ("inputs" in body):
-    raise _bad("the request must have exactly one of \"instances\" (row format) and \"inputs\" "
-               "(columnar format)")
-  aliases = list(signature.inputs)
-  if "instances" in body:
-    instances = body["instances"]
-    if not isinstance(instances, list) or not instances:
-      raise _bad("\"instances\" must be a non-empty list")
-    keyed = all(isinstance(i, dict) and set(i) != {"b64"} for i in instances)
-    if not keyed:
-      if len(aliases) != 1:
-        raise _bad(f"this signature has inputs {sorted(aliases)}: each instance must be an "
-                   "object naming them")
-      columns = {aliases[0]: instances}
-    else:
-      columns = {}
-      for index, instance in enumerate(instances):
-        if set(instance) != set(aliases):
-          raise _bad(f"instance {index} has keys {sorted(instance)}, the signature takes "
-                     f"{sorted(aliases)}")
-        for key, value in instance.items():
-          columns.setdefault(key, []).append(value)
-    row = True
-  else:
-    value = body["inputs"]
-    if isinstance(value, dict) and set(value) != {"b64"}:
-      columns = value
-    else:
-      if len(aliases) != 1:
-        raise _bad(f"this signature has inputs {sorted(aliases)}: \"inputs\" must be an object "
-                   "naming them")
-      columns = {aliases[0]: value}
-    row = False
-  inputs = {}
-  for key, value in columns.items():
-    if key not in signature.inputs:
-      raise _bad(f"unknown input {key!r}; the signature takes {sorted(aliases)}")
-    inputs[key] = json_to_array(value, signature.inputs[key].dtype, f"input {key!r}")
-  return inputs, row
-
-
-def _iter_array(array, alias: str) -> Iterator[str]:
-  """JSON text of one output, one innermost row at a time (never the whole tensor as lists)."""
-  if not isinstance(array, np.ndarray) or array.dtype.kind in "OSU" or array.ndim <= 2:
-    yield json.dumps(array_to_json(array, alias), separators=(",", ":"))
-    return
-  yield "["
-  for index in range(array.shape[0]):
-    if index:
-      yield ","
-    yield from _iter_array(array[index], alias)
-  yield "]"
-
-
-def iter_predict_response(outputs: dict, row: bool) -> Iterator[bytes]:
-  """`format_predict_response` as JSON text in chunks of about 64 kB, built row by row.
-
-  Raises:
-    ServingError: Row format with outputs of different batch sizes (before any text).
-  """
-  count = None
-  if row and len(outputs) > 1:
-    sizes = {a.shape[0] if a.ndim else None for a in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         "row format needs outputs with the same 0-th dimension; use \"inputs\"")
-    count = sizes.pop()
-
-  def pieces() -> Iterator[str]:
-    yield '{"predictions":' if row else '{"outputs":'
-    if len(outputs) == 1:
-      (alias, array), = outputs.items()
-      yield from _iter_array(array, alias)
-    elif row:
-      yield "["
-      for index in range(count):
-        yield "," if index else ""
-        yield "{" + ",".join(
-            f"{json.dumps(alias)}:" + "".join(_iter_array(array[index], alias))
-            for alias, array in outputs.items()) + "}"
-      yield "]"
-    else:
-      yield "{"
-      for index, (alias, array) in enumerate(outputs.items()):
-        yield ("," if index else "") + f"{json.dumps(alias)}:"
-        yield from _iter_array(array, alias)
-      yield "}"
-    yield "}"
-
-  buffer, size = [], 0
-  for piece in pieces():
-    buffer.append(piece)
-    size += len(piece)
-    if size >= 1 << 16:
-      yield "".join(buffer).encode("utf-8")
-      buffer, size = [], 0
-  if buffer:
-    yield "".join(buffer).encode("utf-8")
-
-
-def format_predict_response(outputs: dict, row: bool) -> dict:
-  """{"predictions": ...} (row) or {"outputs": ...} (columnar), named only if several outputs."""
-  if row:
-    if len(outputs) == 1:
-      (alias, array), = outputs.items()
-      return {"predictions": array_to_json(array, alias)}
-    sizes = {a.shape[0] if a.ndim else None for a in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         "row format needs outputs with the same 0-th dimension; use \"inputs\"")
-    rows = [{alias: array_to_json(array[i], alias) for alias, array in outputs.items()}
-            for i in range(sizes.pop())]
-    return {"predictions": rows}
-  if len(outputs) == 1:
-    (alias, array), = outputs.items()
-    return {"outputs": array_to_json(array, alias)}
-  return {"outputs": {alias: array_to_json(a, alias) for alias, a in outputs.items()}}
-
-
 # --- HTTP ---------------------------------------------------------------------------------------
+
+def _host_name(value: str) -> str:
+  """The host name of a Host header value ("name:port", "[v6]:port"), lower case."""
+  value = value.strip().lower()
+  if value.startswith("["):
+    return value[1:value.find("]")] if "]" in value else value
+  return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_ip(name: str) -> bool:
+  try:
+    ipaddress.ip_address(name)
+  except ValueError:
+    return False
+  return True
+
+
+def host_allowed(name: str, bound_host: str, allowed: tuple) -> bool:
+  """Whether a Host/Origin host name may reach this server (against DNS rebinding).
+
+  A rebinding page reaches the server under the attacker's DNS name, so names are what is
+  checked: IP literals always pass (a browser then treats the server as its own origin), as do
+  the name the server is bound to, `localhost` when bound to loopback or all interfaces, and the
+  names in `allowed` ("*": any).
+  """
+  if "*" in allowed or name in allowed or _is_ip(name):
+    return True
+  bound = bound_host.lower().strip("[]")
+  if name == bound:
+    return True
+  loopback_or_any = bound in ("", "localhost", "0.0.0.0", "::") or (
+      _is_ip(bound) and ipaddress.ip_address(bound).is_loopback)
+  return name == "localhost" and loopback_or_any
+
 
 class _Server(httpd.BoundedHTTPServer):
   predictor: core.Predictor
   max_body_bytes: int
+  bound_host: str
   web_ui: bool = False
 
 
@@ -273,6 +121,7 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
     data = json.dumps(payload).encode("utf-8")
     self.send_response(status)
     self.send_header("Content-Type", "application/json")
+    self.send_header(*httpd.NOSNIFF)
     self.send_header("Content-Length", str(len(data)))
     self.end_headers()
     self.wfile.write(data)
@@ -282,6 +131,7 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
     first = next(chunks)  # Errors of the encoder surface before the status line is sent.
     self.send_response(status)
     self.send_header("Content-Type", "application/json")
+    self.send_header(*httpd.NOSNIFF)
     self.send_header("Connection", "close")
     self.end_headers()
     self.wfile.write(first)
@@ -292,6 +142,7 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
   def _guarded(self, method: str, work) -> None:
     """Runs a handler; every exception becomes a JSON error answer, never a dropped connection."""
     try:
+      self._check_headers(method)
       work()
     except ServingError as e:
       self._try_send(_error_status(e), e.message)
@@ -306,6 +157,8 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
     except Exception as e:  # pylint: disable=broad-except  # answered 500, logged.
       logging.exception("REST %s %s failed", method, self.path[:200])
       self._try_send(500, f"internal error: {type(e).__name__}")
+    finally:
+      self.release_body()
 
   def _try_send(self, status: int, message: str) -> None:
     self.close_connection = True
@@ -313,6 +166,39 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
       self._send(status, {"error": message})
     except OSError:
       pass
+
+  def _check_headers(self, method: str) -> None:
+    """Host/Origin (DNS rebinding, cross-origin pages), framing, and a POST's content type.
+
+    Raises:
+      ServingError: 403 for a Host/Origin this server does not answer to, 400 for conflicting
+        or repeated framing headers, 415 for a POST that is not JSON.
+    """
+    allowed = self.server.limits.allowed_hosts
+    for header in ("Host", "Origin"):
+      values = self.headers.get_all(header) or []
+      if len(values) > 1:
+        raise _bad(f"{len(values)} {header} headers")
+      if not values or (header == "Origin" and values[0].strip() == "null"):
+        continue
+      value = values[0]
+      name = (urllib.parse.urlsplit(value.strip()).hostname or "" if header == "Origin"
+              else _host_name(value))
+      if not host_allowed(name, self.server.bound_host, allowed):
+        raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"{header} {shown(name)!r} is not a name of this server; start it "
+                           "with --allowed_hosts to answer to it")
+    if self.headers.get_all("Transfer-Encoding"):
+      raise _bad("Transfer-Encoding is not accepted (no chunked bodies): send Content-Length")
+    if len(self.headers.get_all("Content-Length") or []) > 1:
+      raise _bad("more than one Content-Length header")
+    if method == "POST":
+      media = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+      if media != "application/json":
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"a POST must be Content-Type: application/json, got "
+                           f"{shown(media or 'none')!r} (curl: add -H 'Content-Type: "
+                           "application/json')", http_status=415)
 
   def _route(self, method: str):
     match = _PATH.match(self.path.split("?", 1)[0])
@@ -383,16 +269,17 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
                          f"Server busy: {predictor.max_inflight} requests already in flight "
                          "(--max_inflight); retry later")
     length = self._content_length()
-    with self.server.body_budget(length):
-      body = self._read_json(length)
+    body, booleans = self._read_json(length)
+    self.release_body()  # The raw bytes are gone; the parsed body is bounded by its values.
     signature_name = body.get("signature_name") or core.DEFAULT_SIGNATURE
     if not isinstance(signature_name, str):
       raise _bad("\"signature_name\" must be a string")
     row = "instances" in body
     _, _, outputs = predictor.predict(
-        name, version, signature_name, lambda signature: parse_predict_body(body, signature)[0],
+        name, version, signature_name,
+        lambda signature: rest_json.parse_predict_body(body, signature, booleans)[0],
         json_answer=True)
-    self._send_stream(200, iter_predict_response(outputs, row))
+    self._send_stream(200, rest_json.iter_predict_response(outputs, row))
 
   def _content_length(self) -> int:
     length = self.headers.get("Content-Length")
@@ -407,11 +294,9 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
                          f"{self.server.max_body_bytes} (--max_message_mb)", http_status=413)
     return length
 
-  def _read_json(self, length: int) -> dict:
-    self.extend_deadline_for_body(length)
-    raw = self.rfile.read(length)
-    if len(raw) != length:
-      raise _bad(f"the body ended after {len(raw)} of {length} bytes")
+  def _read_json(self, length: int) -> tuple[dict, bool]:
+    """(the parsed body, whether its text holds true/false)."""
+    raw = self.read_body(length)
     # Every number or string in the body is one Python object after json.loads (~32 bytes
     # each): a cheap count of separators bounds them before parsing.
     values = raw.count(b",") + 1
@@ -421,30 +306,29 @@ class _Handler(httpd.DeadlineHandlerMixin, http.server.BaseHTTPRequestHandler):
                          f"the body holds about {values} values, more than this server's limit "
                          f"of {limit} (4 × --max_pixels)", http_status=413)
     try:
-      body = json.loads(raw)
+      body = json.loads(raw, parse_constant=rest_json.refuse_constant)
     except RecursionError:
       raise _bad("the request body is nested too deeply") from None
     except ValueError as e:
       raise _bad(f"the request body is not valid JSON ({e})") from e
     if not isinstance(body, dict):
       raise _bad("the request body must be a JSON object")
-    return body
+    return body, (b"true" in raw or b"false" in raw)
 
 
-def make_http_server(predictor: core.Predictor, host: str, port: int, *,
-                     max_body_bytes: int, web_ui: bool = False,
-                     max_connections: int = protocol.SERVER_MAX_CONNECTIONS) -> _Server:
+def make_http_server(predictor: core.Predictor, host: str, port: int,
+                     limits_: defaults.ServerLimits = defaults.ServerLimits(), *,
+                     web_ui: bool = False) -> _Server:
   """A bound (not yet serving) REST server; call `serve_forever` in a thread.
 
-  Request bodies being read hold bytes of a budget of (max_inflight + 1) × max_body_bytes; a
-  request that does not fit is answered 429 before its body is read. `web_ui` also serves the
-  web page (`GET /`, esrgan_tf/serving/web.py).
+  Request bodies hold bytes of a budget of (max_inflight + 1) × the message limit, each client
+  at most its share, reserved as they arrive; a request that does not fit is answered 429.
+  `web_ui` also serves the web page (`GET /`, esrgan_tf/serving/web.py).
   """
-  server = _Server((host, port), _Handler, max_connections=max_connections,
-                   busy=lambda: predictor.inflight,
-                   body_budget_bytes=(predictor.max_inflight + 1) * max_body_bytes)
+  server = _Server((host, port), _Handler, limits=limits_, busy=lambda: predictor.inflight)
   server.predictor = predictor
-  server.max_body_bytes = max_body_bytes
+  server.max_body_bytes = limits_.max_message_bytes
+  server.bound_host = host
   server.web_ui = web_ui
   return server
 
@@ -452,4 +336,3 @@ def make_http_server(predictor: core.Predictor, host: str, port: int, *,
 def http_status(code: grpc.StatusCode) -> int:
   """The HTTP status this server answers for a gRPC code."""
   return _HTTP_STATUS.get(code, int(http.HTTPStatus.INTERNAL_SERVER_ERROR))
-

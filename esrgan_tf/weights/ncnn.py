@@ -25,6 +25,12 @@ import numpy as np
 from esrgan_tf.weights.errors import CheckpointError
 
 MAGIC = 7767517
+# Bounds of a .param, checked while reading it line by line (Real-ESRGAN x4plus, the largest
+# published graph: 999 layers, 117 kB, lines of at most 186 characters): the layer count
+# declared in the header, the file's size and each line's length; a parsed layer is ~1.5 kB.
+MAX_LAYERS = 16384
+MAX_PARAM_BYTES = 16 << 20
+MAX_LINE_CHARS = 1 << 16
 TAG_FP32 = 0x00000000
 TAG_FP16 = 0x01306B47
 # Layers of an exported RRDBNet; none but Convolution carries weights.
@@ -62,8 +68,29 @@ def _parse_value(text: str):
   return float(text) if any(c in text for c in ".eE") else int(text)
 
 
+def _param_lines(path: str):
+  """(line number, fields) of the non-blank lines, each at most MAX_LINE_CHARS long.
+
+  Raises:
+    CheckpointError: Unreadable, not UTF-8, too large, or a line too long.
+  """
+  try:
+    if os.path.getsize(path) > MAX_PARAM_BYTES:
+      raise CheckpointError(f"{path}: a .param of {os.path.getsize(path)} bytes is refused (at "
+                            f"most {MAX_PARAM_BYTES}; the largest published graph has 117 kB)")
+    with open(path, encoding="utf-8") as f:
+      for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 1), ""), start=1):
+        if len(line) > MAX_LINE_CHARS:
+          raise CheckpointError(f"{path}: line {number} is longer than {MAX_LINE_CHARS} "
+                                "characters")
+        if line.strip():
+          yield number, line.split()
+  except (OSError, UnicodeDecodeError) as e:
+    raise CheckpointError(f"{path}: cannot read as a text ncnn .param ({e})") from None
+
+
 def parse_param(path: str) -> list[dict]:
-  """Parses a text .param file.
+  """Parses a text .param file, line by line: never more layers than its header declares.
 
   Args:
     path: The .param file.
@@ -72,19 +99,21 @@ def parse_param(path: str) -> list[dict]:
     One dict per layer: type, name, inputs, outputs, params (int key -> value or list).
 
   Raises:
-    CheckpointError: Bad magic, counts or syntax.
+    CheckpointError: Bad magic, counts or syntax, or over MAX_LAYERS/MAX_PARAM_BYTES.
   """
-  try:
-    with open(path, encoding="utf-8") as f:
-      lines = [line.split() for line in f if line.strip()]
-  except (OSError, UnicodeDecodeError) as e:
-    raise CheckpointError(f"{path}: cannot read as a text ncnn .param ({e})") from None
-  if not lines or lines[0] != [str(MAGIC)]:
+  lines = _param_lines(path)
+  if next(lines, (0, None))[1] != [str(MAGIC)]:
     raise CheckpointError(f"{path}: not a text ncnn .param (first line must be {MAGIC})")
   try:
-    layer_count, _ = (int(v) for v in lines[1])
+    layer_count, _ = (int(v) for v in next(lines, (0, []))[1])
+    if not 0 <= layer_count <= MAX_LAYERS:
+      raise CheckpointError(f"{path}: header announces {layer_count} layers; at most "
+                            f"{MAX_LAYERS} are read (the largest published graph has 999)")
     layers = []
-    for number, fields in enumerate(lines[2:], start=3):
+    for number, fields in lines:
+      if len(layers) == layer_count:
+        raise CheckpointError(f"{path}: header announces {layer_count} layers, line {number} "
+                              "is one more")
       n_in, n_out = int(fields[2]), int(fields[3])
       if n_in < 0 or n_out < 0:
         raise ValueError(f"line {number}: negative blob count {n_in} {n_out}")

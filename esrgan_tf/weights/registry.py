@@ -13,11 +13,15 @@ Such a file is then checked only by loading it (the checkpoint readers validate 
 name and shape), and its SHA-256 is logged after the download so that users can pin it. Set a
 value here once it is confirmed.
 
-Download: `keras.utils.get_file` (progress bar, hash check) into a private staging directory
-inside the cache, then an atomic rename, so the cache never holds a partial or unverified file: a
-failed or interrupted transfer and a checksum mismatch leave nothing behind (get_file itself
-deletes a failed transfer but keeps a file whose hash mismatches, and writes in place). get_file
-restarts an interrupted download from the beginning (it does not resume).
+Download (`_download`, urllib): into a private staging directory inside the cache, then checked
+(size, SHA-256 when published, and loaded as a checkpoint of the entry's architecture and scale)
+and only then renamed into the cache, so the cache never holds a partial, oversized or foreign
+file; the staging directory is removed on every failure (and, after a kill, by the next fetch).
+Bounds: CONNECT_READ_SECONDS without a byte (connect or read) fails the transfer; after
+RATE_GRACE_SECONDS the average rate must stay above MIN_BYTES_PER_SECOND (a mirror trickling a
+byte at a time is cut); an entry's `max_bytes` caps the declared and the received length;
+redirects are followed only to https on its default port or within the same origin (scheme,
+host, port), at most MAX_REDIRECTS. An interrupted download restarts from the beginning.
 
 Cache: `$ESRGAN_TF_HOME`, else `$XDG_CACHE_HOME/esrgan_tf`, else `~/.cache/esrgan_tf`.
 Air-gapped use: `ESRGAN_TF_MODEL_MIRROR=URL` (or `mirror=` / `--model_mirror`) replaces each
@@ -29,11 +33,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import re
 import shutil
 import tempfile
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 from absl import logging
 
@@ -46,6 +54,14 @@ ARCHITECTURES = {
     "pixel_unshuffle_rrdbnet": "RRDBNet on a pixel-unshuffled input (Real-ESRGAN x2plus)",
     "srvgg_compact": "SRVGGNetCompact (Real-ESRGAN's compact VGG-style network)",
 }
+
+
+# Transfer bounds (see the module docstring).
+CONNECT_READ_SECONDS = 30.0
+RATE_GRACE_SECONDS = 30.0
+MIN_BYTES_PER_SECOND = 32 << 10  # 80 MB at this rate take 42 minutes: slower is a stalled mirror
+MAX_REDIRECTS = 5
+_CHUNK_BYTES = 1 << 16
 
 
 class HubError(Exception):
@@ -66,6 +82,7 @@ class PublishedModel:
     source: The page that documents the file.
     sha256: Confirmed SHA-256 (hex) or None (see the module docstring).
     description: One line for `esrgan-models list`.
+    max_bytes: Largest file accepted (a mirror's or an impostor's larger file is refused).
   """
 
   name: str
@@ -77,6 +94,7 @@ class PublishedModel:
   source: str
   sha256: str | None = None
   description: str = ""
+  max_bytes: int = 256 << 20  # Registry entries set their own (`size_cap`).
 
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
@@ -87,33 +105,48 @@ _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 # `fetch` detects and refuses. Licences: Real-ESRGAN's LICENSE (BSD-3-Clause), ESRGAN's
 # (Apache-2.0).
 _DRIVE = "https://drive.google.com/uc?export=download&id="
+# Parameters of each network, counted on esrgan_tf's own models built with the published
+# configurations (tests/test_hostile_downloads.py builds them again): RRDBNet nf 64, gc 32,
+# nearest upsampling, with 23 blocks (x4; x2plus on a 2×-unshuffled input) or 6 blocks
+# (anime_6B); SRVGGNetCompact nf 64 with 16 or 32 convs. They size each entry's download cap
+# (`size_cap`).
+_RRDB23, _RRDB23_X2, _RRDB6 = 16_697_987, 16_703_171, 4_467_779
+_COMPACT16, _COMPACT32 = 621_424, 1_213_296
 _ENTRIES = [
     ("RealESRGAN_x4plus", f"{_REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth", "rrdbnet", 4,
-     "BSD-3-Clause", "Real-ESRGAN x4, general photos (23 blocks)"),
+     _RRDB23, "BSD-3-Clause", "Real-ESRGAN x4, general photos (23 blocks)"),
     ("RealESRNet_x4plus", f"{_REAL_ESRGAN}/v0.1.1/RealESRNet_x4plus.pth", "rrdbnet", 4,
-     "BSD-3-Clause", "Real-ESRNet x4, the PSNR-oriented stage (no GAN)"),
+     _RRDB23, "BSD-3-Clause", "Real-ESRNet x4, the PSNR-oriented stage (no GAN)"),
     ("RealESRGAN_x4plus_anime_6B", f"{_REAL_ESRGAN}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
-     "rrdbnet", 4, "BSD-3-Clause", "Real-ESRGAN x4 for anime images (6 blocks)"),
+     "rrdbnet", 4, _RRDB6, "BSD-3-Clause", "Real-ESRGAN x4 for anime images (6 blocks)"),
     ("RealESRGAN_x2plus", f"{_REAL_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
-     "pixel_unshuffle_rrdbnet", 2, "BSD-3-Clause", "Real-ESRGAN x2, general photos"),
+     "pixel_unshuffle_rrdbnet", 2, _RRDB23_X2, "BSD-3-Clause", "Real-ESRGAN x2, general photos"),
     ("realesr-animevideov3", f"{_REAL_ESRGAN}/v0.2.5.0/realesr-animevideov3.pth",
-     "srvgg_compact", 4, "BSD-3-Clause", "compact x4 for anime video (16 convs)"),
+     "srvgg_compact", 4, _COMPACT16, "BSD-3-Clause", "compact x4 for anime video (16 convs)"),
     ("realesr-general-x4v3", f"{_REAL_ESRGAN}/v0.2.5.0/realesr-general-x4v3.pth",
-     "srvgg_compact", 4, "BSD-3-Clause", "compact x4, general photos (32 convs)"),
+     "srvgg_compact", 4, _COMPACT32, "BSD-3-Clause", "compact x4, general photos (32 convs)"),
     ("realesr-general-wdn-x4v3", f"{_REAL_ESRGAN}/v0.2.5.0/realesr-general-wdn-x4v3.pth",
-     "srvgg_compact", 4, "BSD-3-Clause", "compact x4 with stronger denoising"),
-    ("RRDB_ESRGAN_x4", f"{_DRIVE}1TPrz5QKd8DHHt1k8SRtm6tMiPjz_Qene", "rrdbnet", 4,
+     "srvgg_compact", 4, _COMPACT32, "BSD-3-Clause", "compact x4 with stronger denoising"),
+    ("RRDB_ESRGAN_x4", f"{_DRIVE}1TPrz5QKd8DHHt1k8SRtm6tMiPjz_Qene", "rrdbnet", 4, _RRDB23,
      "Apache-2.0", "ESRGAN 2018, the paper's final model (MATLAB-bicubic LR)"),
-    ("RRDB_PSNR_x4", f"{_DRIVE}1pJ_T-V1dpb1ewoEra1TGSWl5e6H7M4NN", "rrdbnet", 4,
+    ("RRDB_PSNR_x4", f"{_DRIVE}1pJ_T-V1dpb1ewoEra1TGSWl5e6H7M4NN", "rrdbnet", 4, _RRDB23,
      "Apache-2.0", "ESRGAN 2018, PSNR-oriented (MATLAB-bicubic LR)"),
 ]
+
+
+def size_cap(parameters: int) -> int:
+  """Download cap for a network: its float32 weights twice (a file may hold both `params` and
+  `params_ema`, as BasicSR's training saves do) plus 1 MiB of pickle and zip records."""
+  return 2 * 4 * parameters + (1 << 20)
+
+
 REGISTRY = {
     name: PublishedModel(
         name=name, url=url, filename=f"{name}.pth", architecture=arch, scale=scale,
-        licence=licence, description=description,
+        licence=licence, description=description, max_bytes=size_cap(parameters),
         source=("https://github.com/xinntao/Real-ESRGAN" if "Real-ESRGAN" in url
                 else "https://github.com/xinntao/ESRGAN"))
-    for name, url, arch, scale, licence, description in _ENTRIES
+    for name, url, arch, scale, parameters, licence, description in _ENTRIES
 }
 
 
@@ -169,12 +202,90 @@ def sha256_of(path: str) -> str:
   return digest.hexdigest()
 
 
-def _looks_like_pth(path: str) -> bool:
-  """True if the file starts like a torch checkpoint: a zip (torch >= 1.6) or a pickle (legacy)."""
-  # Zip local-file-header magic "PK\3\4"; pickle protocol >= 2 opens with the PROTO opcode 0x80.
+def _origin(url: str) -> tuple:
+  parts = urllib.parse.urlsplit(url)
+  default = {"https": 443, "http": 80}.get(parts.scheme)
+  return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+  """Follows a redirect only to https on port 443, or within the origin that redirected."""
+
+  max_redirections = MAX_REDIRECTS
+
+  def redirect_request(self, req, fp, code, msg, headers, newurl):
+    target = urllib.parse.urljoin(req.full_url, newurl)
+    scheme, _, port = _origin(target)
+    if not ((scheme == "https" and port == 443) or _origin(target) == _origin(req.full_url)):
+      raise HubError(f"refused its redirect to {target} (only to https on port 443, or within "
+                     "the same scheme, host and port)")
+    return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _download(url: str, destination: str, entry: PublishedModel) -> str:
+  """Writes `url` to `destination` under the transfer bounds; returns its SHA-256 (hex).
+
+  Raises:
+    HubError: Too large (declared or received), too slow, stalled, truncated, refused redirect.
+    OSError, urllib.error.URLError: Unreachable or an HTTP error status.
+  """
+  opener = urllib.request.build_opener(_SafeRedirects())
+  request = urllib.request.Request(url, headers={"User-Agent": "esrgan_tf"})
+  digest = hashlib.sha256()
+  received = 0
+  started = last_log = time.monotonic()
+  with opener.open(request, timeout=CONNECT_READ_SECONDS) as response, \
+      open(destination, "wb") as out:
+    declared = response.headers.get("Content-Length")
+    declared = int(declared) if declared and declared.strip().isdigit() else None
+    if declared is not None and declared > entry.max_bytes:
+      raise HubError(f"it announces {declared:,} bytes, more than this model's file can be "
+                     f"({entry.max_bytes:,})")
+    read = getattr(response, "read1", response.read)  # read1: whatever has arrived.
+    while chunk := read(_CHUNK_BYTES):
+      received += len(chunk)
+      if received > entry.max_bytes:
+        raise HubError(f"it sent more than {entry.max_bytes:,} bytes, more than this model's "
+                       "file can be")
+      digest.update(chunk)
+      out.write(chunk)
+      now = time.monotonic()
+      if now - started > RATE_GRACE_SECONDS and received / (now - started) < MIN_BYTES_PER_SECOND:
+        raise HubError(f"it sends {received / (now - started):,.0f} bytes/s after "
+                       f"{now - started:.0f} s, below {MIN_BYTES_PER_SECOND:,}")
+      if now - last_log > 10:
+        logging.info("%s: %.1f MB of %s", entry.name, received / 2**20,
+                     f"{declared / 2**20:.1f} MB" if declared else "?")
+        last_log = now
+  if declared is not None and received != declared:
+    raise HubError(f"the transfer ended after {received:,} of {declared:,} bytes")
+  return digest.hexdigest()
+
+
+def _check_checkpoint(path: str, entry: PublishedModel) -> None:
+  """Loads the downloaded file's state dict: a generator of the entry's family and scale.
+
+  Raises:
+    HubError: Not a checkpoint, not a generator layout, another architecture or scale.
+  """
+  from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.weights import layouts  # pylint: disable=g-import-not-at-top
+
   with open(path, "rb") as f:
-    head = f.read(4)
-  return head == b"PK\x03\x04" or head[:1] == b"\x80"
+    head = f.read(64).lstrip().lower()
+  if head.startswith((b"<!doctype", b"<html", b"<")):
+    raise HubError("an HTML page, not a PyTorch checkpoint (Google Drive asks browsers to confirm "
+                   "large downloads)")
+  try:
+    state, layout = layouts.to_basicsr(weights.read_state_dict(path))
+    compact = layout == layouts.COMPACT_LAYOUT
+    scale = (layouts.infer_compact_arch(state)["upscale"] if compact
+             else layouts.infer_arch(state)["scale"])
+  except weights.CheckpointError as e:
+    raise HubError(f"not a usable checkpoint ({e})") from None
+  if compact != (entry.architecture == "srvgg_compact") or scale != entry.scale:
+    raise HubError(f"a {layout} ×{scale} checkpoint, not the registry's "
+                   f"{ARCHITECTURES[entry.architecture]} ×{entry.scale}")
 
 
 def _remove_stale_staging(root: str) -> None:
@@ -226,28 +337,25 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
   except OSError as e:
     raise HubError(f"{name}: cannot write to the cache directory {root} ({e}); set "
                    f"${CACHE_ENV} to a writable directory") from e
+  by_hand = (f"Download the file on another machine and place it at {final} (or set "
+             f"${MIRROR_ENV} / --model_mirror to a reachable copy of it)")
   try:
-    import keras  # pylint: disable=g-import-not-at-top
-
+    staged = os.path.join(staging, entry.filename)
+    logging.info("%s: downloading %s", name, url)
     try:
-      staged = keras.utils.get_file(fname=entry.filename, origin=url, file_hash=entry.sha256,
-                                    hash_algorithm="sha256", cache_dir=staging, cache_subdir="")
-    except ValueError as e:  # get_file's hash mismatch; the staged file is removed below.
-      staged = os.path.join(staging, entry.filename)
-      actual = sha256_of(staged) if os.path.exists(staged) else "unknown"
+      actual = _download(url, staged, entry)
+    except HubError as e:
+      raise HubError(f"{name}: cannot download {url}: {e}; nothing was cached. {by_hand}"
+                     ) from None
+    except (OSError, http.client.HTTPException, ValueError) as e:  # timeouts: OSErrors
+      raise HubError(f"{name}: cannot download {url} ({e}). Offline? {by_hand}") from None
+    if entry.sha256 is not None and actual != entry.sha256:
       raise HubError(f"{name}: the file downloaded from {url} has SHA-256 {actual}, expected "
-                     f"{entry.sha256}; it was deleted and not used ({e})") from e
-    except Exception as e:  # pylint: disable=broad-except  # get_file raises bare Exception.
-      raise HubError(
-          f"{name}: cannot download {url} ({e}). Offline? Download the file on another machine "
-          f"and place it at {final} (or set ${MIRROR_ENV} / --model_mirror to a reachable copy "
-          "of it)") from e
-    if not _looks_like_pth(staged):
-      raise HubError(
-          f"{name}: what {url} returned is not a PyTorch checkpoint (an HTML page? Google Drive "
-          "asks browsers to confirm large downloads); it was deleted. Download the file by hand "
-          f"and place it at {final}")
-    actual = sha256_of(staged)
+                     f"{entry.sha256}; it was deleted and not used")
+    try:
+      _check_checkpoint(staged, entry)
+    except HubError as e:
+      raise HubError(f"{name}: what {url} returned is {e}; it was deleted. {by_hand}") from None
     if entry.sha256 is None:
       logging.warning("%s: no published SHA-256 to check against; downloaded file has SHA-256 "
                       "%s", name, actual)

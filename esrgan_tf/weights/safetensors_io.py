@@ -17,6 +17,10 @@ import numpy as np
 from esrgan_tf.weights.errors import CheckpointError
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors reference implementation's limit
+# JSON values in a header (~8 per tensor: dtype, shape dims, two offsets), counted by their
+# separators before parsing: a header of 16 M tiny values would cost ~40 B of Python objects
+# each; 1 M of them admit 100,000 tensors.
+MAX_HEADER_VALUES = 1 << 20
 # safetensors dtype name -> numpy dtype ("BF16" is widened to float32 by hand).
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
           "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
@@ -52,6 +56,9 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
       buffer = f.read()
   except OSError as e:
     raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+  values = header_bytes.count(b",") + header_bytes.count(b":") + 1
+  if values > MAX_HEADER_VALUES:
+    raise _bad(path, f"header holds about {values} JSON values, more than {MAX_HEADER_VALUES}")
   try:
     header = json.loads(header_bytes.decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:

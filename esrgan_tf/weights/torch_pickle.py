@@ -1,12 +1,15 @@
 """PyTorch checkpoints without PyTorch: a restricted reader (the writer is `torch_writer`).
 
-Reading never executes a pickle. Every pickle is first scanned opcode by opcode
-(`pickletools.genops`, which only decodes), refusing opcodes and globals a state dict does not
-need; it is then loaded by an `Unpickler` whose `find_class` maps the few admitted names to
-stand-ins defined here (never to the real objects: there is no torch to reach) and raises for
-everything else, and whose `persistent_load` only accepts the torch storage tuple. Tensors come out
-as `TensorRef`s, validated against their storage (dtype, size, offset, strides) and materialised as
-numpy arrays.
+Reading never executes a pickle: `torch_unpickle` scans and loads each one with stand-ins for the
+few objects a state dict needs. Tensors come out as `TensorRef`s, validated against their storage
+(dtype, size, offset, strides) and materialised here as numpy arrays.
+
+Memory is bounded by the file, whatever it declares: pickles of bounded opcode counts
+(`torch_unpickle`), a zip of at most MAX_ZIP_ENTRIES records (read
+from its end-of-central-directory record before `zipfile` parses the directory), each storage
+materialised once, contiguous tensors returned as read-only views of it (a thousand tensors
+viewing one storage cost the storage once), and copies of strided tensors at most as many bytes
+as all the storages together.
 
 Formats (facts read from torch/serialization.py and files written by torch 2.13):
   * zip (torch >= 1.6): `<dir>/data.pkl` (the object, pickle protocol 2), `<dir>/data/<key>`
@@ -21,13 +24,8 @@ Formats (facts read from torch/serialization.py and files written by torch 2.13)
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import io
-import math
 import os
-import pickle
-import pickletools
 import re
 import struct
 from typing import Callable
@@ -36,241 +34,20 @@ import zipfile
 import numpy as np
 
 from esrgan_tf.weights.errors import CheckpointError
+from esrgan_tf.weights.torch_unpickle import (
+  MAX_PICKLE_BYTES,
+  StorageRef,
+  StorageType,
+  TensorRef,
+  load_pickle,
+)
 
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c  # torch/serialization.py MAGIC_NUMBER
 LEGACY_PROTOCOL = 1001  # torch/serialization.py PROTOCOL_VERSION
-MAX_PICKLE_BYTES = 64 << 20  # a state-dict pickle is ~100 kB; refuse anything absurd
-
-# Legacy storage class name -> numpy dtype ("bfloat16" is converted by hand: numpy has none).
-STORAGE_DTYPES = {
-    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
-    "BoolStorage": "bool",
-}
-_ITEMSIZE = {name: (2 if dtype == "bfloat16" else np.dtype(dtype).itemsize)
-             for name, dtype in STORAGE_DTYPES.items()}
-
-# Opcodes a torch state dict needs. INST/OBJ/NEWOBJ/NEWOBJ_EX (instantiate a class), EXT1/2/4
-# (the copyreg registry), PERSID (text persistent ids), sets, out-of-band buffers are refused.
-_ALLOWED_OPCODES = frozenset("""
-    PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE
-    INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
-    STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
-    BINBYTES SHORT_BINBYTES BINBYTES8
-    EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3
-    EMPTY_DICT DICT SETITEM SETITEMS
-    GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE
-    GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
-""".split())
-
-
-class _StandIn:
-  """Base of the stand-in objects: refuses pickle BUILD (attribute injection)."""
-
-  def __setstate__(self, state):
-    raise pickle.UnpicklingError(f"refused BUILD on {type(self).__name__}")
-
-
-@dataclasses.dataclass(frozen=True)
-class StorageType(_StandIn):
-  """Stands in for `torch.FloatStorage` & co.: only a dtype name. Not callable."""
-  name: str
-
-  @property
-  def dtype(self) -> str:
-    return STORAGE_DTYPES[self.name]
-
-  @property
-  def itemsize(self) -> int:
-    return _ITEMSIZE[self.name]
-
-
-@dataclasses.dataclass(frozen=True)
-class StorageRef(_StandIn):
-  """A storage named by a persistent id; `offset`/`numel` in elements (a legacy view)."""
-  type: StorageType
-  key: str
-  numel: int
-  offset: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorRef(_StandIn):
-  """A validated tensor description; `Checkpoint.array` materialises it."""
-  storage: StorageRef
-  offset: int
-  size: tuple
-  stride: tuple
-
-  @property
-  def numel(self) -> int:
-    return math.prod(self.size)  # Python ints: no int64 overflow for absurd sizes.
-
-
-class StateDict(collections.OrderedDict):
-  """Stands in for `collections.OrderedDict`; BUILD may only set torch's `_metadata`."""
-
-  def __setstate__(self, state):
-    if not isinstance(state, dict) or set(state) - {"_metadata"}:
-      raise pickle.UnpicklingError("refused BUILD on OrderedDict with state other than "
-                                   "_metadata")
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_tuple(value, what: str) -> tuple:
-  if isinstance(value, list):
-    value = tuple(value)
-  if not isinstance(value, tuple) or not all(_is_int(v) and v >= 0 for v in value):
-    raise pickle.UnpicklingError(f"tensor {what} must be a tuple of non-negative ints, "
-                                 f"got {value!r}")
-  return value
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *rest):
-  """Stand-in for torch._utils._rebuild_tensor(_v2): validates and returns a `TensorRef`."""
-  if len(rest) > 3:
-    raise pickle.UnpicklingError("_rebuild_tensor_v2: too many arguments")
-  if not isinstance(storage, StorageRef):
-    raise pickle.UnpicklingError(f"tensor storage must be a persistent storage, "
-                                 f"got {type(storage).__name__}")
-  if rest:
-    requires_grad, hooks, metadata = (tuple(rest) + (None, None))[:3]
-    if not isinstance(requires_grad, bool):
-      raise pickle.UnpicklingError("tensor requires_grad must be a bool")
-    if hooks is not None and (not isinstance(hooks, dict) or hooks):
-      raise pickle.UnpicklingError("tensors with backward hooks are refused")
-    if metadata is not None and (not isinstance(metadata, dict) or metadata):
-      raise pickle.UnpicklingError("tensors with metadata are refused")
-  if not _is_int(storage_offset) or storage_offset < 0:
-    raise pickle.UnpicklingError(f"tensor storage offset must be a non-negative int, "
-                                 f"got {storage_offset!r}")
-  size = _int_tuple(size, "size")
-  stride = _int_tuple(stride, "stride")
-  if len(size) != len(stride):
-    raise pickle.UnpicklingError(f"tensor size {size} and stride {stride} differ in length")
-  tensor = TensorRef(storage, storage_offset, size, stride)
-  if tensor.numel:
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= storage.numel:
-      raise pickle.UnpicklingError(
-          f"tensor of size {size}, stride {stride}, offset {storage_offset} reaches element "
-          f"{last} of a storage of {storage.numel} elements")
-  # Overlapping (e.g. zero-stride) views could expand a small storage into a huge array.
-  if tensor.numel > max(storage.numel, 1):
-    raise pickle.UnpicklingError(f"tensor of size {size} has more elements than its storage "
-                                 f"({storage.numel})")
-  return tensor
-
-
-def _rebuild_parameter(data, requires_grad, hooks, *rest):
-  """Stand-in for torch._utils._rebuild_parameter: a parameter is just its tensor here."""
-  if (not isinstance(data, TensorRef) or rest or not isinstance(requires_grad, bool)
-      or (hooks is not None and (not isinstance(hooks, dict) or hooks))):
-    raise pickle.UnpicklingError("refused _rebuild_parameter with unexpected arguments")
-  return data
-
-
-_GLOBALS = {
-    ("collections", "OrderedDict"): StateDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-}
-for _module in ("torch", "torch.cuda"):
-  for _name in STORAGE_DTYPES:
-    _GLOBALS[(_module, _name)] = StorageType(_name)
-
-
-def _refuse_global(module: str, name: str):
-  raise pickle.UnpicklingError(
-      f"refused pickle global {module}.{name} (only OrderedDict, tensor rebuild functions and "
-      "storage types are admitted)")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Maps admitted globals to stand-ins; only storage persistent ids are accepted."""
-
-  def __init__(self, file, storages: dict, legacy: bool):
-    super().__init__(file, encoding="utf-8")
-    self._storages = storages  # key -> StorageRef (root, offset 0)
-    self._legacy = legacy
-
-  def find_class(self, module, name):
-    try:
-      return _GLOBALS[(module, name)]
-    except (KeyError, TypeError):
-      _refuse_global(str(module), str(name))
-
-  def persistent_load(self, pid):
-    expected = 6 if self._legacy else 5
-    if (not isinstance(pid, tuple) or len(pid) != expected or pid[0] != "storage"
-        or not isinstance(pid[1], StorageType) or not isinstance(pid[2], str)
-        or not isinstance(pid[3], str) or not _is_int(pid[4]) or pid[4] < 0):
-      raise pickle.UnpicklingError(f"refused persistent id {pid!r:.200} (expected "
-                                   f"('storage', <storage type>, key, location, numel"
-                                   f"{', view' if self._legacy else ''}))")
-    storage_type, key, numel = pid[1], pid[2], pid[4]
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
-      raise pickle.UnpicklingError(f"refused storage key {key!r:.80}")
-    root = self._storages.get(key)
-    if root is None:
-      root = self._storages[key] = StorageRef(storage_type, key, numel)
-    elif root.type != storage_type or root.numel != numel:
-      raise pickle.UnpicklingError(f"storage {key} declared twice with different type/size")
-    view = pid[5] if self._legacy else None
-    if view is None:
-      return root
-    # Legacy storage view (torch < 1.0): (view_key, offset, view_size) into the root storage.
-    if (not isinstance(view, tuple) or len(view) != 3 or not _is_int(view[1])
-        or not _is_int(view[2]) or view[1] < 0 or view[2] < 0
-        or view[1] + view[2] > numel):
-      raise pickle.UnpicklingError(f"refused storage view {view!r:.120} of storage {key}")
-    return StorageRef(storage_type, key, view[2], view[1])
-
-
-def _scan_pickle(data: bytes, start: int) -> int:
-  """Checks opcodes and GLOBAL names without executing anything; returns the end offset."""
-  stream = io.BytesIO(data)
-  stream.seek(start)
-  try:
-    for opcode, arg, pos in pickletools.genops(stream):
-      if opcode.name not in _ALLOWED_OPCODES:
-        raise CheckpointError(f"refused pickle opcode {opcode.name} at byte {pos}")
-      if opcode.name == "GLOBAL":
-        module, _, name = str(arg).partition(" ")
-        if (module, name) not in _GLOBALS:
-          _refuse_global(module, name)
-      if opcode.name == "STOP":
-        return pos + 1
-  except pickle.UnpicklingError as e:
-    raise CheckpointError(str(e)) from None
-  except (ValueError, EOFError) as e:  # genops: truncated or unknown opcode
-    raise CheckpointError(f"corrupt pickle ({e})") from None
-  raise CheckpointError("corrupt pickle (no STOP opcode)")
-
-
-def _load_pickle(data: bytes, start: int, storages: dict, legacy: bool):
-  """Scans then loads one pickle at `start`; returns (object, end offset)."""
-  end = _scan_pickle(data, start)
-  if end - start > MAX_PICKLE_BYTES:
-    raise CheckpointError(f"pickle of {end - start} bytes is larger than a state dict can be")
-  try:
-    obj = _RestrictedUnpickler(io.BytesIO(data[start:end]), storages, legacy).load()
-  except CheckpointError:
-    raise
-  except pickle.UnpicklingError as e:
-    message = str(e)
-    raise CheckpointError(message if message.startswith("refused") else
-                          f"refused pickle: {message}") from None
-  except (ValueError, TypeError, EOFError, KeyError, IndexError, AttributeError, RecursionError,
-          UnicodeDecodeError, OverflowError, MemoryError) as e:
-    raise CheckpointError(f"refused malformed pickle ({type(e).__name__}: {e})") from None
-  return obj, end
-
+# Records of a zip checkpoint (torch writes one per storage plus four); `zipfile` keeps a ~500-byte
+# ZipInfo per record of the central directory, which is read whole: both are bounded first.
+MAX_ZIP_ENTRIES = 1 << 16
+MAX_ZIP_DIRECTORY_BYTES = 16 << 20
 
 def _read_storage_bytes(raw: bytes, storage: StorageType, byteorder: str) -> np.ndarray:
   """Raw bytes -> 1-D native-endian numpy array (bfloat16 widened to float32)."""
@@ -282,6 +59,20 @@ def _read_storage_bytes(raw: bytes, storage: StorageType, byteorder: str) -> np.
   return np.frombuffer(raw, dtype=dtype).astype(np.dtype(storage.dtype), copy=True)
 
 
+def _is_contiguous(size: tuple, stride: tuple) -> bool:
+  """C order: each stride is the product of the later sizes (dims of size 1 may have any)."""
+  expected = 1
+  for n, s in zip(reversed(size), reversed(stride)):
+    if n != 1 and s != expected:
+      return False
+    expected *= n
+  return True
+
+
+def _materialised_itemsize(storage: StorageType) -> int:
+  return 4 if storage.dtype == "bfloat16" else storage.itemsize  # bfloat16 widens to float32.
+
+
 @dataclasses.dataclass
 class Checkpoint:
   """An unpickled checkpoint: `obj` (dicts of `TensorRef`s) and a way to materialise tensors."""
@@ -290,6 +81,7 @@ class Checkpoint:
   _read: Callable[[str], np.ndarray]
   close: Callable[[], None] = lambda: None
   _cache: dict = dataclasses.field(default_factory=dict)
+  _copied: int = 0  # Bytes of strided tensors copied so far.
 
   def __enter__(self):
     return self
@@ -297,15 +89,36 @@ class Checkpoint:
   def __exit__(self, *exc):
     self.close()
 
+  @property
+  def storage_bytes(self) -> int:
+    """Bytes of every distinct storage once materialised: the bound on copies."""
+    return sum(s.numel * _materialised_itemsize(s.type) for s in self.storages.values())
+
   def array(self, tensor: TensorRef) -> np.ndarray:
-    """Returns the tensor as a new C-contiguous numpy array (validated at unpickling)."""
+    """The tensor as a C-contiguous numpy array (validated at unpickling).
+
+    A contiguous tensor is a read-only view of its storage, materialised once however many
+    tensors view it; a strided one is copied, all copies together at most `storage_bytes`.
+
+    Raises:
+      CheckpointError: The copies would exceed the storages' bytes (overlapping strided views).
+    """
     key = tensor.storage.key
     if key not in self._cache:
       self._cache[key] = self._read(key)
+      self._cache[key].flags.writeable = False
     flat = self._cache[key]
     start = tensor.storage.offset + tensor.offset
     if tensor.numel == 0:
       return np.zeros(tensor.size, flat.dtype)
+    if _is_contiguous(tensor.size, tensor.stride):
+      return flat[start:start + tensor.numel].reshape(tensor.size)
+    nbytes = tensor.numel * flat.itemsize
+    if self._copied + nbytes > self.storage_bytes:
+      raise CheckpointError(
+          f"strided tensors of size {tensor.size} and others would copy {self._copied + nbytes} "
+          f"bytes, more than all storages hold ({self.storage_bytes}): overlapping views")
+    self._copied += nbytes
     strides = tuple(s * flat.itemsize for s in tensor.stride)
     view = np.lib.stride_tricks.as_strided(flat[start:], shape=tensor.size, strides=strides,
                                            writeable=False)
@@ -319,7 +132,43 @@ def _check_storage_size(key: str, storage: StorageRef, nbytes: int):
                           f"elements ({expected} bytes) but holds {nbytes} bytes")
 
 
+def _zip_directory_size(path: str) -> tuple[int, int]:
+  """(records, central directory bytes) from the zip's end records (APPNOTE.TXT 4.3.14-4.3.16).
+
+  The end-of-central-directory record ("PK\\x05\\x06", at most 65,535 + 22 bytes from the end)
+  holds the record count (16 bits at +10) and the directory size (32 bits at +12); a zip64 file
+  sets them to all ones and keeps them in the zip64 end record (count at +32, size at +40),
+  which the zip64 locator ("PK\\x06\\x07", 20 bytes before) points to (64-bit offset at +8).
+
+  Raises:
+    CheckpointError: No end record.
+  """
+  with open(path, "rb") as f:
+    size = f.seek(0, os.SEEK_END)
+    tail_start = max(0, size - (65535 + 22))
+    f.seek(tail_start)
+    tail = f.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) - end < 22:
+      raise CheckpointError(f"{path}: not a readable zip archive (no end of central directory)")
+    records, directory = struct.unpack_from("<HI", tail, end + 10)
+    locator = end - 20
+    if (records == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0 and \
+        tail[locator:locator + 4] == b"PK\x06\x07":
+      (record_at,) = struct.unpack_from("<Q", tail, locator + 8)
+      f.seek(min(record_at, size))
+      record = f.read(56)
+      if len(record) == 56 and record[:4] == b"PK\x06\x06":
+        records, directory = struct.unpack_from("<QQ", record, 32)
+  return records, directory
+
+
 def _read_zip(path: str) -> Checkpoint:
+  records, directory = _zip_directory_size(path)
+  if records > MAX_ZIP_ENTRIES or directory > MAX_ZIP_DIRECTORY_BYTES:
+    raise CheckpointError(f"{path}: a zip of {records} records ({directory}-byte directory) is "
+                          f"refused; a PyTorch checkpoint has one record per storage (at most "
+                          f"{MAX_ZIP_ENTRIES})")
   try:
     archive = zipfile.ZipFile(path)
     names = archive.namelist()
@@ -363,7 +212,7 @@ def _read_zip(path: str) -> Checkpoint:
     data = record("data.pkl", MAX_PICKLE_BYTES)
     storages: dict = {}
     try:
-      obj, end = _load_pickle(data, 0, storages, legacy=False)
+      obj, end = load_pickle(data, 0, storages, legacy=False)
     except CheckpointError as e:
       raise CheckpointError(f"{path}: {e}") from None
     if end != len(data):
@@ -393,18 +242,18 @@ def _read_zip(path: str) -> Checkpoint:
 def _read_legacy(path: str, data: bytes) -> Checkpoint:
   storages: dict = {}
   try:
-    magic, pos = _load_pickle(data, 0, {}, legacy=True)
+    magic, pos = load_pickle(data, 0, {}, legacy=True)
     if magic != LEGACY_MAGIC:
       raise CheckpointError("wrong magic number")
-    protocol, pos = _load_pickle(data, pos, {}, legacy=True)
+    protocol, pos = load_pickle(data, pos, {}, legacy=True)
     if protocol != LEGACY_PROTOCOL:
       raise CheckpointError(f"unsupported legacy protocol version {protocol!r}")
-    sys_info, pos = _load_pickle(data, pos, {}, legacy=True)
+    sys_info, pos = load_pickle(data, pos, {}, legacy=True)
     if not isinstance(sys_info, dict) or not isinstance(sys_info.get("little_endian"), bool):
       raise CheckpointError("sys_info record lacks little_endian")
     byteorder = "little" if sys_info["little_endian"] else "big"
-    obj, pos = _load_pickle(data, pos, storages, legacy=True)
-    keys, pos = _load_pickle(data, pos, {}, legacy=True)
+    obj, pos = load_pickle(data, pos, storages, legacy=True)
+    keys, pos = load_pickle(data, pos, {}, legacy=True)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: legacy torch file: {e}") from None
   if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
