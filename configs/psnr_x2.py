@@ -15,4 +15,5 @@ def get_config(variant: str = ""):
   """psnr_x4 at scale 2; `variant` "smoke" shrinks it."""
   c = configs.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 2
+  c.data.color_augment = False  # As psnr_x4: DIV2K's colours need no augmentation.
   return c

@@ -30,15 +30,33 @@ def get_config(variant: str = ""):
   c.data = dict(train_dir="", train_lr_dir="", tfrecords="", val_dir="", val_lr_dir="",
                 gt_size=128, batch_size=16, augment=True, cache=True, shuffle_buffer=1000,
                 val_max_images=0)
+  # Colour augmentation of the (LR, HR) pairs, bicubic pipeline only (`esrgan_tf.data.augment.
+  # color_augment_pairs`, applied per batch with the stateless seed (config.seed·1000 + input
+  # pipeline + 1, batch index)). `color`: random RGB permutation, hue rotation up to `max_hue`
+  # radians, saturation scale in `saturation`; "flat" pairs: with probability `contrast_prob` a
+  # contrast cut to c in [min_contrast, 1] towards a random colour; "grain" pairs: with
+  # probability `grain_prob`, HR grain of σ in [0, grain] (and its bicubic downscale in the LR).
+  # Off here: the paper trains on DIV2K's 800 photos, whose colours need no augmentation, and
+  # BasicSR's paired dataset has none.
+  c.data.color_augment = False
+  c.data.color = dict(permute=True, max_hue=0.0, saturation=(1.0, 1.0), min_contrast=1.0,
+                      contrast_prob=0.0, grain=0.0, grain_prob=0.0)
   # Used by the gan phase only (kept here so every config has the same keys).
   c.discriminator = dict(type="vgg", num_features=64, num_stages=4, spectral_norm=False)
-  # ESRGAN: VGG19 conv5_4 before activation, weight 1. weights: "imagenet" (downloads),
-  # "imagenet_if_cached" (use ~/.keras/models if present, else drop the term with a warning),
-  # a weights-file path.
+  # ESRGAN: VGG19 conv5_4 before activation, weight 1. weights: "torchvision" (torchvision's
+  # vgg19-dcbb9e9d.pth with ImageNet mean/std, as BasicSR; downloaded once through
+  # weights.registry), "imagenet" (Keras' caffe VGG19, downloads), "imagenet_if_cached" (use
+  # ~/.keras/models if present, else drop the term with a warning), a weights-file path (a
+  # torchvision .pth, or Keras VGG19 weights).
   c.perceptual = dict(layers={"block5_conv4": 1.0}, weights="imagenet", weight=1.0)
-  c.loss = dict(pixel_criterion="l1", pixel_weight=1.0, gan_weight=5e-3)
+  # ragan_form: "basicsr" (each D term detaches the other side's batch mean, as BasicSR's
+  # ESRGANModel does, and D runs five times per step as there) or "paper" (ESRGAN eq. 1:
+  # differentiated through both means). BasicSR's form: these configs follow its recipe.
+  c.loss = dict(pixel_criterion="l1", pixel_weight=1.0, gan_weight=5e-3, ragan_form="basicsr")
+  # epsilon_form "torch": Adam adds ε after the bias correction, as torch.optim.Adam (which
+  # BasicSR uses) does; "keras": before it (Keras/TF's ε-hat form). esrgan_tf/train/optimizer.py.
   c.optim = dict(g_lr=2e-4, d_lr=1e-4, milestones=(200_000, 400_000, 600_000, 800_000),
-                 gamma=0.5, beta1=0.9, beta2=0.99)
+                 gamma=0.5, beta1=0.9, beta2=0.99, epsilon_form="torch")
   c.train = dict(
       steps=1_000_000,
       strategy="auto",           # auto | default | mirrored | multi_worker | tpu
@@ -54,6 +72,7 @@ def get_config(variant: str = ""):
       eval_use_ema=True,
       eval_crop_border=-1,       # -1 = the scale (BasicSR convention)
       eval_y_channel=True,
+      eval_niqe=True,            # NIQE of the SR (no reference; ~0.5 s per 256² image, CPU)
       checkpoint_data_iterator=True,
       progress=True,
       init_from="",              # G/EMA weights: workdir, .keras, .pth/.safetensors

@@ -15,5 +15,6 @@ def get_config(variant: str = ""):
   """psnr_x4 at scale 8 with 256² crops; `variant` "smoke" shrinks it."""
   c = configs.load_sibling(__file__, "psnr_x4").get_config(variant)
   c.model.scale = 8
+  c.data.color_augment = False  # As psnr_x4: DIV2K's colours need no augmentation.
   c.data.gt_size = 64 if variant == "smoke" else 256
   return c

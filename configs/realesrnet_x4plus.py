@@ -1,36 +1,17 @@
-"""Real-ESRNet ×4 (Real-ESRGAN's first stage): RRDBNet, L1 only, on the degradation pipeline.
+"""Real-ESRNet ×4plus (Real-ESRGAN's first stage): RRDBNet, L1 only, on the degradation pipeline.
 
-Real-ESRGAN options/train_realesrnet_x4plus.yml: RRDBNet nf 64 nb 23 gc 32; Real-ESRGAN's
-second-order degradations with their default ranges (`esrgan_tf.data.realesrgan.
-default_degradation_config()`, the yml's names); `gt_usm: True` (the LR is made from the
-USM-sharpened GT and L1 is taken against it: `loss.l1_gt_usm`); gt_size 256, batch 12 (per GPU in
-the yml; here the global batch), queue_size 180; Adam 2e-4 β (0.9, 0.99), milestone 1M of 1M
-steps (i.e. no decay); EMA 0.999; initialised from ESRGAN weights.
-
-Initialisation: the yml's pretrain_network_g is ESRGAN_SRx4_DF2KOST_official-ff704c30.pth
-(BasicSR's ESRGAN ×4 GAN model, params_ema); the PSNR RRDBNet (RRDB_PSNR_x4.pth or a psnr_x4
-workdir) works as well. Give either with `--config.train.init_from=PATH` (left empty so the
-config runs without a download).
-
-Command:
-  esrgan-train --config=configs/realesrnet_x4plus.py --workdir=runs/realesrnet_x4plus \
+Recipe (options/train_realesrnet_x4plus.yml): Real-ESRGAN's second-order degradations
+(`esrgan_tf.data.realesrgan`), L1 against the USM-sharpened GT, gt_size 256, batch 12,
+torch's Adam 2e-4, 1M steps, EMA 0.999, initialised from ESRGAN (or the PSNR RRDBNet).
+Command: esrgan-train --config=configs/realesrnet_x4plus.py --workdir=runs/realesrnet_x4plus \
       --config.train.init_from=ESRGAN_SRx4_DF2KOST_official-ff704c30.pth \
       --config.data.train_dir=DF2K_HR --config.data.val_dir=Set5/HR
-  (`:smoke`: tiny RRDBNet (nf 8, nb 1), the bundled photos, 32² GT from 96² degradation crops,
-  batch 4, 20 steps, no init: 17 s in total on 2 shared CPU cores; l_pix falls 0.36 → 0.32 and
-  eval PSNR stays far below bicubic (~10 vs 29.3 dB on chelsea.png): it checks the installation,
-  it does not train a model.)
-Expected time per step (scripts/measure_train_step.py --config=configs/realesrnet_x4plus.py
-  --batch=12 --gt=256 --steps=2: full RRDBNet, the yml's batch 12 and 256² GT, synthetic batches,
-  float32, TF 2.21, 2 idle AMD EPYC cores with AVX-512, 2026-12-01): 14.8 s/step (0.81 images/s),
-  warm-up (trace + first step) 49 s, peak RSS 13.2 GB. The degradation pipeline alone
-  (`scripts/benchmark.py --sections=data`: realesrgan_degradation.benchmark_degradation_pipeline,
-  gt 256, crop_pad 400, batch 12, bundled photos) feeds 20.8 images/s on the same CPU, 26× this
-  step's rate. Real-ESRGAN trained its 1M steps on 4 V100s (batch 12 each); on one GPU/TPU: not
-  measured.
-Expected result: eval/psnr on a bicubic validation set is NOT the target (the model is trained
-  for real degradations and sharpened GT); judge it on real low-quality photos. Real-ESRGAN
-  publishes the result of this recipe as RealESRNet_x4plus.pth.
+  (`:smoke`: tiny RRDBNet, the bundled photos, 20 steps, ~17 s: checks the installation.)
+Time: 14.8 s/step at the yml's batch 12 and 256² GT, float32, 2 CPU cores (peak RSS 13.2 GB);
+  the degradation pipeline alone feeds 26× that rate. 1M steps want GPUs.
+Result: judge it on real low-quality photos (esrgan-eval --lr=PHOTOS scores NIQE), not on
+  bicubic PSNR; Real-ESRGAN publishes it as RealESRNet_x4plus.pth.
+  Measurements: docs/experiments/realesrgan.md.
 """
 
 from esrgan_tf.train import configs
@@ -68,10 +49,15 @@ def get_config(variant: str = ""):
   degradation_pipeline(c, gt_size=256)
   c.data.batch_size = 12
   c.loss.update(pixel_criterion="l1", pixel_weight=1.0)
+  # Real-ESRGAN has none, and recolouring a degraded pair is wrong (noise and JPEG do not
+  # commute with colour maps); train.validate_config refuses it with this pipeline.
+  c.data.color_augment = False
   c.loss.l1_gt_usm = True  # yml gt_usm: True
   c.loss.percep_gt_usm = False
   c.loss.gan_gt_usm = False
-  c.optim.update(g_lr=2e-4, milestones=(1_000_000,), gamma=0.5, beta1=0.9, beta2=0.99)
+  # torch's Adam (Real-ESRGAN trains with BasicSR's torch.optim.Adam).
+  c.optim.update(g_lr=2e-4, milestones=(1_000_000,), gamma=0.5, beta1=0.9, beta2=0.99,
+                 epsilon_form="torch")
   c.train.update(steps=1_000_000, ema_decay=0.999)
   if variant == "smoke":
     apply_smoke(c)

@@ -2,15 +2,15 @@
 
   python scripts/quickstart.py [--workdir=runs/quickstart] [--seed=N]
 
-1. PSNR phase of configs/quickstart.py in WORKDIR/psnr;
+A thin driver over configs/quickstart.py (the whole recipe, colour augmentation included, is
+the config's: `esrgan-train --config=configs/quickstart.py` and `:gan` train the same model):
+1. PSNR phase (configs/quickstart.py) in WORKDIR/psnr;
 2. a short GAN phase (configs/quickstart.py:gan) in WORKDIR/gan, initialised from WORKDIR/psnr;
-   both phases train on colour-augmented pairs (configs/quickstart.py `COLOR_AUGMENT`,
-   `esrgan_tf.data.augment`): without it the model tints strongly coloured photos;
 3. evaluates the EMA generators on the held-out photos (samples/val/chelsea.png and
    samples/heldout/*.png, never trained on) against MATLAB bicubic (PSNR on Y, crop_border =
    scale, as papers report) and prints the per-photo, mean and worst gains; the model runs as
    esrgan-upscale runs it, with reflect pre-padding (`tiling.DEFAULT_PRE_PAD`, --pre_pad);
-4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout) when export.saved_model exists;
+4. exports a SavedModel to WORKDIR/saved_model (TF Serving layout);
 5. writes WORKDIR/comparison.png: bicubic | SR | HR.
 
 Re-running resumes (finished phases are skipped). Exit status 1 if the GAN-phase model does not
@@ -49,14 +49,6 @@ def _write_png(path, image):
   fileio.write_bytes(path, png, overwrite=True)  # a re-run replaces its own comparison image
 
 
-def _dataset_fn(config, color_augment):
-  """`train.make_dataset_fn`'s pipeline, recoloured by `esrgan_tf.data.augment`."""
-  from esrgan_tf.data import augment  # pylint: disable=g-import-not-at-top
-  from esrgan_tf.train import loop as train_loop  # pylint: disable=g-import-not-at-top
-  return augment.with_color_augment(train_loop.make_dataset_fn(config, config.data.batch_size),
-                                    config.seed, **color_augment)
-
-
 def _held_out_pairs(config, scale):
   """(name, lr, hr) of samples/val (chelsea) and samples/heldout: photos never trained on."""
   import esrgan_tf  # pylint: disable=g-import-not-at-top
@@ -89,12 +81,11 @@ def main(argv):
   psnr_dir, gan_dir = os.path.join(workdir, "psnr"), os.path.join(workdir, "gan")
   gan_cfg.train.init_from = psnr_dir
 
+  # What `esrgan-train --config=configs/quickstart.py[:gan]` runs, with the same configs.
   print(f"[1/4] PSNR phase: {psnr_cfg.train.steps} steps -> {psnr_dir}", flush=True)
-  train_loop.train_and_evaluate(psnr_cfg, psnr_dir,
-                           dataset_fn=_dataset_fn(psnr_cfg, module.COLOR_AUGMENT))
+  train_loop.train_and_evaluate(psnr_cfg, psnr_dir)
   print(f"[2/4] GAN phase: {gan_cfg.train.steps} steps -> {gan_dir}", flush=True)
-  train_loop.train_and_evaluate(gan_cfg, gan_dir,
-                                dataset_fn=_dataset_fn(gan_cfg, module.COLOR_AUGMENT))
+  train_loop.train_and_evaluate(gan_cfg, gan_dir)
 
   scale = gan_cfg.model.scale
   pairs = _held_out_pairs(gan_cfg, scale)

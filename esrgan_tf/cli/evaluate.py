@@ -4,6 +4,12 @@ r"""esrgan-eval: PSNR/SSIM of a model against HR images, with a MATLAB-bicubic b
   esrgan-eval --model=export/ --hr=DIV2K_valid_HR --lr=DIV2K_valid_LR_bicubic/X4 --json=r.json
   esrgan-eval --model=RealESRNet_x4plus --hr=Set5/HR --report=reports/set5
 
+  esrgan-eval --model=RealESRGAN_x4plus --lr=my_photos --report=reports/mine   # no HR: NIQE
+
+Without --hr, --lr is a folder of photos with no ground truth: each is scored by NIQE (no
+reference, lower = more natural; BasicSR's `calculate_niqe`, esrgan_tf.evaluation.niqe) for the
+model's output and for MATLAB bicubic, per image and mean. --niqe adds NIQE to a --hr run.
+
 --report=DIR writes DIR/index.html (metrics table, and per image a crop grid LR-bicubic | SR |
 HR where SR and bicubic differ most) and DIR/table.png (esrgan_tf.evaluation.report).
 
@@ -28,8 +34,12 @@ from esrgan_tf.core.errors import ModelError
 
 _MODEL = shared_flags.define_model_flags(server=False, threads=False, verb="evaluates")
 _TILES = shared_flags.define_tile_flags(tile_default=0, batch=False, pre_pad=False)
-_HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive).")
-_LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr.")
+_HR = flags.DEFINE_string("hr", None, "Folder of HR images (recursive); without it, --lr photos "
+                          "are scored by NIQE (no reference).")
+_LR = flags.DEFINE_string("lr", "", "Folder of matching LR images; default: bicubic of --hr. "
+                          "Without --hr: the photos to score by NIQE.")
+_NIQE = flags.DEFINE_bool("niqe", False, "With --hr: also score NIQE (no reference) of the SR and "
+                          "bicubic outputs (~1 s per megapixel).")
 _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor; default: the model's.")
 _CROP = flags.DEFINE_integer("crop_border", None, "Border pixels ignored; default: the scale.")
 _Y = flags.DEFINE_bool("y_channel", False, "Measure on the BT.601 Y channel.")
@@ -60,15 +70,20 @@ def _check_scales(models: dict, name: str) -> None:
                     f"×{', ×'.join(map(str, scales))}; choose one with --head or --scale")
 
 
-def _evaluate(model, spec, tiles, writer, datasets, metrics) -> dict:
+def _evaluate(model, spec, tiles, writer, datasets, metrics, folders) -> dict:
   scale = model.scale
   crop = scale if _CROP.value is None else _CROP.value
-  pairs = datasets.load_validation_set(
-      {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
-      scale)
-  result = metrics.evaluate(model, pairs, crop_border=crop, y_channel=_Y.value,
-                            tiles=None if tiles.whole else tiles, on_image=writer)
-  result.update(model=spec.model, hr=_HR.value, lr=_LR.value or None, scale=scale)
+  tiles = None if tiles.whole else tiles
+  if _HR.value:
+    pairs = datasets.load_validation_set(
+        {"val_dir": _HR.value, "val_lr_dir": _LR.value, "val_max_images": _MAX_IMAGES.value},
+        scale)
+    result = metrics.evaluate(model, pairs, crop_border=crop, y_channel=_Y.value, tiles=tiles,
+                              on_image=writer, niqe=_NIQE.value)
+  else:
+    result = metrics.evaluate_no_reference(model, _lr_photos(folders), crop_border=crop,
+                                           tiles=tiles, on_image=writer)
+  result.update(model=spec.model, hr=_HR.value or None, lr=_LR.value or None, scale=scale)
   if spec.blend_with:
     result.update(blend_with=spec.blend_with, blend_weight=spec.blend_weight)
   for key in ("head", "blend_heads"):
@@ -80,8 +95,8 @@ def _evaluate(model, spec, tiles, writer, datasets, metrics) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
-  if not _HR.value:
-    raise cli.usage("--hr is required")
+  if not (_HR.value or _LR.value):
+    raise cli.usage("--hr (or, to score by NIQE without reference, --lr) is required")
   spec, tiles = _MODEL.spec(), _TILES.spec()
   # pylint: disable=g-import-not-at-top  (TensorFlow after cli.run has set its log level)
   from esrgan_tf.data import datasets, folders
@@ -91,14 +106,15 @@ def main(argv):
   # pylint: enable=g-import-not-at-top
   writers, results = {}, {}
   try:
-    folders.list_image_files(_HR.value)  # a bad folder fails before the model loads
+    folders.list_image_files(_HR.value or _LR.value)  # fails before the model loads
     models = _load_models(resolver, spec)
     _check_scales(models, spec.name)
     for head, model in models.items():
       if _REPORT.value:
         directory = _REPORT.value if head is None else os.path.join(_REPORT.value, head)
         writers[head] = report_lib.ReportWriter(directory, overwrite=_OVERWRITE.value)
-      results[head] = _evaluate(model, spec, tiles, writers.get(head), datasets, metrics)
+      results[head] = _evaluate(model, spec, tiles, writers.get(head), datasets, metrics,
+                                folders)
   except BaseException as e:
     for writer in writers.values():
       writer.abort()  # No partial report.
@@ -119,6 +135,15 @@ def main(argv):
       metrics.save_json(_JSON.value, output)
     except OSError as e:
       cli.fail(f"cannot write the results ({e.strerror or e})", _JSON.value)
+
+
+def _lr_photos(folders):
+  """(name, float [0, 1] RGB) of the --lr folder (unreadable files logged and skipped)."""
+  files, _ = folders.scan_images(_LR.value)
+  if _MAX_IMAGES.value > 0:
+    files = files[:_MAX_IMAGES.value]
+  for f in files:
+    yield f.key, folders.read_image_array(f.path).astype("float32") / 255.0
 
 
 def run():

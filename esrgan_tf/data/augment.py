@@ -183,3 +183,11 @@ def with_color_augment(dataset_fn: Callable, seed: int, **kwargs) -> Callable:
                                    **kwargs)
 
   return augmented
+
+
+def options(data_config) -> dict:
+  """`config.data.color` (the config schema of configs/psnr_x4.py) as keyword arguments of
+  `color_augment_pairs`, for `with_color_augment` when `config.data.color_augment`."""
+  kwargs = dict(data_config["color"])
+  kwargs["saturation"] = tuple(float(s) for s in kwargs["saturation"])
+  return kwargs

@@ -3,7 +3,10 @@
 Training pipeline (`make_train_dataset`):
 
   sources → decode → [cache] → shuffle → repeat → random crop (+ MATLAB-bicubic LR)
-  → dihedral augmentation → batch(drop_remainder) → prefetch
+  → dihedral augmentation → batch(drop_remainder) → [colour augmentation] → prefetch
+
+Colour augmentation (`color_augment`, options `color`; `data.augment`) recolours each batch
+with the stateless seed (seed·1000 + input pipeline + 1, batch index).
 
 * HR folder (`train_dir`): LR made on the fly: crop gt_size×gt_size HR first, then MATLAB-exact
   bicubic ×1/s (`esrgan_tf.images.imresize`) rounded to 8-bit levels, as MATLAB returns for uint8
@@ -307,7 +310,7 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
 
   Args:
     data_config: `config.data` (train_dir, train_lr_dir, tfrecords, gt_size, augment, cache,
-      shuffle_buffer; see the shared config schema).
+      shuffle_buffer, and optionally color_augment and color; see the shared config schema).
     scale: Upscaling factor (config.model.scale).
     batch_size: Batch size of this pipeline (per replica under a strategy).
     input_context: A `tf.distribute.InputContext` (from
@@ -347,7 +350,12 @@ def make_train_dataset(data_config, scale: int, batch_size: int, input_context=N
 
   autotune = tf.data.AUTOTUNE
   ds = ds.enumerate().map(make_example, num_parallel_calls=autotune, deterministic=True)
-  return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if data_config.get("color_augment", False):
+    from esrgan_tf.data import augment  # pylint: disable=g-import-not-at-top  (imports data)
+    ds = augment.color_augmented_dataset(ds, seed * 1000 + pipeline_id + 1,
+                                         **augment.options(data_config))
+  return ds.prefetch(autotune)
 
 
 # --- validation ----------------------------------------------------------------------------------

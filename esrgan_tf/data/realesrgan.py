@@ -282,6 +282,11 @@ def make_degraded_train_dataset(data_config, scale: int, batch_size: int, input_
                              f"({config.gt_size})")
   if batch_size < 1:
     raise datasets_lib.DataError(f"batch_size must be >= 1, got {batch_size}")
+  if data_config.get("color_augment", False):
+    raise datasets_lib.DataError(
+        "data.color_augment recolours bicubic (LR, HR) pairs; the degradation "
+                             "pipeline does not support it (noise and JPEG do not commute with "
+                             "colour maps: esrgan_tf.data.augment)")
   if seed is None:
     seed = random.randrange(2 ** 31)
   pipeline_id = input_context.input_pipeline_id if input_context else 0

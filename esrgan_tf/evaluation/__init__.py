@@ -1,1 +1,1 @@
-"""Metrics (PSNR/SSIM as BasicSR computes them) and the HTML report."""
+"""Evaluation: image-quality metrics (full-reference and no-reference) and reports."""

@@ -150,6 +150,21 @@ def to_uint8_levels(image: np.ndarray) -> np.ndarray:
   return pixels.from_float(np.asarray(image, np.float32)).astype(np.float64)
 
 
+def niqe_score(image255: np.ndarray, crop_border: int = 0) -> float | None:
+  """NIQE (`esrgan_tf.evaluation.niqe`, BasicSR's `calculate_niqe`) of an image on 8-bit
+  levels [0, 255], or None when it has fewer than two of NIQE's 96×96 blocks after the crop."""
+  from esrgan_tf.evaluation import niqe  # pylint: disable=g-import-not-at-top
+  try:
+    return niqe.niqe(image255, crop_border)
+  except niqe.NiqeError:
+    return None
+
+
+def _mean_of_scored(rows: list, key: str) -> float | None:
+  values = [r[key] for r in rows if r.get(key) is not None]
+  return float(np.mean(values)) if values else None
+
+
 def _upscale(upscaler, lr: np.ndarray, tiles: Optional[tiling.TileSpec]) -> np.ndarray:
   if tiles is None:
     return np.asarray(upscaler(lr[None].astype(np.float32))[0])
@@ -159,7 +174,8 @@ def _upscale(upscaler, lr: np.ndarray, tiles: Optional[tiling.TileSpec]) -> np.n
 def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
              y_channel: bool = False, tiles: Optional[tiling.TileSpec] = None,
              bicubic: bool = True,
-             on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
+             on_image: Optional[Callable[[str, dict], None]] = None,
+             niqe: bool = False) -> dict:
   """PSNR/SSIM of a model (and of MATLAB bicubic upscaling) on (name, lr, hr) pairs.
 
   SR output, bicubic output and HR are rounded to 8-bit levels before measuring
@@ -177,12 +193,14 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
     bicubic: Also measure the MATLAB-bicubic upscale of the LR image.
     on_image: Called once per image as `on_image(name, {"lr", "hr", "sr", "bicubic"})` (float
       arrays; keys of what was not computed are absent), e.g. `report.ReportWriter`.
+    niqe: Also score NIQE (no reference; `niqe_score`) of the SR and bicubic outputs.
 
   Returns:
-    {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}, ...],
-     "mean": {"psnr", "ssim"}, "bicubic_mean": {"psnr", "ssim"}, "psnr_gain" (mean PSNR of the
-     model minus bicubic's), "crop_border", "y_channel", "num_images"}. Keys of what was not
-     measured are absent.
+    {"images": [{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"[, "niqe",
+     "bicubic_niqe"]}, ...], "mean": {"psnr", "ssim"[, "niqe"]}, "bicubic_mean": {...},
+     "psnr_gain" (mean PSNR of the model minus bicubic's), "crop_border", "y_channel",
+     "num_images"}. Keys of what was not measured are absent; a NIQE is None for an image
+     with fewer than two 96² blocks (means over the others; no mean when none is scored).
 
   Raises:
     ValueError: No pairs, or an output whose shape differs from its HR image.
@@ -201,11 +219,15 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
       sr255 = to_uint8_levels(sr)
       row["psnr"] = calculate_psnr(sr255, hr255, crop_border, y_channel)
       row["ssim"] = calculate_ssim(sr255, hr255, crop_border, y_channel)
+      if niqe:
+        row["niqe"] = niqe_score(sr255, crop_border)
     if bicubic:
       bic = imresize.imresize(np.asarray(lr, np.float32), scale).numpy()
       bic255 = to_uint8_levels(bic)
       row["bicubic_psnr"] = calculate_psnr(bic255, hr255, crop_border, y_channel)
       row["bicubic_ssim"] = calculate_ssim(bic255, hr255, crop_border, y_channel)
+      if niqe:
+        row["bicubic_niqe"] = niqe_score(bic255, crop_border)
     if on_image is not None:
       images = {"lr": lr, "hr": hr}
       if upscaler is not None:
@@ -221,21 +243,96 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
   for prefix, key in (("", "mean"), ("bicubic_", "bicubic_mean")):
     if prefix + "psnr" in rows[0]:
       result[key] = {m: float(np.mean([r[prefix + m] for r in rows])) for m in ("psnr", "ssim")}
+      niqe_mean = _mean_of_scored(rows, prefix + "niqe")
+      if niqe_mean is not None:
+        result[key]["niqe"] = niqe_mean
   if "mean" in result and "bicubic_mean" in result:
     result["psnr_gain"] = result["mean"]["psnr"] - result["bicubic_mean"]["psnr"]
   return result
 
 
-def format_table(result: dict) -> str:
-  """A plain-text table of `evaluate` results (per image, mean, bicubic mean)."""
-  lines = [f"{'image':<24} {'PSNR':>8} {'SSIM':>7} {'bic PSNR':>9} {'bic SSIM':>9}"]
+def evaluate_no_reference(upscaler, images: Iterable[Sequence], *, crop_border: int = 0,
+                          tiles: Optional[tiling.TileSpec] = None,
+                          on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
+  """NIQE of a model's outputs and of MATLAB bicubic, on LR photos without ground truth.
 
-  def cell(row, key, fmt):
-    return format(row[key], fmt) if key in row else "-"
+  Real-world SR is judged so (Real-ESRGAN reports NIQE): lower is more natural. Outputs are
+  rounded to 8-bit levels first (`to_uint8_levels`), as the saved file would be.
+
+  Args:
+    upscaler: An `Engine` (callable on float32 [N, H, W, C] batches in [0, 1], with .scale).
+    images: (name, lr HxWxC float [0, 1]) pairs.
+    crop_border: Pixels removed from each side of the outputs before scoring.
+    tiles: See `evaluate`.
+    on_image: Called as `on_image(name, {"lr", "sr", "bicubic"})`, e.g. `report.ReportWriter`.
+
+  Returns:
+    {"images": [{"name", "niqe", "bicubic_niqe"}], "mean": {"niqe"}, "bicubic_mean": {"niqe"},
+     "niqe_gain" (bicubic's mean NIQE minus the model's: > 0 when the model's outputs look
+     more natural), "crop_border", "num_images", "num_scored", "no_reference": True}. A NIQE
+     is None for an output with fewer than two 96² blocks after the crop; means over the others.
+
+  Raises:
+    ValueError: No images.
+  """
+  from esrgan_tf.images import imresize  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+
+  rows = []
+  for name, lr in images:
+    lr = np.asarray(lr, np.float32)
+    sr = _upscale(upscaler, lr, tiles)
+    bic = imresize.imresize(lr, upscaler.scale).numpy()
+    rows.append({"name": name, "niqe": niqe_score(to_uint8_levels(sr), crop_border),
+                 "bicubic_niqe": niqe_score(to_uint8_levels(bic), crop_border)})
+    if on_image is not None:
+      on_image(name, {"lr": lr, "sr": sr, "bicubic": bic})
+  if not rows:
+    raise ValueError("evaluate_no_reference: no images to evaluate")
+  mean, bicubic = _mean_of_scored(rows, "niqe"), _mean_of_scored(rows, "bicubic_niqe")
+  result = {"images": rows, "mean": {"niqe": mean}, "bicubic_mean": {"niqe": bicubic},
+            "crop_border": crop_border, "num_images": len(rows),
+            "num_scored": sum(r["niqe"] is not None for r in rows), "no_reference": True}
+  if mean is not None and bicubic is not None:
+    result["niqe_gain"] = bicubic - mean
+  return result
+
+
+def _cell(row, key, fmt):
+  return format(row[key], fmt) if row.get(key) is not None else "-"
+
+
+def _format_no_reference(result: dict) -> str:
+  lines = [f"{'image':<24} {'NIQE':>8} {'bic NIQE':>9}"]
 
   def line(name, row):
-    return (f"{name:<24} {cell(row, 'psnr', '.3f'):>8} {cell(row, 'ssim', '.4f'):>7} "
-            f"{cell(row, 'bicubic_psnr', '.3f'):>9} {cell(row, 'bicubic_ssim', '.4f'):>9}")
+    return f"{name:<24} {_cell(row, 'niqe', '.4f'):>8} {_cell(row, 'bicubic_niqe', '.4f'):>9}"
+
+  lines += [line(str(row["name"])[:24], row) for row in result["images"]]
+  lines.append(line("mean", {"niqe": result["mean"]["niqe"],
+                             "bicubic_niqe": result["bicubic_mean"]["niqe"]}))
+  if "niqe_gain" in result:
+    lines.append(f"NIQE, MATLAB bicubic minus model (> 0: the model's outputs look more "
+                 f"natural): {result['niqe_gain']:+.4f}")
+  lines.append(f"({result['num_images']} images, {result['num_scored']} scored (NIQE needs two "
+               f"96×96 blocks), no reference, crop_border={result['crop_border']})")
+  return "\n".join(lines)
+
+
+def format_table(result: dict) -> str:
+  """A plain-text table of `evaluate` results (per image, mean, bicubic mean), or of
+  `evaluate_no_reference`'s."""
+  if result.get("no_reference"):
+    return _format_no_reference(result)
+  niqe = "niqe" in result.get("mean", {})
+  lines = [f"{'image':<24} {'PSNR':>8} {'SSIM':>7} {'bic PSNR':>9} {'bic SSIM':>9}"
+           + (f" {'NIQE':>8} {'bic NIQE':>9}" if niqe else "")]
+
+  def line(name, row):
+    text = (f"{name:<24} {_cell(row, 'psnr', '.3f'):>8} {_cell(row, 'ssim', '.4f'):>7} "
+            f"{_cell(row, 'bicubic_psnr', '.3f'):>9} {_cell(row, 'bicubic_ssim', '.4f'):>9}")
+    if niqe:
+      text += f" {_cell(row, 'niqe', '.4f'):>8} {_cell(row, 'bicubic_niqe', '.4f'):>9}"
+    return text
 
   for row in result["images"]:
     lines.append(line(str(row["name"])[:24], row))

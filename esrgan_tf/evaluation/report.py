@@ -110,17 +110,36 @@ def crop_grid(panels: list[tuple[str, np.ndarray]], box: tuple[int, int, int],
 # --- the metrics table --------------------------------------------------------------------------
 
 TABLE_HEADER = ("image", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "PSNR gain")
+NIQE_HEADER = ("NIQE", "bicubic NIQE")
+NO_REFERENCE_HEADER = ("image", "NIQE", "bicubic NIQE", "NIQE gain")
+
+
+def _has_niqe(result: dict) -> bool:
+  return "niqe" in result.get("mean", {})
+
+
+def table_header(result: dict) -> tuple[str, ...]:
+  """The columns of `table_rows(result)`: PSNR/SSIM (+ NIQE), or NIQE only (no reference)."""
+  if result.get("no_reference"):
+    return NO_REFERENCE_HEADER
+  return TABLE_HEADER + (NIQE_HEADER if _has_niqe(result) else ())
 
 
 def table_rows(result: dict) -> list[tuple[str, ...]]:
-  """`metrics.evaluate` results as text cells: one row per image, then the mean."""
+  """`metrics.evaluate` (or `evaluate_no_reference`) results as text cells: one row
+  per image, then the mean. NIQE gain = bicubic's minus the model's (lower NIQE is better)."""
   def cells(name, row):
     def get(key, fmt):
-      return format(row[key], fmt) if key in row else "-"
+      return format(row[key], fmt) if row.get(key) is not None else "-"
+    niqe_gain = (format(row["bicubic_niqe"] - row["niqe"], "+.4f")
+                 if row.get("niqe") is not None and row.get("bicubic_niqe") is not None else "-")
+    if result.get("no_reference"):
+      return (str(name), get("niqe", ".4f"), get("bicubic_niqe", ".4f"), niqe_gain)
     gain = (format(row["psnr"] - row["bicubic_psnr"], "+.3f")
             if "psnr" in row and "bicubic_psnr" in row else "-")
-    return (str(name), get("psnr", ".3f"), get("ssim", ".4f"), get("bicubic_psnr", ".3f"),
-            get("bicubic_ssim", ".4f"), gain)
+    out = (str(name), get("psnr", ".3f"), get("ssim", ".4f"), get("bicubic_psnr", ".3f"),
+           get("bicubic_ssim", ".4f"), gain)
+    return out + ((get("niqe", ".4f"), get("bicubic_niqe", ".4f")) if _has_niqe(result) else ())
 
   rows = [cells(row["name"], row) for row in result["images"]]
   mean = dict(result.get("mean", {}))
@@ -134,12 +153,14 @@ def table_png(result: dict) -> np.ndarray:
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
 
   font = _font(TABLE_FONT_SIZE)
-  rows = [TABLE_HEADER] + table_rows(result)
-  space = "Y" if result.get("y_channel") else "RGB"
+  header = table_header(result)
+  rows = [header] + table_rows(result)
+  space = ("no reference (NIQE: lower is more natural)" if result.get("no_reference")
+           else "Y" if result.get("y_channel") else "RGB")
   note = (f"{result.get('num_images', len(result['images']))} images, {space}, "
           f"crop_border={result.get('crop_border', 0)}")
   pad, line = 14, TABLE_FONT_SIZE + 8
-  widths = [max(font.getlength(row[col]) for row in rows) for col in range(len(TABLE_HEADER))]
+  widths = [max(font.getlength(row[col]) for row in rows) for col in range(len(header))]
   width = int(sum(widths) + pad * (len(widths) + 1))
   width = max(width, int(font.getlength(note)) + 2 * pad)
   height = line * (len(rows) + 1) + pad * 2
@@ -203,15 +224,19 @@ class ReportWriter:
     self._used: set = set()
 
   def __call__(self, name: str, images: dict) -> None:
-    """Adds one image: `images` has "sr", "bicubic" and "hr" ([H, W, C] in [0, 1])."""
-    sr, bicubic, hr = images["sr"], images["bicubic"], images["hr"]
+    """Adds one image: `images` has "sr", "bicubic" and, with a reference, "hr" ([H, W, C] in
+    [0, 1])."""
+    sr, bicubic = images["sr"], images["bicubic"]
     box = most_different_window(_to_uint8(sr), _to_uint8(bicubic), self.crop)
     zoom = max(1, PANEL // box[2])
-    grid = crop_grid([("LR-bicubic", bicubic), ("SR (model)", sr), ("HR", hr)], box, zoom)
+    panels = [("LR-bicubic", bicubic), ("SR (model)", sr)]
+    if images.get("hr") is not None:
+      panels.append(("HR", images["hr"]))
+    grid = crop_grid(panels, box, zoom)
     file = f"crops/{_safe_name(str(name), self._used)}.png"
     _save_png(grid, os.path.join(self._tmp, file))
     self.figures.append({"name": str(name), "file": file, "box": box, "zoom": zoom,
-                         "size": tuple(hr.shape[:2])})
+                         "size": tuple(sr.shape[:2]), "panels": [p for p, _ in panels]})
 
   def abort(self) -> None:
     """Removes the partial report."""
@@ -237,7 +262,7 @@ class ReportWriter:
 def report_html(result: dict, figures: list[dict], title: str) -> str:
   """The report page: facts, metrics table (per image, mean; ours vs bicubic) and crop grids."""
   esc = html.escape
-  head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER)
+  head = "".join(f"<th>{esc(h)}</th>" for h in table_header(result))
   rows = table_rows(result)
   mean_row = ' class="mean"'
   body = "".join(
@@ -253,7 +278,16 @@ def report_html(result: dict, figures: list[dict], title: str) -> str:
         f'<figure><figcaption>{esc(fig["name"])} ({fig["size"][1]}×{fig["size"][0]}): the '
         f"{side}×{side} window at x={left}, y={top} where SR and bicubic differ most, shown "
         f'×{fig["zoom"]} (nearest)</figcaption><img src="{esc(fig["file"])}" '
-        f'alt="{esc(fig["name"])}: LR-bicubic, SR, HR"></figure>')
+        f'alt="{esc(fig["name"])}: {esc(", ".join(fig.get("panels", ("LR-bicubic", "SR", "HR"))))}"'
+        '></figure>')
+  metrics_note = ('NIQE (no reference; BasicSR\'s <code>calculate_niqe</code>): lower is more '
+                  'natural; "NIQE gain" is bicubic\'s minus the model\'s.')
+  if not result.get("no_reference"):
+    metrics_note = ("PSNR in dB, SSIM in [0, 1], measured as "
+                    "<code>esrgan_tf.evaluation.metrics</code> "
+                    "does (BasicSR's conventions)." + (" " + metrics_note if _has_niqe(result)
+                                                       else ""))
+  crops_title = "LR-bicubic | SR" + ("" if result.get("no_reference") else " | HR")
   return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>
@@ -267,12 +301,11 @@ figure {{ margin: 18px 0; }} img {{ image-rendering: pixelated; max-width: 100%;
 </style></head><body>
 <h1>{esc(title)}</h1>
 <p>{" · ".join(facts)}</p>
-<p>PSNR in dB, SSIM in [0, 1], measured as <code>esrgan_tf.evaluation.metrics</code> does (BasicSR's
-conventions); "bicubic" is the MATLAB-bicubic upscale of the same LR image.
+<p>{metrics_note} "bicubic" is the MATLAB-bicubic upscale of the same LR image.
 <a href="table.png">The table as a PNG</a>.</p>
 <table><thead><tr>{head}</tr></thead><tbody>
 {body}</tbody></table>
-<h2>Crops: LR-bicubic | SR | HR</h2>
+<h2>Crops: {crops_title}</h2>
 {"".join(figs)}
 </body></html>
 """

@@ -13,7 +13,9 @@
 (spectral norm replaces them as the Lipschitz control, as in SNGAN/Real-ESRGAN).
 
 Batch norm uses torch's `nn.BatchNorm2d` defaults (eps 1e-5, momentum 0.1, i.e. Keras momentum
-0.9), not Keras' (1e-3, 0.99), so BasicSR discriminator weights import exactly.
+0.9), not Keras' (1e-3, 0.99), so BasicSR discriminator weights import exactly, and torch's
+running-variance convention (`TorchBatchNorm`), so a trained netD saves the statistics torch
+would have.
 """
 
 from __future__ import annotations
@@ -32,6 +34,33 @@ _VGG_HIDDEN = 100
 # torch nn.BatchNorm2d defaults: eps=1e-5, momentum=0.1 (running ← 0.9·running + 0.1·batch).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+
+
+@keras.saving.register_keras_serializable(package="esrgan_tf")
+class TorchBatchNorm(keras.layers.BatchNormalization):
+  """Keras batch norm whose moving variance follows torch's `nn.BatchNorm2d`.
+
+  Both normalise a training batch by its biased variance, but torch updates `running_var` with
+  the UNBIASED one (n/(n − 1) times it, n = N·H·W per channel; torch/nn/functional.py
+  batch_norm → aten native_batch_norm), Keras with the biased one. The variables, their names
+  and inference are Keras' own, so checkpoints of either class load into the other.
+  """
+
+  def call(self, inputs, training=None, mask=None):
+    if not (training and self.trainable) or mask is not None or self.renorm:
+      return super().call(inputs, training=training, mask=mask)
+    x = tf.cast(inputs, tf.float32)  # As Keras: statistics in float32 for float16 inputs.
+    axes = [i for i in range(len(x.shape)) if i != self.axis % len(x.shape)]
+    mean, variance = tf.nn.moments(x, axes)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+    unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+    momentum = self.momentum
+    self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+    self.moving_variance.assign(self.moving_variance * momentum + unbiased * (1.0 - momentum))
+    gamma = self.gamma if self.scale else None
+    beta = self.beta if self.center else None
+    out = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+    return tf.cast(out, self.compute_dtype)
 
 
 def _lrelu(x):
@@ -108,7 +137,7 @@ class Discriminator(keras.Model):
     return layer
 
   def _bn(self, name):
-    return None if self.spectral_norm else keras.layers.BatchNormalization(
+    return None if self.spectral_norm else TorchBatchNorm(
         epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
   def _check_input(self, shape):

@@ -99,11 +99,8 @@ def data_pipeline(config) -> str:
 
 
 def make_dataset_fn(config, global_batch_size: int):
-  """`input_context -> tf.data.Dataset` of per-replica batches.
-
-  "bicubic" pipeline: (lr, hr) from `data.datasets`; "realesrgan": {"lr", "hr", "gt_usm"} from
-  `esrgan_tf.data.realesrgan` (hr the plain GT; the loss switches pick gt_usm).
-  """
+  """`input_context -> tf.data.Dataset` of per-replica batches: (lr, hr) from `data.datasets`
+  ("bicubic"), or {"lr", "hr" (the plain GT), "gt_usm"} from `data.realesrgan`."""
   scale = generator_spec(config).scale
   if data_pipeline(config) == "realesrgan":
     from esrgan_tf.data import realesrgan  # pylint: disable=g-import-not-at-top
@@ -259,7 +256,7 @@ def restore_or_initialize(config, workdir: str, state: TrainState,
 
 
 def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None = None) -> dict:
-  """PSNR/SSIM of `predict_fn` on validation pairs (`metrics.evaluate`).
+  """PSNR/SSIM (+ NIQE: train.eval_niqe) of `predict_fn` on validation pairs (`metrics`).
 
   `scale` (for the default crop border) defaults to the config's generator's.
   """
@@ -268,7 +265,8 @@ def evaluate(predict_fn, pairs, config, bicubic: bool = False, scale: int | None
   scale = generator_spec(config).scale if scale is None else scale
   crop = scale if crop < 0 else crop
   return metrics.evaluate(predict_fn, pairs, crop_border=crop,
-                          y_channel=config.train.eval_y_channel, bicubic=bicubic)
+                          y_channel=config.train.eval_y_channel, bicubic=bicubic,
+                          niqe=bool(config.train.get("eval_niqe", False)))
 
 
 def comparison_grid(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
@@ -300,12 +298,12 @@ class Evaluator:
     if "bicubic_mean" in ev:
       self.bicubic_psnr = ev["bicubic_mean"]["psnr"]
     psnr, ssim = ev["mean"]["psnr"], ev["mean"]["ssim"]
-    self.history.append({"step": step, "psnr": psnr, "ssim": ssim})
+    self.history.append({"step": step, **ev["mean"]})  # psnr, ssim (+ niqe: lower is better)
     logging.info("eval step %d: PSNR %.3f dB SSIM %.4f (bicubic PSNR %s)", step, psnr, ssim,
                  self.bicubic_psnr)
     with writer.as_default(step=step):
-      tf.summary.scalar("eval/psnr", psnr)
-      tf.summary.scalar("eval/ssim", ssim)
+      for name, value in ev["mean"].items():
+        tf.summary.scalar(f"eval/{name}", value)
       name, lr, hr = self.pairs[0]
       grid = comparison_grid(lr, self.predict(lr[None])[0], hr)
       tf.summary.image(f"eval/bicubic|SR|HR/{name}", grid[None])

@@ -113,6 +113,33 @@ def ragan_discriminator_loss(real_logits, fake_logits):
                                + _bce_logits(fake - tf.reduce_mean(real), 0.0)), axis=1)
 
 
+def ragan_discriminator_loss_detached(real_logits, fake_logits, fake_logits_for_mean=None):
+  """The relativistic average discriminator loss in BasicSR's form, per example.
+
+  BasicSR's ESRGANModel (basicsr/models/esrgan_model.py, the D update) computes the same values
+  as `ragan_discriminator_loss` but DETACHES the other side's batch mean in each term:
+    ½·BCE(C(x_r) − sg(E[C(x_f)]), 1) + ½·BCE(C(x_f) − sg(E[C(x_r)]), 0)
+  (sg: stop gradient), so D's gradient has no term through the means (and the gradient of D's
+  last bias is not identically zero, as it is in the paper's form, where a shift of every logit
+  cancels in both differences). It takes the fake mean from a separate forward pass of the
+  fake batch (`fake_logits_for_mean`; its values equal `fake_logits`' in train mode).
+
+  Args:
+    real_logits: C(x_r), [N], [N, 1] or per-pixel [N, H, W, 1].
+    fake_logits: C(x_f), same shape.
+    fake_logits_for_mean: The separate pass's C(x_f) for E[C(x_f)]; None = `fake_logits`.
+
+  Returns:
+    float32 [N].
+  """
+  real, fake = _logits_2d(real_logits), _logits_2d(fake_logits)
+  fake_ref = fake if fake_logits_for_mean is None else _logits_2d(fake_logits_for_mean)
+  fake_mean = tf.stop_gradient(tf.reduce_mean(fake_ref))
+  real_mean = tf.stop_gradient(tf.reduce_mean(real))
+  return tf.reduce_mean(0.5 * (_bce_logits(real - fake_mean, 1.0)
+                               + _bce_logits(fake - real_mean, 0.0)), axis=1)
+
+
 def ragan_generator_loss(real_logits, fake_logits):
   """Relativistic average generator loss (ESRGAN eq. 2, the symmetric form), per example.
 

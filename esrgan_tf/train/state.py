@@ -141,10 +141,25 @@ DISCRIMINATOR_BUILDERS: dict[str, Callable] = {t: _vgg_style_or_patch for t in D
 DISCRIMINATOR_BUILDERS["unet_sn"] = _unet_sn
 
 
-def _perceptual_weights_source(perceptual) -> str | None:
-  """Resolves `config.perceptual.weights`; None means: drop the perceptual term."""
+def _perceptual_weights_source(perceptual):
+  """Resolves `config.perceptual.weights`; None means: drop the perceptual term.
+
+  Returns:
+    None, "imagenet", a Keras VGG19 weights path, or {conv name: (kernel, bias)} read from a
+    torchvision VGG19 .pth ("torchvision": torchvision's vgg19-dcbb9e9d.pth from the cache of
+    `esrgan_tf.weights.registry`, downloaded there once; or a path to such a file).
+  """
   from esrgan_tf.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
   source = perceptual.weights
+  if source == "torchvision" or (isinstance(source, str) and source.endswith((".pth", ".pt"))):
+    from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
+    from esrgan_tf.weights import registry as registry_lib  # pylint: disable=g-import-not-at-top
+    if source == "torchvision":
+      source = registry_lib.fetch(registry_lib.TORCHVISION_VGG19,
+                                  registry=registry_lib.PERCEPTUAL_WEIGHTS)
+    elif not os.path.isfile(source):
+      raise ValueError(f"perceptual.weights: VGG19 weights file {source!r} does not exist")
+    return weights.load_torchvision_vgg19(source)
   if source == "imagenet_if_cached":
     path = vgg_lib.imagenet_weights_path()
     if path is None:
@@ -205,16 +220,21 @@ def init_discriminator(config, discriminator: keras.Model | None, path: str) -> 
   """Copies a BasicSR netD checkpoint (`weights.load_discriminator`) into the built D.
 
   Real-ESRGAN's finetune_realesrgan_x4plus.yml loads RealESRGAN_x4plus_netD.pth this way
-  (pretrain_network_d, strict). Spectral norm's stored u and v are copied too.
+  (pretrain_network_d, strict). Spectral norm's stored u and v are copied too. `path` may also
+  name a published netD (`hub.DISCRIMINATORS`: "RealESRGAN_x4plus_netD").
 
   Raises:
     ValueError: No D (psnr phase), or the file's discriminator differs from the config's
       (class, or any weight's name/shape); names the file.
     weights.CheckpointError: Unreadable or refused file.
   """
+  from esrgan_tf.weights import registry as registry_lib  # pylint: disable=g-import-not-at-top
   if discriminator is None:
     raise ValueError(f"train.init_discriminator_from {path!r}: phase {config.phase!r} has no "
                      "discriminator (use phase 'gan')")
+  if path in registry_lib.DISCRIMINATORS and not os.path.exists(path):
+    # A published netD, downloaded once.
+    path = registry_lib.fetch(path, registry=registry_lib.DISCRIMINATORS)
   source = checkpoints.load_discriminator(
       path, skip_connection=bool(config.discriminator.get("skip_connection", True)))
   if type(source) is not type(discriminator):
@@ -266,7 +286,7 @@ def create_optimizers(config, models: Models):
   variables in cross-replica context (the tf.distribute contract for Keras 3 optimizers).
 
   Args:
-    config: Uses config.optim (g_lr, d_lr, milestones, gamma, beta1, beta2) and
+    config: Uses config.optim (g_lr, d_lr, milestones, gamma, beta1, beta2, epsilon_form) and
       config.train.precision (mixed_float16 wraps in LossScaleOptimizer).
     models: From `create_models`.
 
@@ -276,10 +296,12 @@ def create_optimizers(config, models: Models):
   o = config.optim
 
   def make(lr, variables, name):
-    # ε = 1e-8: torch.optim.Adam's default, which BasicSR's ESRGAN options keep.
+    # ε = 1e-8: torch.optim.Adam's default, which BasicSR's ESRGAN options keep; where it is
+    # added (optim.epsilon_form): "torch" gives torch's update exactly, "keras" (the default
+    # when the config lacks the key) Keras' ε-hat form (fused_adam.py).
     # FusedAdam: Keras' Adam maths in one kernel per variable (fused_adam.py: measured reason).
     opt = FusedAdam(lr_schedule(lr, o.milestones, o.gamma), beta_1=o.beta1, beta_2=o.beta2,
-                    epsilon=1e-8, name=name)
+                    epsilon=1e-8, epsilon_form=o.get("epsilon_form", "keras"), name=name)
     if config.train.precision == "mixed_float16":
       opt = keras.mixed_precision.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     opt.build(variables)

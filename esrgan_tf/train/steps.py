@@ -14,7 +14,8 @@ Extension points (all chosen by the config, nothing else changes):
   * `generator_loss_terms` lists the weighted terms of the G loss; a new term is one more
     `LossTerm` (its name becomes a history/TensorBoard key).
   * `GAN_LOSSES` maps a GAN formulation name to its (generator, discriminator) per-example loss
-    functions of (real_logits, fake_logits); `gan_type(config)` picks one.
+    functions of (real_logits, fake_logits); `gan_loss(config)` picks one (`gan_type`, and for
+    "ragan" `config.loss.ragan_form`: `RAGAN_FORMS`).
 
 Distribution contract (tf.distribute custom-training-loop guide): every loss is per example and
 averaged with `tf.nn.compute_average_loss(global_batch_size=...)`, so the SUM over replicas is
@@ -35,14 +36,19 @@ from esrgan_tf.train.state import TrainState
 
 
 class GanLoss(NamedTuple):
-  """Per-example losses of (real_logits, fake_logits) for G and for D.
+  """Per-example losses for G, of (real_logits, fake_logits), and for D, of (real_logits,
+  fake_logits, fake_logits_for_mean).
 
   `generator_uses_real`: whether G's loss reads D(real); if not, the G step does not run D on
   the real batch (one D call fewer, and one spectral-norm power iteration fewer, as BasicSR).
+  `fake_pass_for_mean`: the D step first runs D on the fake batch once more, for the fake
+  mean (BasicSR's ESRGANModel: its D's batch-norm statistics and spectral-norm vectors see five
+  passes per step, in the order real, fake | fake, real, fake); else D's third argument is None.
   """
   generator: Callable
   discriminator: Callable
   generator_uses_real: bool = True
+  fake_pass_for_mean: bool = False
 
 
 def _vanilla_generator(real_logits, fake_logits):
@@ -50,14 +56,29 @@ def _vanilla_generator(real_logits, fake_logits):
   return losses.vanilla_generator_loss(fake_logits)
 
 
-# ESRGAN's relativistic average GAN (eq. 1–2); Real-ESRGAN's vanilla GAN (BasicSR GANLoss
-# gan_type "vanilla", train_realesrgan_x4plus.yml).
+def _two_argument(fn):
+  """A D loss of (real, fake) as one of (real, fake, fake_for_mean) that ignores the third."""
+  return lambda real_logits, fake_logits, fake_logits_for_mean=None: fn(real_logits, fake_logits)
+
+
+# ESRGAN's relativistic average GAN (eq. 1–2), in the paper's form; Real-ESRGAN's vanilla GAN
+# (BasicSR GANLoss gan_type "vanilla", train_realesrgan_x4plus.yml).
 GAN_LOSSES = {
-    "ragan": GanLoss(losses.ragan_generator_loss, losses.ragan_discriminator_loss),
-    "vanilla": GanLoss(_vanilla_generator, losses.vanilla_discriminator_loss,
+    "ragan": GanLoss(losses.ragan_generator_loss, _two_argument(losses.ragan_discriminator_loss)),
+    "vanilla": GanLoss(_vanilla_generator, _two_argument(losses.vanilla_discriminator_loss),
                        generator_uses_real=False),
 }
 DEFAULT_GAN_TYPE = "ragan"
+# config.loss.ragan_form: "paper" differentiates D's loss through both batch means (ESRGAN eq. 1,
+# the older mmsr code); "basicsr" detaches them and adds BasicSR's extra fake pass
+# (`losses.ragan_discriminator_loss_detached`). G's loss is the same in both (D(real) is
+# gradient-free for G either way). Absent from a config: "paper" (this code's earlier behaviour).
+RAGAN_FORMS = {
+    "paper": GAN_LOSSES["ragan"],
+    "basicsr": GanLoss(losses.ragan_generator_loss, losses.ragan_discriminator_loss_detached,
+                       fake_pass_for_mean=True),
+}
+DEFAULT_RAGAN_FORM = "paper"
 
 
 def gan_type(config) -> str:
@@ -70,6 +91,24 @@ def gan_type(config) -> str:
   if name not in GAN_LOSSES:
     raise ValueError(f"loss.gan_type must be one of {sorted(GAN_LOSSES)}, got {name!r}")
   return name
+
+
+def ragan_form(config) -> str:
+  """`config.loss.ragan_form` when the schema has it, else "paper".
+
+  Raises:
+    ValueError: An unknown form.
+  """
+  form = config.loss.get("ragan_form", DEFAULT_RAGAN_FORM)
+  if form not in RAGAN_FORMS:
+    raise ValueError(f"loss.ragan_form must be one of {sorted(RAGAN_FORMS)}, got {form!r}")
+  return form
+
+
+def gan_loss(config) -> GanLoss:
+  """The `GanLoss` of the config: `gan_type`, and for "ragan" its `ragan_form`."""
+  name = gan_type(config)
+  return RAGAN_FORMS[ragan_form(config)] if name == "ragan" else GAN_LOSSES[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +173,7 @@ def generator_loss_terms(config, models) -> list[LossTerm]:
       return losses.perceptual_loss(vgg(p.sr), hr_features, layer_weights, percep_criterion)
 
     terms.append(LossTerm("l_percep", float(config.perceptual.weight), perceptual))
-  g_gan = GAN_LOSSES[gan_type(config)].generator
+  g_gan = gan_loss(config).generator
   terms.append(LossTerm("l_g_gan", float(config.loss.gan_weight),
                         lambda p: g_gan(p.real_logits, p.fake_logits)))
   return terms
@@ -167,7 +206,7 @@ def make_replica_step(config, state: TrainState, global_batch_size: int):
   G, D = state.models.generator, state.models.discriminator  # pylint: disable=invalid-name
   g_opt, d_opt = state.g_optimizer, state.d_optimizer
   terms = generator_loss_terms(config, state.models)
-  gan = GAN_LOSSES[gan_type(config)]
+  gan = gan_loss(config)
   gan_usm = usm_switch(config, "gan_gt_usm")
 
   def step(lr, hr, gt_usm=None):
@@ -195,9 +234,12 @@ def make_replica_step(config, state: TrainState, global_batch_size: int):
       return out
 
     with tf.GradientTape() as d_tape:
+      fake = tf.stop_gradient(sr)
+      fake_for_mean = (tf.stop_gradient(_f32(D(fake, training=True)))
+                       if gan.fake_pass_for_mean else None)
       real_logits = _f32(D(gan_real, training=True))
-      fake_logits = _f32(D(tf.stop_gradient(sr), training=True))
-      d_loss = average(gan.discriminator(real_logits, fake_logits))
+      fake_logits = _f32(D(fake, training=True))
+      d_loss = average(gan.discriminator(real_logits, fake_logits, fake_for_mean))
       scaled = _scaled(d_opt, d_loss)
     _apply(d_opt, scaled, d_tape, D.trainable_variables)
     share = tf.cast(batch, tf.float32) / global_batch_size

@@ -23,6 +23,10 @@ byte at a time is cut); an entry's `max_bytes` caps the declared and the receive
 redirects are followed only to https on its default port or within the same origin (scheme,
 host, port), at most MAX_REDIRECTS. An interrupted download restarts from the beginning.
 
+Besides the generators (`REGISTRY`, what `--model` resolves), `PERCEPTUAL_WEIGHTS` and
+`DISCRIMINATORS` hold the networks a training config may name, fetched the same way:
+torchvision's VGG19 and Real-ESRGAN's published netD.
+
 Cache: `$ESRGAN_TF_HOME`, else `$XDG_CACHE_HOME/esrgan_tf`, else `~/.cache/esrgan_tf`.
 Air-gapped use: `ESRGAN_TF_MODEL_MIRROR=URL` (or `mirror=` / `--model_mirror`) replaces each
 URL's directory with URL (http(s):// or file://); or place the file by hand at the path the
@@ -48,11 +52,14 @@ from absl import logging
 CACHE_ENV = "ESRGAN_TF_HOME"
 MIRROR_ENV = "ESRGAN_TF_MODEL_MIRROR"
 # Architectures esrgan_tf can build (a registry entry of any other is refused before download).
-SUPPORTED_ARCHITECTURES = frozenset({"rrdbnet", "pixel_unshuffle_rrdbnet", "srvgg_compact"})
+SUPPORTED_ARCHITECTURES = frozenset({"rrdbnet", "pixel_unshuffle_rrdbnet", "srvgg_compact",
+                                     "vgg19", "unet_discriminator_sn"})
 ARCHITECTURES = {
     "rrdbnet": "RRDBNet (ESRGAN's generator)",
     "pixel_unshuffle_rrdbnet": "RRDBNet on a pixel-unshuffled input (Real-ESRGAN x2plus)",
     "srvgg_compact": "SRVGGNetCompact (Real-ESRGAN's compact VGG-style network)",
+    "vgg19": "torchvision's VGG19 (the perceptual loss's feature network)",
+    "unet_discriminator_sn": "Real-ESRGAN's U-Net discriminator with spectral norm (netD)",
 }
 
 
@@ -82,6 +89,9 @@ class PublishedModel:
     source: The page that documents the file.
     sha256: Confirmed SHA-256 (hex) or None (see the module docstring).
     description: One line for `esrgan-models list`.
+    sha256_prefix: The leading hex digits of the SHA-256 that the publisher puts in the file
+      name (torch.hub's convention, checked by its `load_state_dict_from_url(check_hash=True)`),
+      checked when `sha256` is None.
     max_bytes: Largest file accepted (a mirror's or an impostor's larger file is refused).
   """
 
@@ -94,6 +104,7 @@ class PublishedModel:
   source: str
   sha256: str | None = None
   description: str = ""
+  sha256_prefix: str | None = None
   max_bytes: int = 256 << 20  # Registry entries set their own (`size_cap`).
 
 
@@ -147,6 +158,30 @@ REGISTRY = {
         source=("https://github.com/xinntao/Real-ESRGAN" if "Real-ESRGAN" in url
                 else "https://github.com/xinntao/ESRGAN"))
     for name, url, arch, scale, parameters, licence, description in _ENTRIES
+}
+
+# torchvision's ImageNet VGG19 (torchvision/models/vgg.py, VGG19_Weights.IMAGENET1K_V1: this URL,
+# 548.1 MB, BSD-3-Clause like torchvision), which BasicSR's perceptual loss loads
+# (basicsr/archs/vgg_arch.py VGG_PRETRAIN_PATH "vgg19-dcbb9e9d.pth"). "dcbb9e9d" is torch.hub's
+# hash prefix: the file's SHA-256 starts with it.
+TORCHVISION_VGG19 = "vgg19-dcbb9e9d"
+PERCEPTUAL_WEIGHTS = {
+    TORCHVISION_VGG19: PublishedModel(
+        name=TORCHVISION_VGG19, url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        filename="vgg19-dcbb9e9d.pth", architecture="vgg19", scale=1, licence="BSD-3-Clause",
+        source="https://pytorch.org/vision/stable/models/generated/torchvision.models.vgg19.html",
+        description="torchvision VGG19 (ImageNet), BasicSR's perceptual-loss network",
+        sha256_prefix="dcbb9e9d", max_bytes=600 << 20),
+}
+
+# Published discriminators, for `train.init_discriminator_from` (fine-tuning). URL: Real-ESRGAN's
+# docs/Training.md and docs/model_zoo.md (release v0.2.2.3), BSD-3-Clause.
+DISCRIMINATORS = {
+    "RealESRGAN_x4plus_netD": PublishedModel(
+        name="RealESRGAN_x4plus_netD", url=f"{_REAL_ESRGAN}/v0.2.2.3/RealESRGAN_x4plus_netD.pth",
+        filename="RealESRGAN_x4plus_netD.pth", architecture="unet_discriminator_sn", scale=4,
+        licence="BSD-3-Clause", source="https://github.com/xinntao/Real-ESRGAN",
+        description="Real-ESRGAN x4plus's U-Net discriminator (netD), for fine-tuning"),
 }
 
 
@@ -276,6 +311,15 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
   if head.startswith((b"<!doctype", b"<html", b"<")):
     raise HubError("an HTML page, not a PyTorch checkpoint (Google Drive asks browsers to confirm "
                    "large downloads)")
+  if entry.architecture in ("vgg19", "unet_discriminator_sn"):  # not generators
+    from esrgan_tf.weights import discriminator, vgg  # pylint: disable=g-import-not-at-top
+    check = (vgg.torchvision_vgg19_convs if entry.architecture == "vgg19"
+             else discriminator.read_discriminator)
+    try:
+      check(weights.read_state_dict(path))
+    except weights.CheckpointError as e:
+      raise HubError(f"not a usable {ARCHITECTURES[entry.architecture]} ({e})") from None
+    return
   try:
     state, layout = layouts.to_basicsr(weights.read_state_dict(path))
     compact = layout == layouts.COMPACT_LAYOUT
@@ -286,6 +330,12 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
   if compact != (entry.architecture == "srvgg_compact") or scale != entry.scale:
     raise HubError(f"a {layout} ×{scale} checkpoint, not the registry's "
                    f"{ARCHITECTURES[entry.architecture]} ×{entry.scale}")
+
+
+def _checksum_ok(entry: PublishedModel, path: str) -> bool:
+  if entry.sha256 is not None:
+    return sha256_of(path) == entry.sha256
+  return entry.sha256_prefix is None or sha256_of(path).startswith(entry.sha256_prefix)
 
 
 def _remove_stale_staging(root: str) -> None:
@@ -324,7 +374,7 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
   root = root or cache_dir()
   final = cached_path(entry, root)
   if os.path.isfile(final):
-    if entry.sha256 is None or sha256_of(final) == entry.sha256:
+    if _checksum_ok(entry, final):
       return final
     logging.warning("%s: cached file %s fails its SHA-256 check; downloading it again",
                     name, final)
@@ -349,9 +399,10 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
                      ) from None
     except (OSError, http.client.HTTPException, ValueError) as e:  # timeouts: OSErrors
       raise HubError(f"{name}: cannot download {url} ({e}). Offline? {by_hand}") from None
-    if entry.sha256 is not None and actual != entry.sha256:
+    expected = entry.sha256 or entry.sha256_prefix
+    if expected is not None and not actual.startswith(expected):
       raise HubError(f"{name}: the file downloaded from {url} has SHA-256 {actual}, expected "
-                     f"{entry.sha256}; it was deleted and not used")
+                     f"{expected}{'' if entry.sha256 else '...'}; it was deleted and not used")
     try:
       _check_checkpoint(staged, entry)
     except HubError as e:
