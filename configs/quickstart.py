@@ -39,19 +39,12 @@ def get_config(variant: str = ""):
                 gt_size=64, batch_size=8, shuffle_buffer=16)
   c.data.color_augment = True  # Four training photos: their colours must not be learnt.
   c.data.color.update(COLOR_AUGMENT)
-  # 4000 steps, not 1000: with colour augmentation the held-out mean gain over bicubic grows
-  # from -0.3 (1000) to +0.6 (2000), +0.9 (3000) and +1.1 dB (4000 steps).
-  # 6000 steps (milestones scaled) measured +1.35 / +1.43 dB mean (seeds 1 / 2, PSNR phase,
-  # 16 photos, pre_pad 8) but −0.16 / −0.17 dB on the grey sky (4000: −0.09 / −0.09).
-  # EMA decay 0.99, not 0.999: averaging ~1000 steps of a tiny net trained at a high LR gave
-  # colour casts of up to −16 levels (−21 dB on the grey sky, seed 1).
+  # 4000 steps, EMA decay 0.99 (0.999 left colour casts on a tiny net): measured choices in
+  # docs/experiments/quickstart.md.
   c.train.update(strategy="default", steps=4000, steps_per_loop=50, log_every=100,
                  eval_every=4000, checkpoint_every=1000, keep_checkpoints=1, ema_decay=0.99)
-  # A high LR for a tiny net and a short run (measured: 800 steps at 2e-3 beat 1000 at 1e-3),
-  # then ×0.3 at 60%, 80% and 90% of the steps: ending at 5e-5 leaves the weights (and the EMA
-  # of the last ~100 steps) settled, so flat colours come out right. Measured (seeds 1 / 2,
-  # pre_pad 8, PSNR phase, worst of the six photos scripts/quickstart.py reports): −0.83 /
-  # −3.23 dB with one halving at 70%, −0.01 / −0.61 dB with this; textured photos −0.1 dB.
+  # A high LR for a tiny net, ×0.3 at 60/80/90 % so the weights settle and flat colours come
+  # out right (docs/experiments/quickstart.md).
   c.optim.update(g_lr=2e-3, milestones=(2400, 3200, 3600), gamma=0.3)
   if variant == "gan":
     c.discriminator.update(num_features=16)

@@ -23,9 +23,8 @@ import time
 
 from absl import app, flags
 
-from esrgan_tf.benchmarking import sections
+from esrgan_tf.benchmarking import plot, sections
 from esrgan_tf.core import cpu, fileio
-from esrgan_tf.evaluation import report
 
 _SECTIONS = flags.DEFINE_list("sections", None, "Sections to run (default: all).")
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller inputs: a few minutes in total.")
@@ -99,7 +98,7 @@ def _write(results: dict) -> str:
   rows = latency_rows(results)
   if rows:
     cpu_name = results["machine"].get("cpu")
-    svg = report.latency_plot_svg(
+    svg = plot.latency_plot_svg(
         rows, title=f"Latency vs input size ({cpu_name}, {results['date'][:10]})")
     fileio.write_bytes(stem + ".svg", svg, overwrite=True)
   return table

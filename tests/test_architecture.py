@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 
 import esrgan_tf
 
@@ -157,3 +158,23 @@ def test_layer_check_sees_an_upward_import(tmp_path):
   targets = _imports("esrgan_tf.images.m", str(path), modules)
   assert [t for t in targets if _layer_of(t) > _layer_of("esrgan_tf.images.m")] == [
       "esrgan_tf.inference.tiling"]
+
+
+def test_the_architecture_page_lists_every_layer_and_module():
+  """docs/architecture.md's table: each subpackage at its LAYERS number, each module in its row."""
+  page = os.path.join(os.path.dirname(PACKAGE_DIR), "docs", "architecture.md")
+  with open(page, encoding="utf-8") as f:
+    rows = [line for line in f if re.match(r"\| \d+ \|", line)]
+  missing = []
+  for index, names in enumerate(LAYERS):
+    for name in names:
+      row = next((r for r in rows if f"`{name}/`" in r), None)
+      if row is None or not row.startswith(f"| {index + 1} |"):
+        missing.append(f"{name}/ (layer {index + 1})")
+        continue
+      for module in sorted(_modules()):
+        parts = module.split(".")
+        if len(parts) == 3 and parts[1] == name and not parts[2].startswith("__"):
+          if f"`{parts[2]}`" not in row:
+            missing.append(module)
+  assert not missing, "docs/architecture.md does not list: " + ", ".join(missing)

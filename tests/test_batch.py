@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from esrgan_tf.core.errors import ModelError
 from esrgan_tf.images import image_io
 from esrgan_tf.inference import batch as batch_lib
 from esrgan_tf.inference import tiling
@@ -137,31 +136,6 @@ def test_model_errors_are_reported_per_file(tmp_path):
   assert summary.failed == [(good, f"{good}: RuntimeError: device lost")]
   assert listing(tmp_path / "o") == []
 
-
-def test_load_engine_routes_server_and_model(monkeypatch, tmp_path):
-  from esrgan_tf.inference import remote, resolver
-  calls = []
-  monkeypatch.setattr(remote, "remote_engine",
-                      lambda address, model_name: calls.append((address, model_name)) or "remote")
-  spec = resolver.ModelSpec(server="localhost:8500", model_name="sr")
-  assert resolver.load_engine(spec) == "remote"
-  assert calls == [("localhost:8500", "sr")]
-  with pytest.raises(ModelError, match="no such file"):
-    resolver.load_engine(str(tmp_path / "missing.keras"))
-
-
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(), "exactly one of a model and a server"),
-    (dict(model="a", server="h:1"), "exactly one"),
-    (dict(model="a", blend_with="b"), "go together"),
-    (dict(server="h:1", blend_with="b", blend_weight=0.5), "needs a model"),
-    (dict(model="a", blend_with="b", blend_weight=1.5), r"in \[0, 1\]"),
-    (dict(model="a", precision="fp8"), "precision must be one of"),
-])
-def test_model_spec_refuses_inconsistent_fields(kwargs, match):
-  from esrgan_tf.inference import resolver
-  with pytest.raises(ValueError, match=match):
-    resolver.ModelSpec(**kwargs)
 
 
 # ---------------------------------------------------------------- CLI, subprocess

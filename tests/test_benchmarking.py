@@ -132,20 +132,20 @@ def test_inference_job_engines_agree():
   result = jobs.job_inference({
       "arch": {**TINY, "upsampler": "nearest"}, "weights": "", "warmup": 0, "repeats": 2,
       "engine_sizes": {"keras_eager": [16], "keras_engine": [16, 24],
-                       "saved_model_fp32": [16, 24], "keras_upscaler_bf16": [16]},
+                       "saved_model_fp32": [16, 24], "keras_engine_bf16": [16]},
       "psnr_sizes": [16]})
   assert [(r["engine"], r["size"], r["warmup"]) for r in result["rows"]] == [
       ("keras_eager", 16, 1), ("keras_engine", 16, 1), ("saved_model_fp32", 16, 1),
-      ("keras_upscaler_bf16", 16, 1), ("keras_engine", 24, 0), ("saved_model_fp32", 24, 0)]
+      ("keras_engine_bf16", 16, 1), ("keras_engine", 24, 0), ("saved_model_fp32", 24, 0)]
   assert all(r["runs"] == 2 and r["median_s"] > 0 for r in result["rows"])
   # The export computes the same float32 graph: identical after uint8 rounding.
   assert math.isinf(result["psnr"]["saved_model_fp32"])
   assert math.isinf(result["psnr"]["keras_eager"])
   # bf16 (8-bit mantissa) differs, but not grossly: measured 45.3 dB (uint8 outputs); 39 dB is
   # twice that RMS error.
-  assert 39 < result["psnr"]["keras_upscaler_bf16"] < math.inf
+  assert 39 < result["psnr"]["keras_engine_bf16"] < math.inf
   assert [r["engine"] for r in result["rows"] if "psnr_db" in r] == [
-      "keras_eager", "saved_model_fp32", "keras_upscaler_bf16"]  # 24² is not compared.
+      "keras_eager", "saved_model_fp32", "keras_engine_bf16"]  # 24² is not compared.
 
 
 def test_ncnn_engine_agrees_with_ours_on_real_weights():

@@ -219,3 +219,16 @@ def test_exit_codes_without_work(tmp_path, model_path):
              "--tile=eight")
   assert run.returncode == 2 and "Flags parsing error" in run.stderr
   assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_missing_input_beside_a_good_one_is_one_failure(tmp_path, model_path):
+  # The model flags and the failed input specs must not be confused: the good file is done.
+  good = str(tmp_path / "good.png")
+  rgb_image(6, 5, seed=3).save(good)
+  run = _cli(f"--model={model_path}", "--precision=float32", f"--input={good}",
+             f"--input={tmp_path / 'missing.png'}", f"--output={tmp_path / 'o'}")
+  assert run.returncode == 1, run.stderr
+  assert run.stdout.strip().splitlines()[-1] == "1 upscaled, 1 failed"
+  assert "missing.png" in _failure_line(run.stderr, "missing.png")
+  assert "--precision=auto" not in run.stderr  # the flag given was used
+  assert os.path.isfile(tmp_path / "o" / "good_out.png")

@@ -1,4 +1,4 @@
-"""Tests of esrgan_tf.images.encoders: the 16-bit PNG/TIFF encoders, read back by Pillow/imaging."""
+"""Tests of images.encoders: the 16-bit PNG/TIFF encoders, read back by Pillow/image_io."""
 
 import io
 

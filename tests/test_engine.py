@@ -28,7 +28,7 @@ def test_keras_file_gives_same_numbers(tiny_keras):
   assert isinstance(resolver.load_generator(path), RRDBNet)
 
 
-def test_keras_upscaler_traces_once_for_all_sizes(tiny_keras):
+def test_keras_engine_traces_once_for_all_sizes(tiny_keras):
   model, _ = tiny_keras
   up = engine_lib.keras_engine(model)
   for shape in [(1, 4, 4, 3), (3, 9, 5, 3), (1, 17, 2, 3)]:

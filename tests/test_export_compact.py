@@ -103,7 +103,7 @@ def test_gpu_check_refuses_prelu_with_full_alpha():
   assert "PRELU: alpha shape [8, 8, 3] is neither" in problems[0]
 
 
-def test_keras_upscaler_bfloat16_compact():
+def test_keras_engine_bfloat16_compact():
   model = _compact(3)
   up = engine_lib.keras_engine(model, precision="bfloat16")
   x = _image(5, 6)

@@ -119,7 +119,7 @@ def _entry(url: str, max_bytes: int = 1 << 20, scale: int = 4,
 
 def _fails(root, registry, match, within=10.0):
   started = time.monotonic()
-  with pytest.raises(registry_lib.HubError, match=match):
+  with pytest.raises(registry_lib.RegistryError, match=match):
     registry_lib.fetch("tiny", root=str(root), registry=registry, mirror="")
   assert time.monotonic() - started < within
   assert os.listdir(root) == [], os.listdir(root)  # Nothing cached, no staging left.

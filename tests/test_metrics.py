@@ -138,3 +138,19 @@ def test_evaluate_rejects_wrong_output_shape():
   hr = np.zeros((16, 16, 3), np.float32)
   with pytest.raises(ValueError, match="differs"):
     metrics.evaluate(lambda b: np.zeros((1, 8, 8, 3)), [("x", lr, hr)])
+
+
+def test_fixed_size_models_are_tiled_at_their_size():
+  # A TFLite/static-ONNX-like engine refuses inputs larger than its size; evaluating it on a
+  # larger LR (esrgan-eval's default, no --tile) cuts tiles of that size.
+  from esrgan_tf.inference.engine import Engine  # pylint: disable=g-import-not-at-top
+
+  def nearest(batch):
+    assert batch.shape[1] <= 8 and batch.shape[2] <= 8, batch.shape
+    return batch.repeat(2, 1).repeat(2, 2)
+
+  engine = Engine(fn=nearest, scale=2, name="static", input_size=(8, 8), max_batch=1)
+  lr = np.random.default_rng(3).random((13, 11, 3)).astype(np.float32)
+  hr = lr.repeat(2, 0).repeat(2, 1)
+  result = metrics.evaluate(engine, [("x", lr, hr)], bicubic=False)
+  assert result["images"][0]["psnr"] == float("inf")

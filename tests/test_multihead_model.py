@@ -251,7 +251,7 @@ def test_load_rrdbnet_refuses_another_architecture():
 
 # --- as an Engine ---------------------------------------------------------------------------
 
-def test_keras_upscaler_runs_one_head_or_a_blend():
+def test_keras_engine_runs_one_head_or_a_blend():
   model = _multi(heads=[{"name": "psnr", "scale": 4}, {"name": "gan", "scale": 4},
                         {"name": "x2", "scale": 2}])
   x = _image(6, 5)
@@ -273,7 +273,7 @@ def test_keras_upscaler_runs_one_head_or_a_blend():
   assert np.abs(bf16(x) - out["x2"]).max() < 0.05 * np.abs(out["x2"]).max()
 
 
-def test_keras_upscaler_head_errors():
+def test_keras_engine_head_errors():
   model = _multi()
   with pytest.raises(ModelError, match=r"m: .*no head 'gan'"):
     engine_lib.keras_engine(model, name="m", head="gan")

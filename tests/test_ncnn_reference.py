@@ -7,7 +7,7 @@ skipping, so CI must install the extra. Kept out of test_weights.py so that the 
 depend on them.
 
 The ncnn graph (input blob "data", output "output", no normalisation layer) takes planar RGB in
-[0, 1]; we import the same files with `esrgan_tf.weights.load_checkpoint` and run both on a 64×64
+[0, 1]; we import the same files with `models.checkpoints.load_checkpoint` and run both on a 64×64
 crop of a real photo.
 """
 

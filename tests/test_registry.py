@@ -116,7 +116,7 @@ def test_good_file_is_cached_once_and_checked(http_base, tmp_path):
 def test_checksum_mismatch_deletes_and_refuses(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/good/tiny.pth", sha256="0" * 64)
-  with pytest.raises(registry_lib.HubError,
+  with pytest.raises(registry_lib.RegistryError,
                      match=f"SHA-256 {SHA}, expected 0{{64}}; it was deleted"):
     registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
@@ -126,7 +126,7 @@ def test_interrupted_transfer_leaves_nothing(http_base, tmp_path):
   _, base = http_base
   (tmp_path / ".download-999999999-stale").mkdir()  # Left by a killed process: cleaned up.
   reg = registry(f"{base}/interrupted/tiny.pth", sha256=None)
-  with pytest.raises(registry_lib.HubError, match="cannot download .*/interrupted/tiny.pth"):
+  with pytest.raises(registry_lib.RegistryError, match="cannot download .*/interrupted/tiny.pth"):
     registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
 
@@ -134,7 +134,7 @@ def test_interrupted_transfer_leaves_nothing(http_base, tmp_path):
 def test_an_html_page_instead_of_the_file_is_refused(http_base, tmp_path):
   _, base = http_base
   reg = registry(f"{base}/html/tiny.pth", sha256=None)
-  with pytest.raises(registry_lib.HubError,
+  with pytest.raises(registry_lib.RegistryError,
                      match="not a PyTorch checkpoint .* place it at .*tiny.pth"):
     registry_lib.fetch("tiny", root=str(tmp_path), registry=reg, mirror="")
   assert_nothing_half_written(tmp_path)
@@ -143,7 +143,7 @@ def test_an_html_page_instead_of_the_file_is_refused(http_base, tmp_path):
 def test_404_names_the_url_and_where_to_place_the_file(http_base, tmp_path):
   _, base = http_base
   url = f"{base}/missing/tiny.pth"
-  with pytest.raises(registry_lib.HubError) as e:
+  with pytest.raises(registry_lib.RegistryError) as e:
     registry_lib.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
   message = str(e.value)
   assert url in message and "404" in message
@@ -154,7 +154,7 @@ def test_404_names_the_url_and_where_to_place_the_file(http_base, tmp_path):
 def test_offline_unreachable_host(tmp_path):
   with socket_closed_port() as port:
     url = f"http://127.0.0.1:{port}/tiny.pth"
-    with pytest.raises(registry_lib.HubError, match="Offline\\? .* place it at"):
+    with pytest.raises(registry_lib.RegistryError, match="Offline\\? .* place it at"):
       registry_lib.fetch("tiny", root=str(tmp_path), registry=registry(url), mirror="")
   assert_nothing_half_written(tmp_path)
 
@@ -198,7 +198,7 @@ def test_unsupported_architecture_fails_before_downloading(http_base, tmp_path, 
     with pytest.raises(ModelError, match=f"{name}: its architecture, .* is not "
                        "supported"):
       resolver.load_engine(name)
-    with pytest.raises(registry_lib.HubError, match="not supported"):
+    with pytest.raises(registry_lib.RegistryError, match="not supported"):
       registry_lib.fetch(name, mirror=f"{base}/good/")
   assert len(server.requests) == before
   # Flipping the capability list is all it takes (the download then goes ahead).
@@ -213,7 +213,8 @@ def test_existing_path_wins_and_unknown_names_pass_through(tmp_path, monkeypatch
   (tmp_path / "RealESRGAN_x4plus").mkdir()
   assert registry_lib.resolve_spec("RealESRGAN_x4plus") == "RealESRGAN_x4plus"
   assert registry_lib.resolve_spec("model.keras") == "model.keras"
-  with pytest.raises(registry_lib.HubError, match="nope: not a published model name; known: RRDB_"):
+  with pytest.raises(registry_lib.RegistryError,
+                     match="nope: not a published model name; known: RRDB_"):
     registry_lib.lookup("nope")
 
 

@@ -341,7 +341,7 @@ def test_rest_bad_request_is_refused(server, case, path, body, status, message):
 
 # --- remote_engine ------------------------------------------------------------------------
 
-def test_remote_upscaler_matches_direct_call(server, direct):
+def test_remote_engine_matches_direct_call(server, direct):
   upscaler = remote.remote_engine(f"127.0.0.1:{server.port}", timeout=30)
   assert upscaler.scale == 4 and upscaler.info["version"] == 1
   x = sample_uint8(5, 9)[None].astype(np.float32) / 255.0
@@ -352,7 +352,7 @@ def test_remote_upscaler_matches_direct_call(server, direct):
   np.testing.assert_array_equal(np.round(uint8(x) * 255), expected)
 
 
-def test_remote_upscaler_errors(server):
+def test_remote_engine_errors(server):
   with pytest.raises(ModelError, match="no signature 'x4'"):
     remote.remote_engine(f"127.0.0.1:{server.port}", signature_name="x4")
   with pytest.raises(ModelError, match="NOT_FOUND"):
@@ -365,7 +365,7 @@ def test_remote_upscaler_errors(server):
   assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_remote_upscaler_unreachable():
+def test_remote_engine_unreachable():
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

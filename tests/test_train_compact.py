@@ -27,7 +27,7 @@ def test_compact_smoke_trains_and_workdir_loads(tmp_path):
   assert np.isfinite(result["history"]["l_pix"][0]) and result["history"]["l_pix"][0] > 0
   assert len(result["eval"]) == 1 and np.isfinite(result["eval"][0]["psnr"])
 
-  # --model=WORKDIR goes through loading.load_generator: the EMA Compact net, same outputs.
+  # --model=WORKDIR goes through resolver.load_generator: the EMA Compact net, same outputs.
   loaded = resolver.load_generator(workdir)
   ema = result["models"].ema_generator
   assert isinstance(loaded, SRVGGNetCompact) and loaded.arch_config() == ema.arch_config()

@@ -87,7 +87,7 @@ def test_torchvision_weights_download_once_and_load_with_imagenet_normalisation(
 def test_offline_message_names_the_url_and_the_cache_path(tmp_path, monkeypatch):
   monkeypatch.setenv(registry_lib.CACHE_ENV, str(tmp_path / "cache"))
   monkeypatch.setenv(registry_lib.MIRROR_ENV, "http://127.0.0.1:9/models")  # discard port: refused
-  with pytest.raises(registry_lib.HubError) as e:
+  with pytest.raises(registry_lib.RegistryError) as e:
     train_state._perceptual_weights_source(_perceptual())  # pylint: disable=protected-access
   message = str(e.value)
   assert "Offline?" in message and "http://127.0.0.1:9/models/vgg19-dcbb9e9d.pth" in message
@@ -101,13 +101,13 @@ def test_download_is_bounded_and_hash_prefix_checked(mirror, tmp_path, monkeypat
   entry = registry_lib.PERCEPTUAL_WEIGHTS[registry_lib.TORCHVISION_VGG19]
   monkeypatch.setitem(registry_lib.PERCEPTUAL_WEIGHTS, registry_lib.TORCHVISION_VGG19,
                       dataclasses.replace(entry, max_bytes=size - 1))
-  with pytest.raises(registry_lib.HubError,
+  with pytest.raises(registry_lib.RegistryError,
                      match=f"announces {size:,} bytes, more than this model.s file can be "
                            rf"\({size - 1:,}\)"):
     registry_lib.fetch(registry_lib.TORCHVISION_VGG19, registry=registry_lib.PERCEPTUAL_WEIGHTS)
   monkeypatch.setitem(registry_lib.PERCEPTUAL_WEIGHTS, registry_lib.TORCHVISION_VGG19,
                       dataclasses.replace(entry, sha256_prefix="dcbb9e9d"))
-  with pytest.raises(registry_lib.HubError, match="expected dcbb9e9d...; it was deleted"):
+  with pytest.raises(registry_lib.RegistryError, match="expected dcbb9e9d...; it was deleted"):
     registry_lib.fetch(registry_lib.TORCHVISION_VGG19, registry=registry_lib.PERCEPTUAL_WEIGHTS)
   assert not os.listdir(tmp_path / "cache")
 

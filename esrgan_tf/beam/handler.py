@@ -3,7 +3,7 @@
 Beam's `TFModelHandlerTensor` does not fit Keras 3 SavedModels (it needs tensorflow_hub and
 tf_keras, then fails on `_UserObject` or on stacking images of different sizes), and an image
 here is not one tensor: it is tiled, its alpha is upscaled separately, it may be resized. So the
-handler runs exactly what `esrgan-upscale` runs per image, `pipeline.upscale_image`, one image
+handler runs exactly what `esrgan-upscale` runs per image, `batch.upscale_image`, one image
 per batch (sizes differ; the model's batch is `--tile_batch` tiles of one image).
 
 Model sharing: with `large_model=True` Beam loads one model per machine and hands the worker
@@ -106,7 +106,7 @@ def upscaler_view(model) -> engine_lib.Engine:
 
 
 class UpscaleModelHandler(ModelHandler[image_io.LoadedImage, image_io.LoadedImage, LoadedModel]):
-  """Decoded image in, upscaled image out (what `imaging.write_image` writes), one per batch."""
+  """Decoded image in, upscaled image out (what `image_io.write_image` writes), one per batch."""
 
   def __init__(self, spec: ModelSpec, options: batch_lib.Options, *, large_model: bool = False):
     """Initialises the handler.

@@ -17,10 +17,10 @@
     once, two inputs with one output name and an output that would replace an input are
     failures (the first input by name keeps the output).
   * Read: an existing output is skipped (counted) unless --overwrite, so a rerun does only what
-    is missing; then `imaging.read_image` (local) or `imaging.decode_image_bytes` (other file
+    is missing; then `image_io.read_image` (local) or `image_io.decode_image_bytes` (other file
     systems): format allowlist and header pixel limit before any decoding.
   * Upscale: `RunInference` with `UpscaleModelHandler`, keyed by the task.
-  * Write: `imaging.write_image` into a local temporary file (the same encoder, so the same
+  * Write: `image_io.write_image` into a local temporary file (the same encoder, so the same
     bytes as esrgan-upscale), then `io.publish`: a temporary name beside the output and a rename.
   * Failures: each step's dead-letter output (`with_exception_handling`) becomes a record
     {"input", "error"} (the error as esrgan-upscale prints it), counted, sorted and written as
@@ -81,7 +81,7 @@ class Settings:
     format: Output format ("png", "jpg", ...), None: the input's.
     overwrite: Replace existing outputs (else they are skipped).
     max_pixels: Largest input W×H (from the header, before decoding); None or 0: any.
-    multi_frame: "error" or "first" (`imaging.read_image`).
+    multi_frame: "error" or "first" (`image_io.read_image`).
   """
 
   output: str

@@ -176,7 +176,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   """One inference engine as a callable on a float32 NHWC batch (numpy in, numpy out).
 
   Args:
-    name: "keras_eager" (Keras `__call__`, eager), "keras_engine" / "keras_upscaler_bf16"
+    name: "keras_eager" (Keras `__call__`, eager), "keras_engine" / "keras_engine_bf16"
       (`esrgan_tf.inference.engine.keras_engine`, one tf.function), "keras_xla" (tf.function with
       jit_compile), "saved_model_fp32" / "saved_model_bf16" (SavedModel round trip,
       upscale_float signature), "tflite_fp32" / "tflite_fp16" (`esrgan_tf.export.tflite`, static
@@ -200,7 +200,7 @@ def make_engine(name: str, model, tmp: str, size: int, weights: str = "",
   from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   if name == "keras_eager":
     return (lambda batch: model(tf.convert_to_tensor(batch)).numpy()), {}
-  if name in ("keras_engine", "keras_upscaler_bf16"):
+  if name in ("keras_engine", "keras_engine_bf16"):
     precision = "bfloat16" if name.endswith("bf16") else "float32"
     return engine_lib.keras_engine(model, precision=precision), {}
   if name == "keras_xla":

@@ -310,7 +310,7 @@ def job_tiling_psnr(job: Mapping[str, Any]) -> dict:
       "REALESRGAN_X4PLUSANIME_UP4X" if quick else "REALESRGAN_X4PLUS_UP4X")
   if not path:
     return result
-  loaded = resolver.load_engine(path)
+  loaded = resolver.load_engine(resolver.ModelSpec(model=path, precision="float32"))
   cache = {}  # The blends differ only in the weights: run each distinct tile once.
 
   def cached(batch):

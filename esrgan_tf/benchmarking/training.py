@@ -4,7 +4,7 @@
 `train.loop.benchmark_step_time` and `data.datasets.benchmark_data_pipeline`: the training
 modules keep only training, the harness keeps only measuring. They call the training library's
 public pieces (`train_state.create_train_state`, `train_steps.make_train_step`,
-`data.make_train_dataset`), so they time exactly what `esrgan-train` runs.
+`datasets.make_train_dataset`), so they time exactly what `esrgan-train` runs.
 """
 
 from __future__ import annotations

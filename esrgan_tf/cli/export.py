@@ -33,7 +33,8 @@ from esrgan_tf.export import tflite as tflite_modes  # TF-free at import
 from esrgan_tf.export import versions
 
 _MODEL = shared_flags.define_model_flags(
-    server=False, threads=False, precisions=precision_lib.INFERENCE_PRECISIONS,
+    server=False, threads=False, generators_only=True,
+    precisions=precision_lib.INFERENCE_PRECISIONS,
     precision_default="float32", verb="exports")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base directory (TF Serving's).")
 _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "both", "onnx"],
@@ -94,6 +95,11 @@ def tflite_file_name(scale: int, size: tuple[int, int], quantize: str, head=None
   return f"{prefix}_x{scale}_{size[0]}x{size[1]}_{quantize}.tflite"
 
 
+def _source(model: str) -> str:
+  """What the export's facts record as its source: a path made absolute, a published name as is."""
+  return model if not os.path.exists(model) else os.path.abspath(model)
+
+
 def _single_outputs(generator):
   """(head or None, single-output generator) pairs: a multi-head model's trunk + each head as a
   plain RRDBNet (a .tflite holds one static-shape function), else the generator itself. One
@@ -127,10 +133,9 @@ def main(argv):
   from esrgan_tf.export import saved_model, tflite
   from esrgan_tf.inference import resolver
   # pylint: enable=g-import-not-at-top
-  source = os.path.abspath(spec.model)
+  source = _source(spec.model)
   if spec.blend_with:
-    source = dataclasses.replace(spec, model=source,
-                                 blend_with=os.path.abspath(spec.blend_with)).name
+    source = dataclasses.replace(spec, model=source, blend_with=_source(spec.blend_with)).name
   try:
     generator = resolver.load_generator(spec)
   except ModelError as e:

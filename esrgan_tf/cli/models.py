@@ -50,7 +50,7 @@ def main(argv):
   for name in argv[2:]:
     try:
       print(registry.fetch(name, mirror=_MIRROR.value, root=root))
-    except registry.HubError as e:
+    except registry.RegistryError as e:
       sys.exit(f"esrgan-models: {e}")
 
 

@@ -23,8 +23,10 @@ from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.inference import tiling  # numpy only: no TensorFlow at import
 
 _MODEL_HELP = ("A published name (esrgan-models list), .keras file, training workdir, checkpoint "
-               "(.pth/.pt/.safetensors/ncnn .param), SavedModel directory or export base, or "
-               ".tflite file.")
+               "(.pth/.pt/.safetensors/ncnn .param), SavedModel directory or export base, "
+               ".tflite or .onnx file.")
+_GENERATOR_HELP = ("A generator: a published name (esrgan-models list), .keras file, training "
+                   "workdir or checkpoint (.pth/.pt/.safetensors/ncnn .param).")
 _PRECISION_HELP = {
     "auto": ("Compute precision of Keras/workdir/checkpoint models: auto = bfloat16 where the "
              "CPU has native bf16 (AVX512_BF16 / AMX-BF16), else float32. SavedModels keep "
@@ -84,14 +86,18 @@ class ModelFlags:
 
 
 def define_model_flags(*, server: bool = True, threads: bool = True, heads: bool = True,
-           precisions: Sequence[str] = precision_lib.PRECISION_FLAG_VALUES,
-           precision_default: str = "auto", verb: str = "runs") -> ModelFlags:
+                       generators_only: bool = False,
+                       precisions: Sequence[str] = precision_lib.PRECISION_FLAG_VALUES,
+                       precision_default: str = "auto", precision_note: str = "",
+                       verb: str = "runs") -> ModelFlags:
   """Defines the model flags of a command (call once, at the command module's import).
 
   Args:
     server: Also --server and --model_name (a TF Serving endpoint instead of --model).
     threads: Also --num_threads.
     heads: Also --head and --blend_heads (multi-head models).
+    generators_only: --model takes Keras generators only (what esrgan-export converts).
+    precision_note: Appended to --precision's help.
     precisions: The --precision values accepted.
     precision_default: Its default.
     verb: How the help of --blend_with reads ("runs", "evaluates", "exports").
@@ -101,21 +107,22 @@ def define_model_flags(*, server: bool = True, threads: bool = True, heads: bool
   """
   help_key = "auto" if "auto" in precisions else "fixed"
   holders = dict(
-      model=flags.DEFINE_string("model", None, _MODEL_HELP),
+      model=flags.DEFINE_string("model", None,
+                                _GENERATOR_HELP if generators_only else _MODEL_HELP),
       blend_with=flags.DEFINE_string(
           "blend_with", None, f"Generator blended into --model (same architecture): {verb} "
           "W·model + (1−W)·blend_with, W = --blend_weight (Real-ESRGAN's -dn)."),
       blend_weight=flags.DEFINE_float("blend_weight", None,
                                       "W in [0, 1], the weight of --model (needs --blend_with)."),
       precision=flags.DEFINE_enum("precision", precision_default, list(precisions),
-                                  _PRECISION_HELP[help_key]))
+                                  _PRECISION_HELP[help_key] + precision_note))
   if server:
     holders["server"] = flags.DEFINE_string("server", None,
                                             "HOST:PORT of a TF Serving gRPC endpoint.")
     holders["model_name"] = flags.DEFINE_string("model_name", "esrgan", "Model name on --server.")
   if threads:
-    holders["num_threads"] = flags.DEFINE_integer("num_threads", None,
-                                                  "CPU threads (TF intra-op / TFLite).")
+    holders["num_threads"] = flags.DEFINE_integer(
+        "num_threads", None, "CPU threads (TF intra-op, TFLite, ONNX Runtime).")
   if heads:
     holders["head"] = flags.DEFINE_string(
         "head", None, "Multi-head models (one trunk, several outputs): the head to run; default "
@@ -147,7 +154,10 @@ class TileFlags:
                              batch=self.batch.value if self.batch is not None else 1,
                              pre_pad=self.pre_pad.value if self.pre_pad is not None else 0)
     except ValueError as e:
-      raise cli.usage(f"--tile/--tile_overlap/--tile_batch/--pre_pad: {e}")
+      given = [name for name, holder in (("tile", self.tile), ("tile_overlap", self.overlap),
+                                         ("tile_batch", self.batch), ("pre_pad", self.pre_pad))
+               if holder is not None]
+      raise cli.usage(f"--{'/--'.join(given)}: {e}")
 
 
 def define_tile_flags(*, tile_default: Optional[int] = None, batch: bool = True,

@@ -91,18 +91,18 @@ def main(argv):
     raise cli.usage("--input (or --input_list) and --output are required")
   if _MAX_PIXELS.value is not None and _MAX_PIXELS.value < 0:
     raise cli.usage(f"--max_pixels must be ≥ 0, got {_MAX_PIXELS.value}")
-  spec, tiles = _MODEL.spec(), _TILES.spec()
+  model_spec, tiles = _MODEL.spec(), _TILES.spec()
   if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
     raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
   sources, problems = batch_lib.expand_inputs(specs, recursive=_RECURSIVE.value)
-  for spec, problem in problems:
-    _err(f"FAILED {spec}: {problem}")
+  for source, problem in problems:
+    _err(f"FAILED {source}: {problem}")
   if not sources:
     print(f"0 upscaled, {len(problems)} failed: no input images")
     return 1
   from esrgan_tf.inference import resolver  # pylint: disable=g-import-not-at-top
   try:
-    model = resolver.load_engine(spec)
+    model = resolver.load_engine(model_spec)
   except ModelError as e:
     cli.fail(e, _MODEL.given(), context="cannot load the model")
   options = batch_lib.Options(

@@ -17,7 +17,7 @@ Every file or directory esrgan_tf writes goes through here:
 
 Errors are the OS's: `FileExistsError` for an existing target without `overwrite`,
 `FileNotFoundError` for a missing directory, other `OSError`s as raised. Callers that report to a
-user wrap them with their own message (e.g. `imaging.ImageError`).
+user wrap them with their own message (e.g. `image_io.ImageError`).
 """
 
 from __future__ import annotations

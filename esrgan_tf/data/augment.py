@@ -164,7 +164,7 @@ def color_augmented_dataset(dataset: tf.data.Dataset, seed: int, **kwargs) -> tf
 
 
 def with_color_augment(dataset_fn: Callable, seed: int, **kwargs) -> Callable:
-  """Wraps a `train.train_and_evaluate` dataset_fn so that its batches are recoloured.
+  """Wraps a `train.loop.train_and_evaluate` dataset_fn so that its batches are recoloured.
 
   Args:
     dataset_fn: `input_context -> tf.data.Dataset` of per-replica (lr, hr) batches, e.g.

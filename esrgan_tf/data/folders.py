@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from esrgan_tf.images import image_io
 
-IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS  # the one list (imaging.EXTENSION_FORMATS)
+IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS  # the one list (image_io.EXTENSION_FORMATS)
 # Pillow format names that tf.io.decode_image decodes in-graph (checked on TF 2.21).
 _TF_DECODABLE = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"})
 

@@ -99,7 +99,7 @@ def default_degradation_config() -> ml_collections.ConfigDict:
 
 
 def validate_config(config, scale: int) -> None:
-  """Raises data.DataError for sizes or options the pipeline cannot use."""
+  """Raises datasets.DataError for sizes or options the pipeline cannot use."""
   for key in ("blur_kernel_size", "blur_kernel_size2"):
     if config[key] != ops.MAX_KERNEL_SIZE:
       raise datasets_lib.DataError(f"{key} must be {ops.MAX_KERNEL_SIZE} (Real-ESRGAN draws sizes "
@@ -249,7 +249,7 @@ def _source(data_config, scale: int, gt_size: int, input_context, seed: int):
 def make_degraded_train_dataset(data_config, scale: int, batch_size: int, input_context=None,
                                 seed: int | None = None, degradation_config=None,
                                 return_gt_usm: bool = False) -> tf.data.Dataset:
-  """The Real-ESRGAN training `tf.data.Dataset`, shaped like `data.make_train_dataset`'s.
+  """The Real-ESRGAN training `tf.data.Dataset`, shaped like `datasets.make_train_dataset`'s.
 
   Args:
     data_config: `config.data`: train_dir or tfrecords, cache, shuffle_buffer (as

@@ -165,13 +165,17 @@ def _mean_of_scored(rows: list, key: str) -> float | None:
   return float(np.mean(values)) if values else None
 
 
-def _upscale(upscaler, lr: np.ndarray, tiles: Optional[tiling.TileSpec]) -> np.ndarray:
+def _upscale(engine, lr: np.ndarray, tiles: Optional[tiling.TileSpec]) -> np.ndarray:
+  if tiles is None and getattr(engine, "input_size", None):
+    # A fixed-size model (TFLite, a static ONNX) takes tiles of its own size, nothing padded.
+    overlap = min(tiling.DEFAULT_OVERLAP, min(engine.input_size) // 4)
+    tiles = tiling.TileSpec(tile=0, overlap=overlap, pre_pad=0)
   if tiles is None:
-    return np.asarray(upscaler(lr[None].astype(np.float32))[0])
-  return np.asarray(tiling.upscale_array(lr, upscaler, tiles))
+    return np.asarray(engine(lr[None].astype(np.float32))[0])
+  return np.asarray(tiling.upscale_array(lr, engine, tiles))
 
 
-def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
+def evaluate(engine, pairs: Iterable[Sequence], *, crop_border: int = 0,
              y_channel: bool = False, tiles: Optional[tiling.TileSpec] = None,
              bicubic: bool = True,
              on_image: Optional[Callable[[str, dict], None]] = None,
@@ -182,7 +186,7 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
   (`to_uint8_levels`).
 
   Args:
-    upscaler: Callable on float32 [N, H, W, C] batches in [0, 1] (an `Engine`), or None to
+    engine: Callable on float32 [N, H, W, C] batches in [0, 1] (an `Engine`), or None to
       evaluate only the bicubic baseline.
     pairs: (name, lr HxWxC float [0, 1], hr sHxsWxC float [0, 1]) triples, e.g. from
       `datasets.load_validation_set`.
@@ -212,8 +216,8 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
     hr255 = to_uint8_levels(hr)
     scale = hr.shape[0] // lr.shape[0]
     row = {"name": name}
-    if upscaler is not None:
-      sr = _upscale(upscaler, np.asarray(lr, np.float32), tiles)
+    if engine is not None:
+      sr = _upscale(engine, np.asarray(lr, np.float32), tiles)
       if sr.shape != hr.shape:
         raise ValueError(f"{name}: model output {sr.shape} differs from the HR image {hr.shape}")
       sr255 = to_uint8_levels(sr)
@@ -230,7 +234,7 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
         row["bicubic_niqe"] = niqe_score(bic255, crop_border)
     if on_image is not None:
       images = {"lr": lr, "hr": hr}
-      if upscaler is not None:
+      if engine is not None:
         images["sr"] = sr
       if bicubic:
         images["bicubic"] = bic
@@ -251,7 +255,7 @@ def evaluate(upscaler, pairs: Iterable[Sequence], *, crop_border: int = 0,
   return result
 
 
-def evaluate_no_reference(upscaler, images: Iterable[Sequence], *, crop_border: int = 0,
+def evaluate_no_reference(engine, images: Iterable[Sequence], *, crop_border: int = 0,
                           tiles: Optional[tiling.TileSpec] = None,
                           on_image: Optional[Callable[[str, dict], None]] = None) -> dict:
   """NIQE of a model's outputs and of MATLAB bicubic, on LR photos without ground truth.
@@ -260,7 +264,7 @@ def evaluate_no_reference(upscaler, images: Iterable[Sequence], *, crop_border: 
   rounded to 8-bit levels first (`to_uint8_levels`), as the saved file would be.
 
   Args:
-    upscaler: An `Engine` (callable on float32 [N, H, W, C] batches in [0, 1], with .scale).
+    engine: An `Engine` (callable on float32 [N, H, W, C] batches in [0, 1], with .scale).
     images: (name, lr HxWxC float [0, 1]) pairs.
     crop_border: Pixels removed from each side of the outputs before scoring.
     tiles: See `evaluate`.
@@ -280,8 +284,8 @@ def evaluate_no_reference(upscaler, images: Iterable[Sequence], *, crop_border: 
   rows = []
   for name, lr in images:
     lr = np.asarray(lr, np.float32)
-    sr = _upscale(upscaler, lr, tiles)
-    bic = imresize.imresize(lr, upscaler.scale).numpy()
+    sr = _upscale(engine, lr, tiles)
+    bic = imresize.imresize(lr, engine.scale).numpy()
     rows.append({"name": name, "niqe": niqe_score(to_uint8_levels(sr), crop_border),
                  "bicubic_niqe": niqe_score(to_uint8_levels(bic), crop_border)})
     if on_image is not None:

@@ -111,8 +111,11 @@ def default_filename(scale: int, options: OnnxOptions) -> str:
 
 
 def published_licence(source: str) -> str:
-  """The licence of a published model's file (by file name, `weights.registry`), or ""."""
+  """The licence of a published model's file (by file name, `weights.registry`), or "" (also
+  for a blend of two models, whose weights carry both licences)."""
   from esrgan_tf.weights import registry  # pylint: disable=g-import-not-at-top
+  if "·" in os.fspath(source):
+    return ""
   stem = os.path.splitext(os.path.basename(os.fspath(source)))[0]
   entry = registry.REGISTRY.get(stem)
   return entry.licence if entry else ""

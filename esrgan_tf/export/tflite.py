@@ -93,7 +93,7 @@ def convert_to_bytes(model, *, input_size: Sequence[int], quantize: str = "none"
       (calibrated int16 activations, int8 weights; TFLite's reference kernels: accurate, slow).
     calibration_dir: int8/int16x8: folder of calibration images (default the bundled photos).
     float_ops: int8 only: TFLite op names kept in float32 (default
-      `tflite_int8.FLOAT_OPS`; () = every op int8).
+      `int8.FLOAT_OPS`; () = every op int8).
 
   Returns:
     The .tflite bytes.
@@ -144,7 +144,7 @@ def convert(model, output_path: str, *, input_size: Sequence[int], quantize: str
     output_path: The .tflite path.
     input_size: (H, W) of the static input.
     quantize: "none", "fp16", "dynamic", "int8" or "int16x8" (see `convert_to_bytes`).
-    gpu_check: Run `tflite_gpu.check_gpu_compatibility` and refuse to write an incompatible model
+    gpu_check: Run `gpu_delegate.check_gpu_compatibility` and refuse to write an incompatible model
       (not for int8/int16x8, whose files are for CPU/NNAPI/DSP).
     overwrite: Replace an existing file.
     calibration_dir: int8/int16x8: folder of calibration images (default the bundled photos).

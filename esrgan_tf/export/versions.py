@@ -1,7 +1,8 @@
 """What a TF Serving export looks like on disk, without TensorFlow: version folders, pixel limit,
 and the signature names and model facts of a multi-head export's heads.
 
-Shared by the writer (`export`), the resolver (`loading`) and the dev server (`serving.core`).
+Shared by the writer (`export.saved_model`), its engine (`inference.saved_model`), the resolver
+(`inference.resolver`) and the dev server (`serving.core`).
 """
 
 from __future__ import annotations

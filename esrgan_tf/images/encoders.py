@@ -1,4 +1,4 @@
-"""Image encoders Pillow lacks: 16-bit colour PNG and TIFF (used by `imaging.write_image`).
+"""Image encoders Pillow lacks: 16-bit colour PNG and TIFF (used by `image_io.write_image`).
 
 Pillow 13 has no 16-bit colour mode, so it cannot write these; the formats are simple enough to
 write directly from their specifications (PNG: ISO/IEC 15948; TIFF 6.0).

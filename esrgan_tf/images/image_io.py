@@ -461,7 +461,7 @@ def write_image(path: str | os.PathLike, img: LoadedImage, *, overwrite: bool = 
 
   Args:
     path: Destination file.
-    img: The image (e.g. from `pipeline.upscale_loaded`).
+    img: The image (e.g. from `inference.batch.upscale_loaded`).
     overwrite: Replace an existing file.
     format: Output format ("PNG", "JPEG"/"JPG", "WEBP", "BMP", "TIFF"/"TIF"); by default from
       the extension of `path`.

@@ -14,15 +14,17 @@ the model), grayscale kept grayscale, 16-bit kept 16-bit, `outscale` resized wit
 from __future__ import annotations
 
 import dataclasses
+import io
 from typing import Optional
 
+from absl import logging
 import numpy as np
 from PIL import Image
 
 from esrgan_tf.core import precision as precision_lib
 from esrgan_tf.images import image_io, pixels
 from esrgan_tf.inference import batch, resolver, tiling
-from esrgan_tf.inference.engine import Engine, keras_engine
+from esrgan_tf.inference.engine import Engine
 
 # ITU-R 601-2 luma, as Pillow's convert("L") and esrgan-upscale's grayscale outputs.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -45,12 +47,13 @@ def _from_numpy(array: np.ndarray) -> tuple[image_io.LoadedImage, _Kind]:
   if planes.ndim != 3 or planes.shape[-1] not in _NUMPY_CHANNELS or min(planes.shape) < 1:
     raise ValueError(f"image must be HxW or HxWxC with C in {_NUMPY_CHANNELS}, got shape "
                      f"{array.shape}")
-  if array.dtype in (np.uint8, np.uint16):
-    values, depth = pixels.to_float(planes), 8 * array.dtype.itemsize
-  elif np.issubdtype(array.dtype, np.floating):
-    values, depth = np.clip(planes.astype(np.float32), 0.0, 1.0), 16
-    if not np.all(np.isfinite(values)):
+  if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):
+    native = planes.astype(array.dtype.newbyteorder("="), copy=False)  # big-endian uint16 too
+    values, depth = pixels.to_float(native), 8 * array.dtype.itemsize
+  elif array.dtype.kind == "f":
+    if not np.all(np.isfinite(planes)):
       raise ValueError("image has NaN or infinite values")
+    values, depth = np.clip(planes.astype(np.float32), 0.0, 1.0), 16
   else:
     raise ValueError(f"image dtype must be uint8, uint16 or float, got {array.dtype}")
   channels = planes.shape[-1]
@@ -60,25 +63,29 @@ def _from_numpy(array: np.ndarray) -> tuple[image_io.LoadedImage, _Kind]:
       path="<array>", format="PNG", mode="array", color=np.ascontiguousarray(color),
       alpha=None if alpha is None else np.ascontiguousarray(alpha), bit_depth=depth,
       grayscale=channels < 3)
-  return img, _Kind(pil=False, dtype=array.dtype, squeeze=squeeze)
+  kind = np.dtype(array.dtype.name) if array.dtype.kind == "u" else array.dtype
+  return img, _Kind(pil=False, dtype=kind, squeeze=squeeze)
 
 
 def _from_pil(image: Image.Image) -> tuple[image_io.LoadedImage, _Kind]:
-  mode = image.mode
-  if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-    array = np.asarray(image).astype(np.uint16)
-  elif mode in ("1", "L", "LA", "RGB", "RGBA"):
-    array = np.asarray(image.convert("L" if mode == "1" else mode))
-  elif mode in ("P", "PA"):
-    has_alpha = mode == "PA" or image.has_transparency_data
-    array = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-  else:
-    try:
-      array = np.asarray(image.convert("RGB"))
-    except (ValueError, OSError) as e:
-      raise ValueError(f"unsupported PIL mode {mode}") from e
-  img, _ = _from_numpy(array)
-  return img, _Kind(pil=True, dtype=array.dtype, squeeze=array.ndim == 2)
+  """Through esrgan-upscale's own reader (modes, CMYK profiles, EXIF orientation, 16-bit gray
+  and its refusals), by way of an uncompressed TIFF in memory that holds every Pillow mode."""
+  if image.mode in ("La", "RGBa"):  # premultiplied: TIFF cannot hold them
+    image = image.convert(image.mode[:-1] + "A")
+  buffer = io.BytesIO()
+  options = {"exif": image.getexif()}
+  if image.info.get("icc_profile"):
+    options["icc_profile"] = image.info["icc_profile"]
+  try:
+    image.save(buffer, format="TIFF", **options)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"unsupported PIL image (mode {image.mode}): {e}") from e
+  try:
+    img = image_io.decode_image_bytes(buffer.getvalue(), max_pixels=None, name="<PIL image>")
+  except image_io.ImageError as e:
+    raise ValueError(str(e)) from e
+  dtype = np.dtype(np.uint16 if img.bit_depth == 16 else np.uint8)
+  return img, _Kind(pil=True, dtype=dtype, squeeze=False)
 
 
 def _to_caller(img: image_io.LoadedImage, kind: _Kind):
@@ -89,7 +96,10 @@ def _to_caller(img: image_io.LoadedImage, kind: _Kind):
     planes = color if img.alpha is None else np.concatenate([color, img.alpha[..., None]], -1)
     planes = planes.astype(kind.dtype, copy=False)
   else:
-    planes = pixels.join_planes(np.ascontiguousarray(color), img.alpha, img.bit_depth)
+    depth = img.bit_depth
+    if kind.pil and depth == 16 and (color.shape[-1] > 1 or img.alpha is not None):
+      depth = 8  # Pillow holds 16 bits only as one gray plane ("I;16")
+    planes = pixels.join_planes(np.ascontiguousarray(color), img.alpha, depth)
   if kind.squeeze or (kind.pil and planes.shape[-1] == 1):
     planes = planes[..., 0]
   return Image.fromarray(planes) if kind.pil else planes
@@ -113,15 +123,18 @@ class Upscaler:
     self._default = self._engine(spec.precision)
 
   def _engine(self, precision: str) -> Engine:
-    """The engine computing in `precision` (a Keras model is wrapped again, not reloaded)."""
+    """The engine computing in `precision`: a Keras model is wrapped again (same head or blend),
+    never reloaded; other kinds keep the precision they were built with."""
     resolved = precision_lib.resolve_precision(precision)
-    if resolved not in self._engines:
-      model = self.model if self._engines else None
-      if model is not None:
-        self._engines[resolved] = keras_engine(model, name=self.name, precision=resolved)
-      else:
-        self._engines[resolved] = resolver.load_engine(
-            dataclasses.replace(self.spec, precision=resolved))
+    if not self._engines:
+      self._engines[resolved] = resolver.load_engine(
+          dataclasses.replace(self.spec, precision=resolved))
+    elif resolved not in self._engines:
+      if self.model is None:
+        logging.warning("%s: precision is fixed for this kind of model; %s ignored", self.name,
+                        precision)
+        return self._default
+      self._engines[resolved] = resolver.rewrap(self.model, self.spec, resolved)
     return self._engines[resolved]
 
   @property
@@ -149,7 +162,8 @@ class Upscaler:
 
     Args:
       image: numpy HxW (gray), HxWx1, HxWx2 (gray + alpha), HxWx3 or HxWx4, of uint8, uint16 or
-        float in [0, 1]; or a `PIL.Image.Image`.
+        float in [0, 1]; or a `PIL.Image.Image` (read as esrgan-upscale reads a file: EXIF
+        orientation applied, CMYK converted, mode F refused).
       outscale: Final scale F: the model's output resized with Lanczos to (int(w·F), int(h·F));
         None: the model's scale.
       tile: Tiling for this call (default: `self.tiles`, esrgan-upscale's defaults).
@@ -159,7 +173,8 @@ class Upscaler:
 
     Returns:
       The upscaled image of the same kind: same dtype (float stays float32/float64 in [0, 1]),
-      same channel layout, or a PIL image (16-bit gray as "I;16").
+      same channel layout, or a PIL image (16-bit gray as "I;16"; Pillow has no 16-bit colour,
+      so other 16-bit results come back as 8 bit).
 
     Raises:
       ValueError: An unsupported array or mode, bad options.

@@ -13,9 +13,9 @@ What `esrgan-upscale` runs (the CLI only parses flags):
     holding `<stem><suffix>.<ext>`. The default suffix is "_out", as Real-ESRGAN's
     inference_realesrgan.py (`--suffix out`, saved as `{name}_{suffix}.{ext}`); "{scale}" in the
     suffix is replaced by the model's scale.
-  * `upscale_files`: per file read (`imaging.read_image`) → `upscale_image` (tiled model,
+  * `upscale_files`: per file read (`image_io.read_image`) → `upscale_image` (tiled model,
     `tiling.upscale_array`, then the optional `outscale` resize, `resize_output`) → atomic write
-    (`imaging.write_image`). esrgan_tf.beam runs the same `upscale_image` and `output_name`.
+    (`image_io.write_image`). esrgan_tf.beam runs the same `upscale_image` and `output_name`.
     A failing file is reported and the batch goes on.
     An existing output is skipped with a message unless `overwrite` (Real-ESRGAN silently
     overwrites); skips are not failures, so re-running an interrupted batch finishes it.
@@ -34,7 +34,7 @@ from PIL import Image
 from esrgan_tf.images import image_io
 from esrgan_tf.inference import tiling
 
-# Extensions picked up from directories and globs (what `imaging` reads).
+# Extensions picked up from directories and globs (what `image_io` reads).
 IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS
 # --format value → file extension.
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp",
@@ -263,7 +263,7 @@ def upscale_loaded(img: image_io.LoadedImage, color_fn: Callable[[np.ndarray], n
   """Upscales colour with `color_fn` and the alpha channel separately.
 
   Args:
-    img: The image from `imaging.read_image`.
+    img: The image from `image_io.read_image`.
     color_fn: float32 HxWx3 in [0, 1] -> float32 (scale·H)x(scale·W)x3 (may be unclipped).
     scale: The upscaling factor of `color_fn`.
     alpha: "bicubic" (Pillow bicubic resize of the alpha plane in float32) or "model" (alpha
@@ -308,21 +308,21 @@ def naming_scale(model_scale: int, outscale: Optional[float] = None):
 def output_bounded_max_pixels(scale: int, budget: int = OUTPUT_MEMORY_BUDGET) -> int:
   """Largest input W×H whose ×`scale` output fits `budget` bytes (and imaging's header limit).
 
-  A 89 Mpx input (imaging.BOMB_MAX_PIXELS) at ×4 is 1.4 Gpx of output, ~34 GB: the default
+  A 89 Mpx input (image_io.BOMB_MAX_PIXELS) at ×4 is 1.4 Gpx of output, ~34 GB: the default
   input limit therefore shrinks with the square of the scale.
   """
   by_output = budget // (OUTPUT_BYTES_PER_PIXEL * scale * scale)
   return max(1, min(image_io.BOMB_MAX_PIXELS, by_output))
 
 
-def upscale_file(src: str, dst: str, upscaler, options: Options,
+def upscale_file(src: str, dst: str, engine, options: Options,
                  progress: Optional[Callable[[int, int], None]] = None) -> str:
   """Reads, upscales (tiled) and atomically writes one image.
 
   Args:
     src: Input image file.
     dst: Output file (its directory must exist).
-    upscaler: An `esrgan_tf.inference.engine.Engine`.
+    engine: An `esrgan_tf.inference.engine.Engine`.
     options: Processing options.
     progress: Passed to `tiling.upscale_array` (tiles done, total).
 
@@ -334,37 +334,37 @@ def upscale_file(src: str, dst: str, upscaler, options: Options,
   """
   img = image_io.read_image(src, max_pixels=options.max_pixels or None,
                            multi_frame=options.multi_frame)
-  result = upscale_image(img, upscaler, options, progress)
+  result = upscale_image(img, engine, options, progress)
   return image_io.write_image(dst, result, overwrite=options.overwrite, format=options.format)
 
 
-def upscale_image(img: image_io.LoadedImage, upscaler, options: Options,
+def upscale_image(img: image_io.LoadedImage, engine, options: Options,
                   progress: Optional[Callable[[int, int], None]] = None) -> image_io.LoadedImage:
   """What `upscale_file` does between reading and writing: tiled model, alpha, `outscale`.
 
   Args:
-    img: From `imaging.read_image` or `imaging.decode_image_bytes`.
-    upscaler: An `esrgan_tf.inference.engine.Engine`.
+    img: From `image_io.read_image` or `image_io.decode_image_bytes`.
+    engine: An `esrgan_tf.inference.engine.Engine`.
     options: Processing options (tile, overlap, batch, pre_pad, alpha, outscale).
     progress: Passed to `tiling.upscale_array` (tiles done, total).
 
   Returns:
-    The image to write (`imaging.write_image`): colour quantized to uint8 already for 8-bit RGB
+    The image to write (`image_io.write_image`): colour quantized to uint8 already for 8-bit RGB
     inputs without alpha or resize, else float32.
   """
 
   def color_fn(x, out=None):
-    return tiling.upscale_array(x, upscaler, options.tiles, progress=progress, out=out)
+    return tiling.upscale_array(x, engine, options.tiles, progress=progress, out=out)
 
-  resized = bool(options.outscale) and options.outscale != upscaler.scale
+  resized = bool(options.outscale) and options.outscale != engine.scale
   if img.alpha is None and not img.grayscale and img.bit_depth == 8 and not resized:
     # The tiler quantizes finished rows straight into uint8 (the same rounding rule as
     # write_image's): no float32 copy of the whole output (805 MB at 8192²).
     height, width = img.color.shape[:2]
-    out = np.empty((height * upscaler.scale, width * upscaler.scale, 3), np.uint8)
+    out = np.empty((height * engine.scale, width * engine.scale, 3), np.uint8)
     result = dataclasses.replace(img, color=color_fn(img.color, out=out))
   else:
-    result = upscale_loaded(img, color_fn, upscaler.scale, alpha=options.alpha)
+    result = upscale_loaded(img, color_fn, engine.scale, alpha=options.alpha)
   if resized:
     height, width = img.color.shape[:2]
     result = resize_output(result, (int(width * options.outscale),
@@ -372,7 +372,7 @@ def upscale_image(img: image_io.LoadedImage, upscaler, options: Options,
   return result
 
 
-def upscale_files(jobs: list[Job], upscaler, options: Options, *,
+def upscale_files(jobs: list[Job], engine, options: Options, *,
                   report: Callable[[str], None] = print,
                   progress_factory: Optional[Callable[[str], Callable[[int, int], None]]] = None
                   ) -> Summary:
@@ -380,7 +380,7 @@ def upscale_files(jobs: list[Job], upscaler, options: Options, *,
 
   Args:
     jobs: From `plan_outputs`.
-    upscaler: The model.
+    engine: The model.
     options: Processing options.
     report: Receives one human-readable line per failure or skip.
     progress_factory: Called with the input path; returns the tile progress callback.
@@ -402,7 +402,7 @@ def upscale_files(jobs: list[Job], upscaler, options: Options, *,
       parent = os.path.dirname(os.path.abspath(job.dst))
       os.makedirs(parent, exist_ok=True)
       progress = progress_factory(job.src) if progress_factory else None
-      upscale_file(job.src, job.dst, upscaler, options, progress)
+      upscale_file(job.src, job.dst, engine, options, progress)
     except image_io.ImageError as e:
       summary.failed.append((job.src, str(e)))
       report(f"FAILED {e}")

@@ -37,7 +37,7 @@ class ModelSpec:
     server: Instead of `model`: HOST:PORT of a TF Serving gRPC endpoint.
     model_name: The model's name on `server`.
     blend_with: Another generator of the same architecture: runs W·model + (1 − W)·blend_with
-      (Real-ESRGAN's denoise strength `-dn`; `blending`).
+      (Real-ESRGAN's denoise strength `-dn`; `_blend`).
     blend_weight: W, in [0, 1] (with `blend_with`).
     precision: "auto" (bfloat16 where the CPU has native bf16, else float32), "float32" or
       "bfloat16": what Keras models compute in; SavedModels keep their export's.
@@ -202,7 +202,7 @@ def _existing_path(spec) -> str:
   from esrgan_tf.weights import registry  # pylint: disable=g-import-not-at-top
   try:
     spec = registry.resolve_spec(os.fspath(spec))
-  except registry.HubError as e:
+  except registry.RegistryError as e:
     raise ModelError(str(e)) from e
   if not os.path.exists(spec):
     raise ModelError(f"{spec}: no such file or directory")
@@ -313,6 +313,12 @@ def load_engine(spec) -> Engine:
       return keras_engine(load(path), name=path, precision=precision, head=spec.head,
                           blend=blend)
   raise ModelError(f"{path}: unrecognised model; expected {_ACCEPTED}")
+
+
+def rewrap(model, spec: ModelSpec, precision: str) -> Engine:
+  """An engine for a Keras generator already loaded from `spec`, at another precision."""
+  return keras_engine(model, name=spec.name, precision=precision_lib.resolve_precision(precision),
+                      head=spec.head, blend=_parse_blend(spec.blend_heads, spec.name))
 
 
 def _parse_blend(blend_heads, spec: str):

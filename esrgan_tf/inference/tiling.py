@@ -195,21 +195,21 @@ def axis_tiles(length: int, tile: int, overlap: int, scale: int,
   return tiles
 
 
-def count_tiles(height: int, width: int, upscaler, spec: TileSpec = TileSpec()) -> int:
+def count_tiles(height: int, width: int, engine, spec: TileSpec = TileSpec()) -> int:
   """Number of tiles (model inputs) `upscale_array` uses for an image of this size."""
   (top, bottom), (left, right) = pre_pad_widths(spec.pre_pad, spec.pre_pad_sides)
   height, width = height + top + bottom, width + left + right
-  tile_h, tile_w = _tile_size(height, width, upscaler, spec.tile)
+  tile_h, tile_w = _tile_size(height, width, engine, spec.tile)
   overlap = spec.overlap
   rows = 1 if height <= tile_h else math.ceil((height - overlap) / (tile_h - overlap))
   cols = 1 if width <= tile_w else math.ceil((width - overlap) / (tile_w - overlap))
   return rows * cols
 
 
-def _tile_size(height: int, width: int, upscaler, tile: int) -> tuple[int, int]:
+def _tile_size(height: int, width: int, engine, tile: int) -> tuple[int, int]:
   """The model input size per axis: the static size, the tile, or the whole image."""
-  if getattr(upscaler, "input_size", None):
-    return tuple(int(v) for v in upscaler.input_size)
+  if getattr(engine, "input_size", None):
+    return tuple(int(v) for v in engine.input_size)
   if tile == 0:
     return height, width
   return tile, tile
@@ -240,14 +240,14 @@ def _finalise(values: np.ndarray, out: np.ndarray) -> None:
   out[...] = values
 
 
-def upscale_array(image: np.ndarray, upscaler, spec: TileSpec = TileSpec(), *,
+def upscale_array(image: np.ndarray, engine, spec: TileSpec = TileSpec(), *,
                   progress: Optional[Callable[[int, int], None]] = None,
                   out: Optional[np.ndarray] = None) -> np.ndarray:
   """Upscales an image through a model, tile by tile, with blended overlaps.
 
   Args:
     image: float32 [H, W, C] host array in [0, 1] (C as the model takes: 1, 3 or 4).
-    upscaler: An `esrgan_tf.inference.engine.Engine` (or anything with `fn`/`__call__`, `scale`,
+    engine: An `esrgan_tf.inference.engine.Engine` (or anything with `fn`/`__call__`, `scale`,
       `input_size`, `max_batch`). With a static `input_size` every tile has exactly that size
       (`spec.tile` is ignored; axes shorter than it are mirror-padded and the output cropped).
     spec: Tiling and padding (`TileSpec`). pre_pad costs one padded copy of the input.
@@ -270,15 +270,15 @@ def upscale_array(image: np.ndarray, upscaler, spec: TileSpec = TileSpec(), *,
   pre_pad, pre_pad_sides = spec.pre_pad, spec.pre_pad_sides
   (top, bottom), (left, right) = pre_pad_widths(pre_pad, pre_pad_sides)
   height, width, channels = image.shape
-  scale = int(upscaler.scale)
-  name = getattr(upscaler, "name", "model")
+  scale = int(engine.scale)
+  name = getattr(engine, "name", "model")
   # The model sees the pre-padded image; `full` is the size of its output, of which rows
   # [y0, y0 + s·H) and columns [x0, x0 + s·W) are `out`.
   padded_h, padded_w = height + top + bottom, width + left + right
   full = (padded_h * scale, padded_w * scale)
   y0, x0 = top * scale, left * scale
-  tile_h, tile_w = _tile_size(padded_h, padded_w, upscaler, tile)
-  static = bool(getattr(upscaler, "input_size", None))
+  tile_h, tile_w = _tile_size(padded_h, padded_w, engine, tile)
+  static = bool(getattr(engine, "input_size", None))
   if static and overlap >= min(tile_h, tile_w):
     raise ValueError(f"tile overlap ({overlap}) must be smaller than the model's fixed input "
                      f"size {tile_h}x{tile_w}")
@@ -296,7 +296,7 @@ def upscale_array(image: np.ndarray, upscaler, spec: TileSpec = TileSpec(), *,
   # (With tile=0 the overlap is irrelevant: one tile per axis.)
   rows = axis_tiles(image.shape[0], tile_h, min(overlap, tile_h - 1), scale, spec.blend)
   cols = axis_tiles(image.shape[1], tile_w, min(overlap, tile_w - 1), scale, spec.blend)
-  per_call = batch if not getattr(upscaler, "max_batch", None) else min(batch, upscaler.max_batch)
+  per_call = batch if not getattr(engine, "max_batch", None) else min(batch, engine.max_batch)
 
   jobs = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
   total = len(jobs)
@@ -309,7 +309,7 @@ def upscale_array(image: np.ndarray, upscaler, spec: TileSpec = TileSpec(), *,
     chunk = jobs[first:first + per_call]
     tiles = np.stack([image[rows[r].start:rows[r].stop, cols[c].start:cols[c].stop]
                       for r, c in chunk]).astype(np.float32, copy=False)
-    result = np.asarray(upscaler(tiles))
+    result = np.asarray(engine(tiles))
     expected = (len(chunk), tiles.shape[1] * scale, tiles.shape[2] * scale, channels)
     if result.shape != expected:
       raise ValueError(f"{name}: returned shape {result.shape} for input {tiles.shape}, "

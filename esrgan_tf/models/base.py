@@ -62,17 +62,21 @@ class GeneratorMixin:
     """
     try:
       path = registry.resolve_spec(os.fspath(preset))
-    except registry.HubError as e:
+    except registry.RegistryError as e:
       raise CheckpointError(str(e)) from e
     found = weights.read_generator(path)
     if found.arch != cls.ARCH:
       raise CheckpointError(f"{preset}: holds a {found.arch} generator, not {cls.__name__}; "
                             "load it with esrgan_tf.load or that class's from_preset")
+    clash = sorted(set(kwargs) & set(found.config))
+    if clash:
+      given = ", ".join(f"{k}={found.config[k]!r}" for k in clash)
+      raise CheckpointError(f"{preset}: the file sets {given}; do not pass {', '.join(clash)}")
+    if dtype is not None:
+      kwargs["dtype"] = dtype
     model = cls(**found.config, **kwargs)
     model.build((None, None, None, model.in_channels))
     if load_weights:
-      weights.assign_generator(model, found)
-    if dtype is not None and dtype != "float32":
-      model = model.with_dtype(dtype)
+      weights.assign_generator(model, found)  # cast to the variables' dtype on assignment
     model.trainable = trainable
     return model

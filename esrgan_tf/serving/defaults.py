@@ -21,7 +21,7 @@ from typing import Optional
 
 SERVER_MAX_MESSAGE_MB = 64
 # The Python server's limit on one request: N·H·W of a tensor input, or the summed pixels of the
-# encoded images (the exported graph has its own, per image: export_layout.GRAPH_MAX_PIXELS).
+# encoded images (the exported graph has its own, per image: export.versions.GRAPH_MAX_PIXELS).
 SERVER_MAX_PIXELS_PER_REQUEST = 512 * 512
 SERVER_MAX_INFLIGHT = 2
 SERVER_MAX_CONNECTIONS = 64

@@ -217,11 +217,11 @@ def copy_generator_weights(target: keras.Model, source: keras.Model, spec: str) 
 
 
 def init_discriminator(config, discriminator: keras.Model | None, path: str) -> None:
-  """Copies a BasicSR netD checkpoint (`weights.load_discriminator`) into the built D.
+  """Copies a BasicSR netD checkpoint (`models.checkpoints.load_discriminator`) into the built D.
 
   Real-ESRGAN's finetune_realesrgan_x4plus.yml loads RealESRGAN_x4plus_netD.pth this way
   (pretrain_network_d, strict). Spectral norm's stored u and v are copied too. `path` may also
-  name a published netD (`hub.DISCRIMINATORS`: "RealESRGAN_x4plus_netD").
+  name a published netD (`registry.DISCRIMINATORS`: "RealESRGAN_x4plus_netD").
 
   Raises:
     ValueError: No D (psnr phase), or the file's discriminator differs from the config's
@@ -298,8 +298,8 @@ def create_optimizers(config, models: Models):
   def make(lr, variables, name):
     # ε = 1e-8: torch.optim.Adam's default, which BasicSR's ESRGAN options keep; where it is
     # added (optim.epsilon_form): "torch" gives torch's update exactly, "keras" (the default
-    # when the config lacks the key) Keras' ε-hat form (fused_adam.py).
-    # FusedAdam: Keras' Adam maths in one kernel per variable (fused_adam.py: measured reason).
+    # when the config lacks the key) Keras' ε-hat form (train/optimizer.py).
+    # FusedAdam: Keras' Adam maths in one kernel per variable (train/optimizer.py: measured reason).
     opt = FusedAdam(lr_schedule(lr, o.milestones, o.gamma), beta_1=o.beta1, beta_2=o.beta2,
                     epsilon=1e-8, epsilon_form=o.get("epsilon_form", "keras"), name=name)
     if config.train.precision == "mixed_float16":

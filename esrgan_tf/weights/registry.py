@@ -71,7 +71,7 @@ MAX_REDIRECTS = 5
 _CHUNK_BYTES = 1 << 16
 
 
-class HubError(Exception):
+class RegistryError(Exception):
   """A published model that cannot be resolved: unknown, unsupported, unreachable, corrupt."""
 
 
@@ -198,11 +198,11 @@ def lookup(name: str, registry: dict | None = None) -> PublishedModel:
   """The registry entry for `name`.
 
   Raises:
-    HubError: Unknown name (the message lists the known ones).
+    RegistryError: Unknown name (the message lists the known ones).
   """
   registry = REGISTRY if registry is None else registry
   if name not in registry:
-    raise HubError(f"{name}: not a published model name; known: {', '.join(sorted(registry))}")
+    raise RegistryError(f"{name}: not a published model name; known: {', '.join(sorted(registry))}")
   return registry[name]
 
 
@@ -220,10 +220,10 @@ def download_url(entry: PublishedModel, mirror: str | None = None) -> str:
 
 
 def check_supported(entry: PublishedModel) -> None:
-  """Raises HubError when esrgan_tf cannot build `entry`'s architecture yet."""
+  """Raises RegistryError when esrgan_tf cannot build `entry`'s architecture yet."""
   if entry.architecture not in SUPPORTED_ARCHITECTURES:
     supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
-    raise HubError(
+    raise RegistryError(
         f"{entry.name}: its architecture, {ARCHITECTURES[entry.architecture]}, is not supported "
         f"by this version of esrgan_tf yet (supported: {supported}); it is listed so that the "
         "name resolves once support lands")
@@ -252,7 +252,7 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
     target = urllib.parse.urljoin(req.full_url, newurl)
     scheme, _, port = _origin(target)
     if not ((scheme == "https" and port == 443) or _origin(target) == _origin(req.full_url)):
-      raise HubError(f"refused its redirect to {target} (only to https on port 443, or within "
+      raise RegistryError(f"refused its redirect to {target} (only to https on port 443, or within "
                      "the same scheme, host and port)")
     return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -261,7 +261,7 @@ def _download(url: str, destination: str, entry: PublishedModel) -> str:
   """Writes `url` to `destination` under the transfer bounds; returns its SHA-256 (hex).
 
   Raises:
-    HubError: Too large (declared or received), too slow, stalled, truncated, refused redirect.
+    RegistryError: Too large (declared or received), too slow, stalled, truncated, refused redirect.
     OSError, urllib.error.URLError: Unreachable or an HTTP error status.
   """
   opener = urllib.request.build_opener(_SafeRedirects())
@@ -274,26 +274,26 @@ def _download(url: str, destination: str, entry: PublishedModel) -> str:
     declared = response.headers.get("Content-Length")
     declared = int(declared) if declared and declared.strip().isdigit() else None
     if declared is not None and declared > entry.max_bytes:
-      raise HubError(f"it announces {declared:,} bytes, more than this model's file can be "
+      raise RegistryError(f"it announces {declared:,} bytes, more than this model's file can be "
                      f"({entry.max_bytes:,})")
     read = getattr(response, "read1", response.read)  # read1: whatever has arrived.
     while chunk := read(_CHUNK_BYTES):
       received += len(chunk)
       if received > entry.max_bytes:
-        raise HubError(f"it sent more than {entry.max_bytes:,} bytes, more than this model's "
+        raise RegistryError(f"it sent more than {entry.max_bytes:,} bytes, more than this model's "
                        "file can be")
       digest.update(chunk)
       out.write(chunk)
       now = time.monotonic()
       if now - started > RATE_GRACE_SECONDS and received / (now - started) < MIN_BYTES_PER_SECOND:
-        raise HubError(f"it sends {received / (now - started):,.0f} bytes/s after "
+        raise RegistryError(f"it sends {received / (now - started):,.0f} bytes/s after "
                        f"{now - started:.0f} s, below {MIN_BYTES_PER_SECOND:,}")
       if now - last_log > 10:
         logging.info("%s: %.1f MB of %s", entry.name, received / 2**20,
                      f"{declared / 2**20:.1f} MB" if declared else "?")
         last_log = now
   if declared is not None and received != declared:
-    raise HubError(f"the transfer ended after {received:,} of {declared:,} bytes")
+    raise RegistryError(f"the transfer ended after {received:,} of {declared:,} bytes")
   return digest.hexdigest()
 
 
@@ -301,7 +301,7 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
   """Loads the downloaded file's state dict: a generator of the entry's family and scale.
 
   Raises:
-    HubError: Not a checkpoint, not a generator layout, another architecture or scale.
+    RegistryError: Not a checkpoint, not a generator layout, another architecture or scale.
   """
   from esrgan_tf import weights  # pylint: disable=g-import-not-at-top
   from esrgan_tf.weights import layouts  # pylint: disable=g-import-not-at-top
@@ -309,8 +309,8 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
   with open(path, "rb") as f:
     head = f.read(64).lstrip().lower()
   if head.startswith((b"<!doctype", b"<html", b"<")):
-    raise HubError("an HTML page, not a PyTorch checkpoint (Google Drive asks browsers to confirm "
-                   "large downloads)")
+    raise RegistryError("an HTML page, not a PyTorch checkpoint (Google Drive asks browsers to "
+                        "confirm large downloads)")
   if entry.architecture in ("vgg19", "unet_discriminator_sn"):  # not generators
     from esrgan_tf.weights import discriminator, vgg  # pylint: disable=g-import-not-at-top
     check = (vgg.torchvision_vgg19_convs if entry.architecture == "vgg19"
@@ -318,7 +318,7 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
     try:
       check(weights.read_state_dict(path))
     except weights.CheckpointError as e:
-      raise HubError(f"not a usable {ARCHITECTURES[entry.architecture]} ({e})") from None
+      raise RegistryError(f"not a usable {ARCHITECTURES[entry.architecture]} ({e})") from None
     return
   try:
     state, layout = layouts.to_basicsr(weights.read_state_dict(path))
@@ -326,9 +326,9 @@ def _check_checkpoint(path: str, entry: PublishedModel) -> None:
     scale = (layouts.infer_compact_arch(state)["upscale"] if compact
              else layouts.infer_arch(state)["scale"])
   except weights.CheckpointError as e:
-    raise HubError(f"not a usable checkpoint ({e})") from None
+    raise RegistryError(f"not a usable checkpoint ({e})") from None
   if compact != (entry.architecture == "srvgg_compact") or scale != entry.scale:
-    raise HubError(f"a {layout} ×{scale} checkpoint, not the registry's "
+    raise RegistryError(f"a {layout} ×{scale} checkpoint, not the registry's "
                    f"{ARCHITECTURES[entry.architecture]} ×{entry.scale}")
 
 
@@ -366,7 +366,7 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
     The cached file's path.
 
   Raises:
-    HubError: Unknown name, unsupported architecture, download failure (the message names the
+    RegistryError: Unknown name, unsupported architecture, download failure (the message names the
       URL and the path where the file may be placed by hand), checksum mismatch.
   """
   entry = lookup(name, registry)
@@ -385,7 +385,7 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
     _remove_stale_staging(root)
     staging = tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=root)
   except OSError as e:
-    raise HubError(f"{name}: cannot write to the cache directory {root} ({e}); set "
+    raise RegistryError(f"{name}: cannot write to the cache directory {root} ({e}); set "
                    f"${CACHE_ENV} to a writable directory") from e
   by_hand = (f"Download the file on another machine and place it at {final} (or set "
              f"${MIRROR_ENV} / --model_mirror to a reachable copy of it)")
@@ -394,19 +394,20 @@ def fetch(name: str, *, mirror: str | None = None, root: str | None = None,
     logging.info("%s: downloading %s", name, url)
     try:
       actual = _download(url, staged, entry)
-    except HubError as e:
-      raise HubError(f"{name}: cannot download {url}: {e}; nothing was cached. {by_hand}"
+    except RegistryError as e:
+      raise RegistryError(f"{name}: cannot download {url}: {e}; nothing was cached. {by_hand}"
                      ) from None
     except (OSError, http.client.HTTPException, ValueError) as e:  # timeouts: OSErrors
-      raise HubError(f"{name}: cannot download {url} ({e}). Offline? {by_hand}") from None
+      raise RegistryError(f"{name}: cannot download {url} ({e}). Offline? {by_hand}") from None
     expected = entry.sha256 or entry.sha256_prefix
     if expected is not None and not actual.startswith(expected):
-      raise HubError(f"{name}: the file downloaded from {url} has SHA-256 {actual}, expected "
+      raise RegistryError(f"{name}: the file downloaded from {url} has SHA-256 {actual}, expected "
                      f"{expected}{'' if entry.sha256 else '...'}; it was deleted and not used")
     try:
       _check_checkpoint(staged, entry)
-    except HubError as e:
-      raise HubError(f"{name}: what {url} returned is {e}; it was deleted. {by_hand}") from None
+    except RegistryError as e:
+      raise RegistryError(f"{name}: what {url} returned is {e}; it was deleted. {by_hand}"
+                          ) from None
     if entry.sha256 is None:
       logging.warning("%s: no published SHA-256 to check against; downloaded file has SHA-256 "
                       "%s", name, actual)
@@ -425,7 +426,7 @@ def resolve_spec(spec: str, *, mirror: str | None = None, root: str | None = Non
   unchanged (the resolver then reports it).
 
   Raises:
-    HubError: See `fetch`.
+    RegistryError: See `fetch`.
   """
   registry = REGISTRY if registry is None else registry
   if spec not in registry or os.path.exists(spec):
