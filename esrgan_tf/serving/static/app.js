@@ -75,6 +75,7 @@ async function api(path, options = {}) {
   try {
     body = await response.json();
   } catch (e) {
+    if (e.name === "AbortError") throw e;  // cancelled while the answer was arriving
     throw new PageError(`The server answered HTTP ${response.status} with something that is ` +
       "not JSON.");
   }
