@@ -24,6 +24,7 @@ import time
 import grpc
 import numpy as np
 from PIL import Image
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from esrgan_tf.inference import remote
 
@@ -147,6 +148,7 @@ class Server:
     self.grpc_port = int(re.search(r"gRPC on (\d+)", "".join(self.lines)).group(1))
     self.channel = grpc.insecure_channel(
         f"127.0.0.1:{self.grpc_port}", options=remote.grpc_message_options(64))
+    self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
   def reset_peak(self) -> int:
     """Resets VmHWM to the current RSS (Linux clear_refs 5) and returns it in bytes."""

@@ -86,7 +86,7 @@ def test_page_offers_the_heads_and_runs_the_chosen_one(export_base, tmp_path):
 
 
 def test_single_output_model_hides_the_head_menu(tmp_path):
-  sync_playwright, _ = web_ui._sync_playwright()  # pylint: disable=protected-access
+  sync_playwright, expect = web_ui._sync_playwright()  # pylint: disable=protected-access
   keras.utils.set_random_seed(6)
   model = MultiHeadRRDBNet(num_features=8, num_blocks=1, growth_channels=4,
                            heads=[{"name": "x2", "scale": 2}]).to_rrdbnet("x2")
@@ -100,8 +100,8 @@ def test_single_output_model_hides_the_head_menu(tmp_path):
       try:
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{srv.rest_api_port}/")
-        page.wait_for_function(
-            "document.getElementById('model-info').textContent.includes('upscale_bytes')")
+        # A locator wait, not wait_for_function: the page's CSP forbids the eval that polls it.
+        expect(page.locator("#model-info")).to_contain_text("upscale_bytes")
         assert page.get_by_test_id("head").is_hidden()
       finally:
         browser.close()

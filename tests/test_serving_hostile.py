@@ -14,12 +14,10 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
 
 import grpc
+from hostile_fixtures import Server
 import keras
 import numpy as np
 from PIL import Image
@@ -37,53 +35,6 @@ MB = 1 << 20
 # Peak-RSS growth allowed for a refused request: far below what the attacks cost before (400 MB
 # to 24 GB), above allocator noise of a Python/TF process.
 MAX_GROWTH = 64 * MB
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-class Server:
-  """A served tiny export in a subprocess."""
-
-  def __init__(self, base: str, *extra: str):
-    self.rest_port = _free_port()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    self.proc = subprocess.Popen(
-        [sys.executable, "-m", "esrgan_tf.cli.serve", f"--model_base_path={base}", "--port=0",
-         f"--rest_api_port={self.rest_port}", "--file_system_poll_wait_seconds=0", *extra],
-        stderr=subprocess.PIPE, text=True, env=env)
-    self.lines = []
-    self._reader = threading.Thread(target=lambda: self.lines.extend(
-        iter(self.proc.stderr.readline, "")), daemon=True)
-    self._reader.start()
-    deadline = time.monotonic() + 120
-    while not any("esrgan-serve ready" in line for line in self.lines):
-      assert self.proc.poll() is None, "".join(self.lines)
-      assert time.monotonic() < deadline, "esrgan-serve did not start"
-      time.sleep(0.1)
-    self.grpc_port = int(re.search(r"gRPC on (\d+)", "".join(self.lines)).group(1))
-    self.channel = grpc.insecure_channel(
-        f"127.0.0.1:{self.grpc_port}", options=remote.grpc_message_options(64))
-    self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-
-  def reset_peak(self) -> int:
-    """Resets VmHWM to the current RSS (Linux clear_refs 5) and returns it in bytes."""
-    with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
-      f.write("5")
-    return self.peak()
-
-  def peak(self) -> int:
-    with open(f"/proc/{self.proc.pid}/status") as f:
-      return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-  def close(self):
-    self.channel.close()
-    if self.proc.poll() is None:
-      self.proc.kill()
-    self.proc.wait()
 
 
 @pytest.fixture(scope="module")
