@@ -39,6 +39,9 @@ def main(argv):
     line += f"; eval PSNR {last['psnr']:.3f} dB, SSIM {last['ssim']:.4f}"
     if result.get("bicubic_psnr") is not None:
       line += f" (bicubic {result['bicubic_psnr']:.3f} dB)"
+    heads = {k[:-len("/psnr")]: v for k, v in last.items() if k.endswith("/psnr")}
+    if heads:  # A multi-head run: the figures above are its default head's.
+      line += "; heads " + ", ".join(f"{h} {v:.3f} dB" for h, v in heads.items())
   print(line)
 
 

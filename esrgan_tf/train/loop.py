@@ -29,6 +29,7 @@ import tensorflow as tf
 from esrgan_tf.inference import engine
 from esrgan_tf.inference import resolver as resolver_lib
 from esrgan_tf.models import workdir as workdir_lib
+from esrgan_tf.train import heads as heads_lib
 from esrgan_tf.train.state import (
   PHASES,
   TrainState,
@@ -39,7 +40,7 @@ from esrgan_tf.train.state import (
   init_discriminator,
   learning_rate,
 )
-from esrgan_tf.train.steps import USM_SWITCHES, make_train_step, usm_switch
+from esrgan_tf.train.steps import USM_SWITCHES, usm_switch
 
 # config.data.pipeline: "bicubic" (data.datasets: MATLAB-bicubic LR, the default when absent) or
 # "realesrgan" (esrgan_tf.data.realesrgan, options in config.data.degradation).
@@ -91,6 +92,7 @@ def validate_config(config) -> None:
   if config.phase == "gan" and config.discriminator.type == "unet_sn" and config.data.gt_size % 8:
     raise ValueError(f"the unet_sn discriminator needs data.gt_size a multiple of 8 (three "
                      f"stride-2 stages), got {config.data.gt_size}")
+  heads_lib.validate_config(config)  # Multi-head recipes (head_config).
 
 
 def data_pipeline(config) -> str:
@@ -101,7 +103,7 @@ def data_pipeline(config) -> str:
 def make_dataset_fn(config, global_batch_size: int):
   """`input_context -> tf.data.Dataset` of per-replica batches: (lr, hr) from `data.datasets`
   ("bicubic"), or {"lr", "hr" (the plain GT), "gt_usm"} from `data.realesrgan`."""
-  scale = generator_spec(config).scale
+  scale = heads_lib.data_scale(config)
   if data_pipeline(config) == "realesrgan":
     from esrgan_tf.data import realesrgan  # pylint: disable=g-import-not-at-top
 
@@ -134,7 +136,7 @@ def run_name(config, num_replicas: int) -> str:
     arch = f"srvgg_nf{spec.num_feat}nc{spec.num_conv}_{spec.act_type}"
   else:
     arch = f"nf{spec.num_features}nb{spec.num_blocks}gc{spec.growth_channels}"
-  return (f"{config.phase}_x{spec.scale}_{arch}"
+  return (f"{config.phase}_{heads_lib.scale_tag(config)}_{arch}"
           f"_gt{config.data.gt_size}_b{per_replica}x{num_replicas}_{steps_s}")
 
 
@@ -460,7 +462,7 @@ def train_and_evaluate(config, workdir: str, dataset_fn: Callable | None = None,
   logging.info("%s", restore_or_initialize(config, workdir, state, checkpoints))
   if chief:
     workdir_lib.write_config(config, workdir)
-  train_steps = make_train_step(config, strategy, state, global_batch)
+  train_steps = heads_lib.make_train_step(config, strategy, state, global_batch)
   try:
     result = _train_loop(config, workdir, state, train_steps, iterator, checkpoints, chief)
   finally:
@@ -474,7 +476,7 @@ def _train_loop(config, workdir, state, train_steps, iterator, checkpoints, chie
   t, total = config.train, int(config.train.steps)
   current = int(state.step.numpy())
   reporter = Reporter(config, workdir, chief, current)
-  evaluator = Evaluator(config, state) if t.eval_every else None
+  evaluator = heads_lib.make_evaluator(config, state, Evaluator) if t.eval_every else None
   with _StopSignal() as stop:
     try:
       while current < total and not stop.received:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import contextlib
+import copy
 import dataclasses
 import functools
 import itertools
@@ -27,6 +28,7 @@ from esrgan_tf.models import checkpoints
 from esrgan_tf.models import workdir as workdir_lib
 from esrgan_tf.models.discriminator import DISCRIMINATOR_TYPES, Discriminator
 from esrgan_tf.models.unet_discriminator import UNetDiscriminatorSN
+from esrgan_tf.train import head_config
 from esrgan_tf.train.optimizer import FusedAdam
 
 PHASES = ("psnr", "gan")
@@ -91,11 +93,24 @@ def precision_policy(precision: str):
 
 @dataclasses.dataclass
 class Models:
-  """The networks of a run (discriminator/vgg are None in the psnr phase)."""
+  """The networks of a run (discriminator/vgg are None in the psnr phase).
+
+  A multi-head gan phase (`train.head_config`) has `discriminators` {head: D} for its GAN heads
+  instead of `discriminator` (with `discriminator.shared` the same D under every name).
+  """
   generator: keras.Model
   ema_generator: keras.Model
   discriminator: keras.Model | None = None
   vgg: keras.Model | None = None
+  discriminators: dict[str, keras.Model] = dataclasses.field(default_factory=dict)
+
+  def all_discriminators(self) -> list[keras.Model]:
+    """Every distinct discriminator, in a fixed order (a shared one once)."""
+    found = [self.discriminator] if self.discriminator is not None else []
+    for model in self.discriminators.values():
+      if all(model is not d for d in found):
+        found.append(model)
+    return found
 
 
 def generator_spec(config) -> keras.Model:
@@ -193,7 +208,9 @@ def create_models(config) -> Models:
   ema = models_lib.build_generator(config.model, name="ema_generator")
   ema.set_weights(generator.get_weights())
   models = Models(generator, ema)
-  if config.phase == "gan":
+  if config.phase == "gan" and head_config.is_multihead(config):
+    _create_head_networks(config, models)
+  elif config.phase == "gan":
     d_type = config.discriminator.type
     if d_type not in DISCRIMINATOR_BUILDERS:
       raise ValueError(f"discriminator.type must be one of {sorted(DISCRIMINATOR_BUILDERS)}, "
@@ -207,8 +224,60 @@ def create_models(config) -> Models:
   return models
 
 
+def _create_head_networks(config, models: Models) -> None:
+  """Multi-head gan phase: a discriminator per GAN head, built for that head's target size
+  (`head_config.target_size`), or one for all (`discriminator.shared`); the VGG if any head has a
+  perceptual term."""
+  d_type = config.discriminator.type
+  if d_type not in DISCRIMINATOR_BUILDERS:
+    raise ValueError(f"discriminator.type must be one of {sorted(DISCRIMINATOR_BUILDERS)}, "
+                     f"got {d_type!r}")
+  plan = head_config.head_losses(config)
+  shared = None
+  for head in (h for h in plan if h.adversarial):
+    if shared is not None:
+      models.discriminators[head.name] = shared
+      continue
+    # The builders read data.gt_size: this head's target crop.
+    view = copy.deepcopy(config)
+    view.data.gt_size = head_config.target_size(config, head.scale)
+    models.discriminators[head.name] = DISCRIMINATOR_BUILDERS[d_type](view)
+    if head_config.shared_discriminator(config):
+      shared = models.discriminators[head.name]
+  if any(h.trained and h.perceptual_weight > 0 for h in plan):
+    source = _perceptual_weights_source(config.perceptual)
+    if source is not None:
+      from esrgan_tf.models.vgg import VGGFeatureExtractor  # pylint: disable=g-import-not-at-top
+      models.vgg = VGGFeatureExtractor(config.perceptual.layers.to_dict(), weights=source)
+
+
+def _init_heads_from_rrdbnet(target: keras.Model, source: keras.Model, spec: str) -> None:
+  """A multi-head `target` from a single-output RRDBNet: the trunk and every head of the
+  source's architecture (scale, upsampler); the other heads keep their initial weights."""
+  loaded = []
+  for head in target.head_names:
+    try:
+      target.load_rrdbnet(source, head)  # Checks the architecture before copying anything.
+    except ValueError:
+      continue
+    loaded.append(head)
+  if not loaded:
+    raise ValueError(f"train.init_from {spec!r}: its {source.arch_config()} matches no head of "
+                     f"config.model (heads {dict(target.scales)}, trunk "
+                     f"nf{target.num_features} nb{target.num_blocks} gc{target.growth_channels})")
+  logging.info("train.init_from %s: trunk and heads %s loaded into %s", spec, loaded,
+               target.name)
+
+
 def copy_generator_weights(target: keras.Model, source: keras.Model, spec: str) -> None:
-  """`train.init_from`: source's weights into target, same class and arch_config required."""
+  """`train.init_from`: source's weights into target, same class and arch_config required.
+
+  A multi-head target also takes a single-output RRDBNet (`_init_heads_from_rrdbnet`).
+  """
+  if (getattr(target, "ARCH", "") == head_config.MULTIHEAD_ARCH
+      and getattr(source, "ARCH", "") == "rrdbnet"):
+    _init_heads_from_rrdbnet(target, source, spec)
+    return
   if type(source) is not type(target) or source.arch_config() != target.arch_config():
     raise ValueError(f"train.init_from {spec!r}: architecture {type(source).__name__} "
                      f"{source.arch_config()} differs from config.model "
@@ -309,8 +378,11 @@ def create_optimizers(config, models: Models):
 
   g_opt = make(o.g_lr, models.generator.trainable_variables, "g_adam")
   d_opt = None
-  if models.discriminator is not None:
-    d_opt = make(o.d_lr, models.discriminator.trainable_variables, "d_adam")
+  discriminators = models.all_discriminators()
+  if discriminators:
+    # One Adam over every discriminator (multi-head: one per GAN head): Adam's state is per
+    # variable, so this equals one optimizer per discriminator with the same schedule.
+    d_opt = make(o.d_lr, [v for d in discriminators for v in d.trainable_variables], "d_adam")
   return g_opt, d_opt
 
 
@@ -346,12 +418,24 @@ class TrainState:
     if self.models.discriminator is not None:
       items.update(discriminator=workdir_lib.model_variables(self.models.discriminator),
                    d_optimizer=self.d_optimizer)
+    if self.models.discriminators:
+      items.update(_head_discriminator_items(self.models.discriminators),
+                   d_optimizer=self.d_optimizer)
     return items
 
   def best_items(self) -> dict:
     """The objects of the best-eval checkpoint (generator weights only)."""
     items = self.checkpoint_items()
     return {k: items[k] for k in ("step", "best_psnr", "generator", "ema_generator")}
+
+
+def _head_discriminator_items(discriminators: dict) -> dict:
+  """discriminator_<head> per GAN head; one shared discriminator: "discriminator"."""
+  distinct = {id(d) for d in discriminators.values()}
+  if len(distinct) == 1 and len(discriminators) > 1:
+    return {"discriminator": workdir_lib.model_variables(next(iter(discriminators.values())))}
+  return {f"discriminator_{head}": workdir_lib.model_variables(d)
+          for head, d in discriminators.items()}
 
 
 def create_train_state(config) -> TrainState:

@@ -256,7 +256,8 @@ def update_ema(ema_variables, variables, decay: float) -> None:
     ema_v.assign(decay * ema_v + (1.0 - decay) * v)
 
 
-def make_train_step(config, strategy, state: TrainState, global_batch_size: int):
+def make_train_step(config, strategy, state: TrainState, global_batch_size: int, *,
+                    replica_step: Callable | None = None, names: list[str] | None = None):
   """The distributed train function `(iterator, num_steps) -> metrics`.
 
   One `tf.function` (traced once: `num_steps` is a tensor) running `num_steps` steps in a
@@ -269,18 +270,23 @@ def make_train_step(config, strategy, state: TrainState, global_batch_size: int)
     strategy: The strategy the state was created under.
     state: From `create_train_state`.
     global_batch_size: Examples per step over all replicas.
+    replica_step: The per-replica step (default `make_replica_step`'s; the multi-head trainer,
+      `train.head_steps`, passes its own).
+    names: The metric names `replica_step` returns (default `metric_names`'), "g_loss" (and
+      "d_loss" when it has a discriminator) among them.
 
   Returns:
     A `tf.function` returning {name: mean over the `num_steps` steps} plus "first_bad": the
     0-based index within the call of the first step with a non-finite G or D loss, or -1.
   """
-  replica_step = make_replica_step(config, state, global_batch_size)
+  if replica_step is None:
+    replica_step = make_replica_step(config, state, global_batch_size)
   if config.train.jit_compile:
     replica_step = tf.function(replica_step, jit_compile=True)
   decay = float(config.train.ema_decay)
   gen_vars = state.models.generator.trainable_variables
   ema_vars = state.models.ema_generator.trainable_variables
-  names = metric_names(config, state.models)
+  names = metric_names(config, state.models) if names is None else names
   checked = [k for k in ("g_loss", "d_loss") if k in names]
 
   @tf.function
