@@ -23,10 +23,10 @@ def data_scale(config) -> int:
   return head_config.max_scale(config) if is_multihead(config) else generator_spec(config).scale
 
 
-def scale_tag(config) -> str:
-  """The run name's scale part: "x4", or the heads' scales "x2x4x8"."""
-  return head_config.scale_tag(config) if is_multihead(config) else (
-      f"x{generator_spec(config).scale}")
+def scale_tag(config, spec) -> str:
+  """The run name's scale part: "x4" (`spec`: the config's unbuilt generator, made once: each
+  construction draws initializer seeds), or the heads' scales "x2x4x8"."""
+  return head_config.scale_tag(config) if is_multihead(config) else f"x{spec.scale}"
 
 
 def make_train_step(config, strategy, state, global_batch_size: int):

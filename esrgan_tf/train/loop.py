@@ -136,7 +136,7 @@ def run_name(config, num_replicas: int) -> str:
     arch = f"srvgg_nf{spec.num_feat}nc{spec.num_conv}_{spec.act_type}"
   else:
     arch = f"nf{spec.num_features}nb{spec.num_blocks}gc{spec.growth_channels}"
-  return (f"{config.phase}_{heads_lib.scale_tag(config)}_{arch}"
+  return (f"{config.phase}_{heads_lib.scale_tag(config, spec)}_{arch}"
           f"_gt{config.data.gt_size}_b{per_replica}x{num_replicas}_{steps_s}")
 
 
