@@ -23,6 +23,7 @@ from esrgan_tf.benchmarking import engines, profile, roofline, training
 from esrgan_tf.benchmarking import measure as measure_lib
 from esrgan_tf.benchmarking import multihead as multihead_bench
 from esrgan_tf.benchmarking import serving as serving_bench
+from esrgan_tf.benchmarking import video as video_bench
 
 # --- child processes ---------------------------------------------------------------------------
 
@@ -346,4 +347,6 @@ JOBS: dict[str, Callable[[Mapping[str, Any]], dict]] = {
     "profile": profile.job_profile,
     "roofline": roofline.job_roofline,
     "multihead": multihead_bench.job_multihead,
+    "video": video_bench.job_video,
+    "video_rss": video_bench.job_video_rss,
 }

@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any, Mapping, Optional
 
-from esrgan_tf.benchmarking import jobs, multihead_rows, onnx_section, profile
+from esrgan_tf.benchmarking import jobs, multihead_rows, onnx_section, profile, video_section
 from esrgan_tf.benchmarking import measure as measure_lib
 from esrgan_tf.benchmarking import side_by_side as sbs
 from esrgan_tf.benchmarking.measure import (
@@ -482,4 +482,5 @@ SECTIONS = {
     "serving": section_serving,
     "train": section_train,
     "multihead": multihead_rows.section_multihead,
+    "video": video_section.section_video,
 }

@@ -24,7 +24,7 @@ from absl import flags
 from tqdm import tqdm
 
 from esrgan_tf import cli
-from esrgan_tf.cli import shared_flags
+from esrgan_tf.cli import shared_flags, video_flags
 from esrgan_tf.core.errors import ModelError
 from esrgan_tf.images import image_io
 from esrgan_tf.inference import batch as batch_lib
@@ -86,6 +86,8 @@ def _input_specs() -> list:
 def main(argv):
   if len(argv) > 1:
     raise cli.usage(f"unexpected arguments: {argv[1:]}")
+  if video_flags.list_encoders_requested():
+    return video_flags.print_encoders()
   specs = _input_specs()
   if not specs or not _OUTPUT.value:
     raise cli.usage("--input (or --input_list) and --output are required")
@@ -94,7 +96,8 @@ def main(argv):
   model_spec, tiles = _MODEL.spec(), _TILES.spec()
   if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
     raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
-  sources, problems = batch_lib.expand_inputs(specs, recursive=_RECURSIVE.value)
+  sources, problems = batch_lib.expand_inputs(specs, recursive=_RECURSIVE.value,
+                                             extensions=video_flags.media_extensions())
   for source, problem in problems:
     _err(f"FAILED {source}: {problem}")
   if not sources:
@@ -111,17 +114,29 @@ def main(argv):
                   else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
       overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
   scale = batch_lib.naming_scale(model.scale, _OUTSCALE.value)
-  jobs = batch_lib.plan_outputs(sources, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
-                               format=_FORMAT.value)
+
+  def plan(images):
+    return batch_lib.plan_outputs(images, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
+                                 format=_FORMAT.value)
+
+  videos = batch_lib.Summary()  # Videos first (found by probing), then the images.
+  try:
+    sources = video_flags.run_videos(sources, plan, model, options, videos, _err)
+  except KeyboardInterrupt:
+    return 130
+  jobs = plan(sources) if sources else []
   summary = batch_lib.upscale_files(
       tqdm(jobs, desc="files", unit="file", disable=None), model, options, report=_err,
       progress_factory=batch_lib.tile_progress_bar)
-  summary.failed[:0] = problems
+  summary.failed[:0] = problems + videos.failed
+  summary.upscaled[:0] = videos.upscaled
+  summary.skipped[:0] = videos.skipped
   print(summary.line())
   return 1 if summary.failed else 0
 
 
 def run():
+  video_flags.register_help()
   cli.run(main, __name__)
 
 

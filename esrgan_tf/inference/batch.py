@@ -93,21 +93,24 @@ class Summary:
     return text
 
 
-def _is_image_name(path: str) -> bool:
-  return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+def _is_image_name(path: str, extensions: tuple = IMAGE_EXTENSIONS) -> bool:
+  return os.path.splitext(path)[1].lower() in extensions
 
 
-def _list_dir(directory: str, recursive: bool) -> list[str]:
+def _list_dir(directory: str, recursive: bool, extensions: tuple = IMAGE_EXTENSIONS
+              ) -> list[str]:
   found = []
   for dirpath, dirnames, filenames in os.walk(directory):
     dirnames.sort()
-    found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image_name(f))
+    found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
+                 if _is_image_name(f, extensions))
     if not recursive:
       break
   return found
 
 
-def expand_inputs(specs: list[str], recursive: bool = False
+def expand_inputs(specs: list[str], recursive: bool = False,
+                  extensions: tuple = IMAGE_EXTENSIONS
                   ) -> tuple[list[Source], list[tuple[str, str]]]:
   """Expands files, directories and globs into image files.
 
@@ -115,6 +118,8 @@ def expand_inputs(specs: list[str], recursive: bool = False
     specs: Paths, directories or glob patterns (`**` matches sub-directories when recursive).
     recursive: Descend into sub-directories of directories, and read directories that globs
       match (else they are ignored).
+    extensions: File extensions picked from directories and globs (esrgan-upscale adds the
+      video containers' when PyAV is installed).
 
   Returns:
     (sources in order without duplicates, [(spec, problem)] for specs that match nothing).
@@ -129,10 +134,10 @@ def expand_inputs(specs: list[str], recursive: bool = False
 
   for spec in specs:
     if os.path.isdir(spec):
-      files = _list_dir(spec, recursive)
+      files = _list_dir(spec, recursive, extensions)
       if not files:
         problems.append((spec, "directory has no image files "
-                         f"({', '.join(IMAGE_EXTENSIONS)})"))
+                         f"({', '.join(extensions)})"))
       for path in files:
         add(path, spec)
     elif os.path.lexists(spec):
@@ -143,10 +148,10 @@ def expand_inputs(specs: list[str], recursive: bool = False
       for match in matches:
         if os.path.isdir(match):
           if recursive:  # Else `dir/*` would descend one level into sub-directories.
-            for path in _list_dir(match, recursive):
+            for path in _list_dir(match, recursive, extensions):
               add(path, match)
               found = True
-        elif _is_image_name(match):
+        elif _is_image_name(match, extensions):
           add(match, None)
           found = True
       if not found:

@@ -1,0 +1,1 @@
+"""Video upscaling with PyAV: streaming decode → model → encode, every stream kept, resumable."""
