@@ -30,7 +30,6 @@ from absl import flags
 from esrgan_tf import cli
 from esrgan_tf.cli import shared_flags
 from esrgan_tf.core.errors import ModelError
-from esrgan_tf.images import image_io
 from esrgan_tf.inference import batch as batch_lib
 
 _INPUT = flags.DEFINE_multi_string(
@@ -48,21 +47,7 @@ _LARGE_MODEL = flags.DEFINE_bool(
     "large_model", False, "Load one model per machine and share it between the worker "
     "processes (Beam's share_model_across_processes) instead of one per process.")
 _TILES = shared_flags.define_tile_flags()
-_ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(image_io.ALPHA_MODES),
-                           "Alpha channel upscaling: bicubic, or through the model.")
-_MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", None, "Largest input W×H, checked from the header before decoding; 0 = any. "
-    "Default: as esrgan-upscale, sized by the output's memory "
-    f"({batch_lib.OUTPUT_MEMORY_BUDGET >> 30} GiB of output per image).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs (else skip them).")
-_SUFFIX = flags.DEFINE_string("suffix", batch_lib.DEFAULT_SUFFIX,
-                              "Appended to output names ('{scale}' = the model's scale).")
-_FORMAT = flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
-                            "Output format (default: the input's).")
-_OUTSCALE = flags.DEFINE_float("outscale", None, "Final scale F: the model output is resized "
-                               "with Lanczos to (int(w·F), int(h·F)); default the model's scale.")
-_MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(image_io.MULTI_FRAME_MODES),
-                                 "Animated/multi-page inputs: fail, or upscale the first frame.")
+_OUT = shared_flags.define_output_flags()
 
 
 def _patterns(read_text) -> list:
@@ -83,10 +68,7 @@ def _patterns(read_text) -> list:
 def _check_flags(patterns: list) -> None:
   if not patterns or not _OUTPUT.value:
     raise cli.usage("--input (or --input_list) and --output are required")
-  if _MAX_PIXELS.value is not None and _MAX_PIXELS.value < 0:
-    raise cli.usage(f"--max_pixels must be ≥ 0, got {_MAX_PIXELS.value}")
-  if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
-    raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
+  _OUT.check()
 
 
 def _model_path(value):
@@ -122,11 +104,11 @@ def main(argv):
       output=output,
       failures=beam_io.absolute(_FAILURES.value) if _FAILURES.value else beam_io.join(
           output, beam_pipeline.FAILURES_NAME),
-      suffix=_SUFFIX.value.replace("{scale}", str(batch_lib.naming_scale(scale, _OUTSCALE.value))),
-      format=_FORMAT.value, overwrite=_OVERWRITE.value,
-      max_pixels=(batch_lib.output_bounded_max_pixels(scale) if _MAX_PIXELS.value is None
-                  else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value)
-  options_ = batch_lib.Options(tiles=tiles, alpha=_ALPHA.value, outscale=_OUTSCALE.value)
+      suffix=_OUT.suffix.value.replace(
+          "{scale}", str(batch_lib.naming_scale(scale, _OUT.outscale.value))),
+      format=_OUT.format.value, overwrite=_OUT.overwrite.value,
+      max_pixels=_OUT.max_pixels_for(scale), multi_frame=_OUT.multi_frame.value)
+  options_ = batch_lib.Options(tiles=tiles, alpha=_OUT.alpha.value, outscale=_OUT.outscale.value)
   model_handler = handler_lib.UpscaleModelHandler(spec, options_, large_model=_LARGE_MODEL.value)
   try:
     outcome = beam_pipeline.run(root, patterns, settings, model_handler)

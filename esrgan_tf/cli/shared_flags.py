@@ -4,6 +4,9 @@
     --blend_weight, --precision, --num_threads → `resolver.ModelSpec`.
   * Tiling flags (`define_tile_flags`): --tile, --tile_overlap, --tile_batch, --pre_pad →
     `tiling.TileSpec`.
+  * Output flags (`define_output_flags`) of the commands that write upscaled files
+    (esrgan-upscale, esrgan-beam): --alpha, --max_pixels, --overwrite, --suffix, --format,
+    --outscale, --multi_frame → `batch.Options`.
 
 Importing this module defines nothing: each command calls the `define_*` functions at import time
 with what it accepts (esrgan-export takes no --server and its --precision has no "auto";
@@ -20,6 +23,8 @@ from absl import flags
 
 from esrgan_tf import cli
 from esrgan_tf.core import precision as precision_lib
+from esrgan_tf.images import image_io
+from esrgan_tf.inference import batch as batch_lib
 from esrgan_tf.inference import tiling  # numpy only: no TensorFlow at import
 
 _MODEL_HELP = ("A published name (esrgan-models list), .keras file, training workdir, checkpoint "
@@ -189,3 +194,62 @@ def define_tile_flags(*, tile_default: Optional[int] = None, batch: bool = True,
         "and defaults to 0): the model sees continued content instead of its zero padding at "
         "the image's edges. 0 = off.")
   return TileFlags(**holders)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFlags:
+  """How upscaled files are written (the holders of `define_output_flags`)."""
+
+  alpha: flags.FlagHolder
+  max_pixels: flags.FlagHolder
+  overwrite: flags.FlagHolder
+  suffix: flags.FlagHolder
+  format: flags.FlagHolder
+  outscale: flags.FlagHolder
+  multi_frame: flags.FlagHolder
+
+  def check(self) -> None:
+    """Raises app.UsageError (exit status 2) for out-of-range values."""
+    if self.max_pixels.value is not None and self.max_pixels.value < 0:
+      raise cli.usage(f"--max_pixels must be ≥ 0, got {self.max_pixels.value}")
+    if self.outscale.value is not None and not self.outscale.value > 0:
+      raise cli.usage(f"--outscale must be positive, got {self.outscale.value}")
+
+  def max_pixels_for(self, scale: int) -> int:
+    """--max_pixels, or the default sized by the output's memory at this scale."""
+    if self.max_pixels.value is None:
+      return batch_lib.output_bounded_max_pixels(scale)
+    return self.max_pixels.value
+
+  def options(self, tiles, scale: int) -> batch_lib.Options:
+    """The per-file `batch.Options` for a model of this scale."""
+    return batch_lib.Options(
+        tiles=tiles, alpha=self.alpha.value, max_pixels=self.max_pixels_for(scale),
+        multi_frame=self.multi_frame.value, overwrite=self.overwrite.value,
+        format=self.format.value, outscale=self.outscale.value)
+
+
+def define_output_flags() -> OutputFlags:
+  """Defines the output flags of a command that writes upscaled files (call once, at import)."""
+  return OutputFlags(
+      alpha=flags.DEFINE_enum("alpha", "bicubic", list(image_io.ALPHA_MODES),
+                              "Alpha channel upscaling: bicubic, or through the model."),
+      max_pixels=flags.DEFINE_integer(
+          "max_pixels", None,
+          "Largest input W×H, checked from the header before decoding; 0 = any. Default: sized "
+          "by the output's memory (the whole output is held in memory, ~24 B per output pixel): "
+          f"{batch_lib.OUTPUT_MEMORY_BUDGET >> 30} GiB of output, i.e. "
+          f"{batch_lib.output_bounded_max_pixels(4):,} input pixels at ×4, "
+          f"{batch_lib.output_bounded_max_pixels(2):,} at ×2."),
+      overwrite=flags.DEFINE_bool("overwrite", False,
+                                  "Replace existing outputs (else skip them)."),
+      suffix=flags.DEFINE_string("suffix", batch_lib.DEFAULT_SUFFIX,
+                                 "Appended to output names ('{scale}' = the model's scale)."),
+      format=flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
+                               "Output format (default: the input's)."),
+      outscale=flags.DEFINE_float(
+          "outscale", None, "Final scale F: the model output is resized with Lanczos to "
+          "(int(w·F), int(h·F)); default the model's scale."),
+      multi_frame=flags.DEFINE_enum(
+          "multi_frame", "error", list(image_io.MULTI_FRAME_MODES),
+          "Animated/multi-page inputs: fail, or upscale the first frame."))

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from esrgan_tf import cli
 from esrgan_tf.cli import shared_flags, video_flags
 from esrgan_tf.core.errors import ModelError
-from esrgan_tf.images import image_io
 from esrgan_tf.inference import batch as batch_lib
 
 _INPUT = flags.DEFINE_multi_string(
@@ -41,24 +40,7 @@ _OUTPUT = flags.DEFINE_string("output", None, "Output file (one input file) or d
 _RECURSIVE = flags.DEFINE_bool("recursive", False, "Descend into sub-directories of inputs.")
 _MODEL = shared_flags.define_model_flags(verb="runs")
 _TILES = shared_flags.define_tile_flags()
-_ALPHA = flags.DEFINE_enum("alpha", "bicubic", list(image_io.ALPHA_MODES),
-                           "Alpha channel upscaling: bicubic, or through the model.")
-_MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", None,
-    "Largest input W×H, checked from the header before decoding; 0 = any. Default: sized by "
-    "the output's memory (the whole output is held in memory, ~24 B per output pixel): "
-    f"{batch_lib.OUTPUT_MEMORY_BUDGET >> 30} GiB of output, i.e. "
-    f"{batch_lib.output_bounded_max_pixels(4):,} input pixels at ×4, "
-    f"{batch_lib.output_bounded_max_pixels(2):,} at ×2.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs (else skip them).")
-_SUFFIX = flags.DEFINE_string("suffix", batch_lib.DEFAULT_SUFFIX,
-                              "Appended to output names ('{scale}' = the model's scale).")
-_FORMAT = flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
-                            "Output format (default: the input's).")
-_OUTSCALE = flags.DEFINE_float("outscale", None, "Final scale F: the model output is resized "
-                               "with Lanczos to (int(w·F), int(h·F)); default the model's scale.")
-_MULTI_FRAME = flags.DEFINE_enum("multi_frame", "error", list(image_io.MULTI_FRAME_MODES),
-                                 "Animated/multi-page inputs: fail, or upscale the first frame.")
+_OUT = shared_flags.define_output_flags()
 
 
 def _err(line):
@@ -91,11 +73,8 @@ def main(argv):
   specs = _input_specs()
   if not specs or not _OUTPUT.value:
     raise cli.usage("--input (or --input_list) and --output are required")
-  if _MAX_PIXELS.value is not None and _MAX_PIXELS.value < 0:
-    raise cli.usage(f"--max_pixels must be ≥ 0, got {_MAX_PIXELS.value}")
+  _OUT.check()
   model_spec, tiles = _MODEL.spec(), _TILES.spec()
-  if _OUTSCALE.value is not None and not _OUTSCALE.value > 0:
-    raise cli.usage(f"--outscale must be positive, got {_OUTSCALE.value}")
   sources, problems = batch_lib.expand_inputs(specs, recursive=_RECURSIVE.value,
                                              extensions=video_flags.media_extensions())
   for source, problem in problems:
@@ -108,16 +87,12 @@ def main(argv):
     model = resolver.load_engine(model_spec)
   except ModelError as e:
     cli.fail(e, _MODEL.given(), context="cannot load the model")
-  options = batch_lib.Options(
-      tiles=tiles, alpha=_ALPHA.value,
-      max_pixels=(batch_lib.output_bounded_max_pixels(model.scale) if _MAX_PIXELS.value is None
-                  else _MAX_PIXELS.value), multi_frame=_MULTI_FRAME.value,
-      overwrite=_OVERWRITE.value, format=_FORMAT.value, outscale=_OUTSCALE.value)
-  scale = batch_lib.naming_scale(model.scale, _OUTSCALE.value)
+  options = _OUT.options(tiles, model.scale)
+  scale = batch_lib.naming_scale(model.scale, _OUT.outscale.value)
 
   def plan(images):
-    return batch_lib.plan_outputs(images, _OUTPUT.value, scale=scale, suffix=_SUFFIX.value,
-                                 format=_FORMAT.value)
+    return batch_lib.plan_outputs(images, _OUTPUT.value, scale=scale, suffix=_OUT.suffix.value,
+                                 format=_OUT.format.value)
 
   videos = batch_lib.Summary()  # Videos first (found by probing), then the images.
   try:
