@@ -265,9 +265,11 @@ def test_categorize_op_types():
 
 
 def test_profile_job_sees_every_conv_and_its_fusions():
+  # TF_ENABLE_ONEDNN_OPTS=1: TF uses oneDNN by default only on CPUs with AVX512_VNNI/BF16,
+  # AVX_VNNI or AMX; forced, the job parses the same primitives on AVX2-only CPUs too.
   result = jobs.run_job({"kind": "profile", "arch": {**TINY, "upsampler": "nearest"},
                          "weights": "", "size": 16, "repeats": 2},
-                        env={"ONEDNN_VERBOSE": "1"}, timeout=300)
+                        env={"ONEDNN_VERBOSE": "1", "TF_ENABLE_ONEDNN_OPTS": "1"}, timeout=300)
   conv = result["onednn"]["convolution"]
   # x4 nearest, nb 1: conv_first, 3 RDBs × 5, conv_body, up1, up2, hr, last = 21 convs. LeakyReLU
   # follows conv1-4 of each RDB (12), up1, up2 and hr (15); the trunk add follows conv_body (1).
@@ -279,6 +281,17 @@ def test_profile_job_sees_every_conv_and_its_fusions():
   assert sum(shares) == pytest.approx(100, abs=0.5)  # Categories below 0.1 % are left out.
 
 
+def test_profile_rows_say_when_onednn_did_not_run():
+  result = {"wall": {"median_s": 0.01, "runs": 2}, "tf_ops": {"_FusedConv2D": 900.0,
+                                                               "ConcatV2": 100.0},
+            "onednn": {}}
+  rows = {r["metric"]: r for r in profile.profile_rows(result, "tiny", 1e6)}
+  assert rows["profile fp32: oneDNN"]["value"] == "not used"
+  assert "profile fp32: oneDNN reorder" not in rows
+  assert rows["profile fp32: conv (incl. fused bias/LeakyReLU/add)"]["value"] == pytest.approx(90)
+  assert "oneDNN convolution compute" not in " ".join(rows)
+
+
 def test_data_pipeline_job_times_both_cache_settings():
   result = training.job_data_pipeline({"num_batches": 1})
   assert [r["cache"] for r in result["rows"]] == [True, False]
@@ -286,6 +299,8 @@ def test_data_pipeline_job_times_both_cache_settings():
 
 
 def test_degradation_pipeline_job_reports_the_requested_batch():
-  result = training.job_degradation_pipeline({"num_batches": 1, "batch_size": 2, "gt_size": 32})
+  # queue_size 0: no 180-pair pool to fill before the first batch (80 s on a 2-core CPU).
+  result = training.job_degradation_pipeline({"num_batches": 1, "batch_size": 2, "gt_size": 32,
+                                              "queue_size": 0})
   (row,) = result["rows"]
   assert row["batch_size"] == 2 and row["gt_size"] == 32 and row["images_per_s"] > 0

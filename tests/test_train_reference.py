@@ -385,14 +385,16 @@ def test_ema_continues_from_the_restored_ema_after_resume(tmp_path):
             np.float32))
 
 
-# Mixed precision against float32 from the same weights and batch. Stated tolerances, ~4× the
-# measured errors: relative error of each reported loss ≤ 2^-7 for bf16 (8-bit significand;
-# measured ≤ 2.0e-3, l_g_gan) and ≤ 2^-9 for float16 (11-bit significand; measured ≤ 6.7e-4,
-# d_loss); d_real/d_fake are batch-mean logits near 0, bounded absolutely: 2^-5 for bf16
-# (measured ≤ 8.0e-3) and 2^-9 for float16 (measured ≤ 7.6e-4). The first Adam update is
-# ≈ lr·sign(g), so the weights after the step may differ by ≤ 2·lr where a gradient's sign
-# flips, and most must not (measured: 94 % within lr/2 for bf16, 97 % for float16).
-@pytest.mark.parametrize("precision,rtol,logit_atol", [("mixed_bfloat16", 2 ** -7, 2 ** -5),
+# Mixed precision against float32 from the same weights and batch. Stated tolerances, 2–4× the
+# measured errors: relative error of each reported loss ≤ 2^-6 for bf16 (8-bit significand;
+# measured ≤ 2.0e-3 (l_g_gan) where the CPU has native bf16 and TF runs oneDNN, 8.1e-3 (d_loss)
+# on an AVX2-only CPU, where TF's Eigen kernels round bf16 differently) and ≤ 2^-9 for float16
+# (11-bit significand; measured ≤ 6.7e-4, d_loss); d_real/d_fake are batch-mean logits near 0,
+# bounded absolutely: 2^-5 for bf16 (measured ≤ 8.0e-3) and 2^-9 for float16 (measured
+# ≤ 7.6e-4). The first Adam update is ≈ lr·sign(g), so the weights after the step may differ
+# by ≤ 2·lr where a gradient's sign flips, and most must not (measured: 94 % within lr/2 for
+# bf16, 97 % for float16).
+@pytest.mark.parametrize("precision,rtol,logit_atol", [("mixed_bfloat16", 2 ** -6, 2 ** -5),
                                                        ("mixed_float16", 2 ** -9, 2 ** -9)])
 def test_mixed_precision_step_agrees_with_float32(precision, rtol, logit_atol, gan_float32):
   ref, ref_g, c = gan_float32["out"], gan_float32["g1"], gan_float32["config"]

@@ -26,7 +26,7 @@ from esrgan_tf.benchmarking import engines, measure
 
 # TF op type → report category (first match wins).
 _CATEGORIES = (
-    ("conv (oneDNN, incl. fused bias/LeakyReLU/add)", ("Conv2D",)),
+    ("conv (incl. fused bias/LeakyReLU/add)", ("Conv2D",)),
     ("concat (dense-block inputs)", ("Concat",)),
     ("LeakyReLU (unfused)", ("LeakyRelu",)),
     ("residual scaling ×0.2 (Mul)", ("Mul",)),
@@ -195,7 +195,13 @@ def profile_rows(result: Mapping[str, Any], where: str, flops: float) -> list[di
       rows.append({"metric": f"profile fp32: oneDNN {kind}", "value": v["ms"], "unit": "ms",
                    "goal": "", "note": f"{v['count']:.0f} executions per call"
                    + ("; layout conversions NHWC ↔ blocked" if kind == "reorder" else "")})
-  if "reorder" not in result["onednn"]:
+  if not result["onednn"]:
+    rows.append({"metric": "profile fp32: oneDNN", "value": "not used", "unit": "", "goal": "",
+                 "note": "no oneDNN primitive ran: TensorFlow turns its oneDNN ops on by default "
+                 "only on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (TF 2.9 release "
+                 "notes; TF_ENABLE_ONEDNN_OPTS=1 forces them), so convolutions ran on Eigen's "
+                 "kernels; see docs/performance.md for what forcing oneDNN costs on AVX2"})
+  elif "reorder" not in result["onednn"]:
     rows.append({"metric": "profile fp32: oneDNN reorder", "value": 0.0, "unit": "ms",
                  "goal": "", "note": "no reorder primitive ran: TF 2.21's oneDNN convs run "
                  "directly on NHWC (acdb) tensors, so there are no layout conversions to remove"})

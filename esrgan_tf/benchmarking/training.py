@@ -169,11 +169,13 @@ def job_data_pipeline(job: Mapping[str, Any]) -> dict:
 def job_degradation_pipeline(job: Mapping[str, Any]) -> dict:
   """Real-ESRGAN degradation pipeline speed at the yml's batch and sizes.
 
-  Job keys: num_batches, batch_size (default 12), gt_size (default 256). → {"rows": [...]}.
+  Job keys: num_batches, batch_size (default 12), gt_size (default 256), queue_size (default
+  the yml's 180: the first batch waits for that many degraded pairs). → {"rows": [...]}.
   """
   from esrgan_tf.data import realesrgan  # pylint: disable=g-import-not-at-top
   config = realesrgan.default_degradation_config()
   config.gt_size = int(job.get("gt_size", config.gt_size))
+  config.queue_size = int(job.get("queue_size", config.queue_size))
   row = realesrgan.benchmark_degradation_pipeline(
       batch_size=int(job.get("batch_size", 12)), num_batches=int(job.get("num_batches", 10)),
       degradation_config=config)
