@@ -14,7 +14,6 @@ import pytest
 import video_clips
 
 from esrgan_tf.inference import batch, tiling
-from esrgan_tf.inference import engine as engine_lib
 from esrgan_tf.inference.video import colour, encoding, geometry, probe, segments
 from esrgan_tf.inference.video.errors import VideoError
 from esrgan_tf.inference.video.options import VideoOptions
@@ -27,13 +26,7 @@ FFV1 = encoding.EncodeSettings(codec="ffv1")
 
 @pytest.fixture(scope="module")
 def engine():
-  import keras  # pylint: disable=g-import-not-at-top
-
-  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(0)
-  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
-  model.build((None, None, None, 3))
-  return engine_lib.keras_engine(model, name="tiny RRDBNet x2")
+  return video_clips.tiny_engine()
 
 
 def _options(**kwargs):

@@ -200,3 +200,14 @@ def image_path_frames(src, engine, options, tmp_dir, converter=None) -> list:
     outputs.append(pixels.from_float(loaded.color, loaded.bit_depth))
   return outputs
 
+
+def tiny_engine():
+  """A random-init ×2 RRDBNet (nf 8, 1 block, seed 0) as an engine: the video tests' model."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  from esrgan_tf.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
+  from esrgan_tf.models import RRDBNet  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = RRDBNet(num_features=8, num_blocks=1, growth_channels=4, scale=2)
+  model.build((None, None, None, 3))
+  return engine_lib.keras_engine(model, name="tiny RRDBNet x2")

@@ -78,17 +78,15 @@ class ColourTags:
 
   def apply(self, context) -> None:
     """Sets the tags on an encoder's codec context (chroma siting: `codec_options`)."""
-    context.color_range = self.range
-    context.color_primaries = self.primaries
-    context.color_trc = self.trc
-    context.colorspace = self.space
+    self.tag(context)
 
   def codec_options(self) -> dict:
     """The encoder option for the chroma siting (PyAV has no attribute for it)."""
     return {"chroma_sample_location": self.chroma_location} if self.chroma_location else {}
 
   def tag(self, frame) -> None:
-    """Writes the tags onto a frame (what the encoder and the muxer read)."""
+    """Writes the tags onto a frame (what the encoder and the muxer read), or onto a codec
+    context: PyAV names the four attributes alike on both."""
     frame.color_range = self.range
     frame.color_primaries = self.primaries
     frame.color_trc = self.trc
