@@ -79,3 +79,16 @@ def test_list_encoders_and_image_batches_do_not_need_a_video(tmp_path):
   check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
   assert check.returncode == 0, check.stderr
+
+
+def test_a_file_named_like_a_video_that_is_none_is_reported_as_such(tmp_path):
+  from esrgan_tf.inference.video import outputs  # pylint: disable=g-import-not-at-top
+  junk, text, clip = tmp_path / "junk.mkv", tmp_path / "notes.mp4", tmp_path / "clip.mp4"
+  junk.write_bytes(bytes(range(256)) * 12)
+  text.write_text("not a video")
+  video_clips.cfr_h264_aac(clip, frames=2)
+  for path in (junk, text):
+    assert not outputs.is_video(str(path))
+    assert outputs.video_name_problem(str(path)).startswith("not a video FFmpeg can read")
+  assert outputs.is_video(str(clip))
+  assert outputs.video_name_problem(str(tmp_path / "photo.dat")) == ""

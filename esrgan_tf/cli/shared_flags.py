@@ -246,7 +246,7 @@ def define_output_flags() -> OutputFlags:
       suffix=flags.DEFINE_string("suffix", batch_lib.DEFAULT_SUFFIX,
                                  "Appended to output names ('{scale}' = the model's scale)."),
       format=flags.DEFINE_enum("format", None, ["png", "jpg", "webp", "bmp", "tiff"],
-                               "Output format (default: the input's)."),
+                               "Image output format (default: the input's)."),
       outscale=flags.DEFINE_float(
           "outscale", None, "Final scale F: the model output is resized with Lanczos to "
           "(int(w·F), int(h·F)); default the model's scale."),

@@ -1,4 +1,4 @@
-r"""esrgan-upscale: upscale image files with any supported model, tiled with blended seams.
+r"""esrgan-upscale: upscale images and videos with any supported model, tiled with blended seams.
 
   esrgan-upscale --model=generator.keras --input=photos/,extra/*.jpg --output=results/
   esrgan-upscale --server=localhost:8500 --input=cat.png --output=cat_x4.png
@@ -7,9 +7,12 @@ r"""esrgan-upscale: upscale image files with any supported model, tiled with ble
   esrgan-upscale --model=multihead.keras --head=x2 --input=photo.jpg --output=out/
   esrgan-upscale --model=runs/psnr_gan/ --blend_heads=psnr:0.3,gan:0.7 --input=photo.jpg \
       --output=out/
+  esrgan-upscale --model=realesr-animevideov3 --input=clip.mkv --output=out/   # `video` extra
 
 Outputs are `<stem>_out.<ext>` in the --output directory (or --output itself for one input
-file). Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.
+file); a video keeps its container's extension (an --output file name picks the container), its
+tracks, timing and colour, and an interrupted video resumes when the same command is rerun.
+Existing outputs are skipped, not replaced, unless --overwrite; skips are not failures.
 Prints "N upscaled, M failed[, K skipped ...]"; exit 1 if any file failed or nothing matched.
 
 File names containing commas: give each with its own --input (a value naming an existing path is
@@ -30,8 +33,8 @@ from esrgan_tf.inference import batch as batch_lib
 
 _INPUT = flags.DEFINE_multi_string(
     "input", None,
-    "Image files, directories and globs; repeat --input for several. A value that names an "
-    "existing path is taken whole (commas included); otherwise it is split on commas "
+    "Image and video files, directories and globs; repeat --input for several. A value that "
+    "names an existing path is taken whole (commas included); otherwise it is split on commas "
     "(--input=a.png,b.png). For names with commas use one --input each, or --input_list.")
 _INPUT_LIST = flags.DEFINE_string(
     "input_list", None, "A text file with one input (file, directory or glob) per line, taken "

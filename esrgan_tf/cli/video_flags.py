@@ -87,8 +87,8 @@ def split_sources(sources: list) -> tuple[list, list, list]:
       images.append(source)
     elif outputs.is_video(source.path):
       videos.append(source)
-    elif outputs.missing_av_hint(source.path):
-      problems.append((source.path, outputs.missing_av_hint(source.path)))
+    elif outputs.video_name_problem(source.path):
+      problems.append((source.path, outputs.video_name_problem(source.path)))
     else:
       images.append(source)  # the image reader names what it is not
   return images, videos, problems

@@ -16,18 +16,25 @@ def looks_like_image(path: str) -> bool:
 def is_video(path: str) -> bool:
   """True if `path` is a video: probed with FFmpeg's demuxers, whatever its extension.
 
-  Image extensions are not probed. Without PyAV nothing is a video (the image reader then
-  refuses a video file by name; `missing_av_hint` says what to install).
+  Image extensions are not probed. Without PyAV nothing is a video (`video_name_problem` then
+  says what to install).
   """
   return not looks_like_image(path) and probe.is_video_file(path)
 
 
-def missing_av_hint(path: str) -> str:
-  """A hint for a file that may be a video when PyAV is missing, else ""."""
+def video_name_problem(path: str) -> str:
+  """Why a file named like a video (by extension) that `is_video` refused is not one, else "".
+
+  Without PyAV: what to install. With it: FFmpeg found no video stream (the image reader's
+  "not an image" would mislead for a corrupt clip).
+  """
   ext = os.path.splitext(path)[1].lower()
-  if not probe.available() and ext in encoding.VIDEO_EXTENSIONS:
+  if ext not in encoding.VIDEO_EXTENSIONS:
+    return ""
+  if not probe.available():
     return probe.INSTALL_HINT
-  return ""
+  return ("not a video FFmpeg can read: no video stream found (corrupt, truncated, audio-only or "
+          "not a video at all)")
 
 
 def output_is_file(output: str, count: int) -> bool:
